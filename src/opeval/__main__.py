@@ -1,0 +1,5 @@
+"""``python -m opeval``."""
+
+from opeval.cli import main
+
+main()

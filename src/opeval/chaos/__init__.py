@@ -1,0 +1,21 @@
+"""Chaos: the faults opeval injects, each inject -> verify -> revert."""
+
+from opeval._plugins import Registry
+from opeval.chaos._node_kill import ROLE_TARGETS, NodeKill, choose_member
+from opeval.chaos._protocol import Chaos, ChaosContext, ChaosVerificationError, Injection, Verification
+
+#: Chaos kinds by name (entry-point group ``opeval.chaos``).
+CHAOS: Registry[type] = Registry("chaos kind", "opeval.chaos")
+CHAOS.register("node_kill")(NodeKill)
+
+__all__ = [
+    "CHAOS",
+    "ROLE_TARGETS",
+    "Chaos",
+    "ChaosContext",
+    "ChaosVerificationError",
+    "Injection",
+    "NodeKill",
+    "Verification",
+    "choose_member",
+]

@@ -1,0 +1,89 @@
+"""``node_kill``: SIGKILL one member's process, as a crash or an OOM kill would."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from urllib.parse import urlparse
+
+import anyio
+
+from opeval.chaos._protocol import ChaosContext, ChaosVerificationError, Injection, Verification
+from opeval.errors import UsageError
+from opeval.events import ChaosSpec
+
+ROLE_TARGETS = ("leader", "follower", "random")
+
+
+def choose_member(target: str, before_leader: str | None, names: list[str], rng_choice) -> str:  # type: ignore[no-untyped-def]
+    """Resolve a role (``leader``/``follower``/``random``) or a member name to a member."""
+    if target == "leader":
+        if before_leader is None:
+            raise UsageError("target leader: the cluster has no leader to kill")
+        return before_leader
+    if target == "follower":
+        followers = sorted(n for n in names if n != before_leader)
+        if not followers:
+            raise UsageError("target follower: a one-member cluster has no follower")
+        return rng_choice(followers)  # type: ignore[no-any-return]
+    if target == "random":
+        return rng_choice(sorted(names))  # type: ignore[no-any-return]
+    return target
+
+
+def _port_refuses(url: str) -> bool:
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname, u.port), timeout=0.05):
+            return False
+    except OSError:
+        return True
+
+
+class NodeKill:
+    """Kill a member with SIGKILL; the effect is the member's absence (or a new leader)."""
+
+    kind = "node_kill"
+
+    def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
+        """The target must be a role or one of the members."""
+        if spec.target not in ROLE_TARGETS and spec.target not in member_names:
+            raise UsageError(
+                f"unknown target {spec.target!r} for node_kill: choose one of "
+                f"{', '.join([*ROLE_TARGETS, *member_names])}"
+            )
+        if spec.target == "follower" and len(member_names) < 2:
+            raise UsageError("target follower needs at least 2 members")
+
+    async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
+        """SIGKILL the chosen member's process."""
+        names = [m.name for m in ctx.before.members]
+        victim = choose_member(spec.target, ctx.before.leader, names, ctx.rng.choice)
+        pid = ctx.runtime.signal_member(victim, signal.SIGKILL)
+        return Injection(target=victim, detail={
+            "pid": pid, "signal": "SIGKILL", "was_leader": victim == ctx.before.leader,
+        })
+
+    async def verify(self, injection: Injection, ctx: ChaosContext, timeout_s: float) -> Verification:
+        """Observed when the process is gone and the member's client port refuses connections."""
+        victim = injection.target
+        url = ctx.subject.endpoint(victim).client_url
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            exited = ctx.runtime.pid(victim) != injection.detail["pid"]
+            if exited and await anyio.to_thread.run_sync(_port_refuses, url):
+                rc = ctx.runtime.last_exit(victim)
+                role = "leader" if injection.detail["was_leader"] else "follower"
+                return Verification(
+                    effect=f"{victim} ({role}) is down: process ended by "
+                    f"{'SIGKILL' if rc == -signal.SIGKILL else f'exit {rc}'}, client port refuses connections",
+                    observations={"member": victim, "exit_code": rc, "client_port_refused": True,
+                                  "was_leader": bool(injection.detail["was_leader"])},
+                )
+            await anyio.sleep(0.01)
+        raise ChaosVerificationError(f"{victim} still answers {timeout_s:.0f}s after SIGKILL")
+
+    async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
+        """A crash has nothing to undo: bringing the member back is the repair being judged."""
+        return None

@@ -1,0 +1,268 @@
+"""The ``opeval`` command line."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from cyclopts import App, Parameter
+from rich.console import Console
+from rich.table import Table
+
+import opeval
+from opeval.errors import OpevalError, UsageError
+from opeval.events import AgentSpec, Campaign, ChaosSpec, TrialConfig
+from opeval.runner import TrialRequest, TrialStatus, cleanup, run_single
+from opeval.store import EventStore, resolve_store_path
+
+from ._render import describe, event_json, member_summary
+
+app = App(
+    name="opeval",
+    help="Chaos evaluation harness for AI operator agents: break a real cluster, record every step.",
+    version=opeval.__version__,
+)
+out = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    Path | None,
+    Parameter(name="--store", help="Event store file (env OPEVAL_STORE; default ~/.local/share/opeval/events.db)."),
+]
+JsonFlag = Annotated[bool, Parameter(name="--json", negative=(), help="Print JSON instead of tables.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(jsonlib.dumps(data, indent=2, default=str) + "\n")
+
+
+class _StatusLine:
+    """A live status line on a terminal; plain phase lines otherwise (CI, pipes)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = err.is_terminal
+        self.last_phase = ""
+        self.status = err.status("starting") if self.tty and not quiet else None
+
+    def __enter__(self) -> _StatusLine:
+        if self.status:
+            self.status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status:
+            self.status.stop()
+
+    def update(self, s: TrialStatus) -> None:
+        if self.quiet:
+            return
+        line = f"{s.phase:<22} {s.elapsed_s:6.1f}s  {member_summary(s.state)}"
+        if self.status:
+            self.status.update(line)
+        elif s.phase != self.last_phase:
+            err.print(f"[{s.elapsed_s:6.1f}s] {s.phase}", highlight=False)
+        self.last_phase = s.phase
+
+
+@app.command
+def run(
+    *,
+    subject: str = "etcd",
+    chaos: str = "node_kill",
+    target: str = "random",
+    agent: str = "none",
+    baseline: Annotated[bool, Parameter(negative=())] = False,
+    seed: int | None = None,
+    timeout: float = 60.0,
+    settle: float = 2.0,
+    restart_policy: str = "on-failure",
+    members: int | None = None,
+    rate: float = 50.0,
+    store: StoreOption = None,
+    json: JsonFlag = False,
+) -> int:
+    """Run one trial: start the subject, inject the fault, wait for recovery, record it all.
+
+    Parameters
+    ----------
+    subject
+        The system under test (``etcd``).
+    chaos
+        The fault to inject (``node_kill``).
+    target
+        Whom the fault hits: ``leader``, ``follower``, ``random`` or a member name (``etcd-2``).
+    agent
+        Who repairs the fault: ``none`` (the system's own self-healing only).
+    baseline
+        Same as ``--agent none``: measure self-healing without any agent.
+    seed
+        Makes the target choice and the workload reproducible (random if not given; recorded).
+    timeout
+        Seconds after the fault is verified before the trial ends as not_recovered.
+    settle
+        Seconds the recovery criteria must hold without a break.
+    restart_policy
+        What the supervisor does when a member dies: ``on-failure`` (restart with backoff) or ``never``.
+    members
+        Cluster size (default from the subject definition: 3 for etcd).
+    rate
+        Workload operations per second (puts and gets alternate).
+    """
+    if baseline:
+        agent = "none"
+    if agent != "none":
+        raise UsageError(f"unknown agent {agent!r}: choose none (or pass --baseline)")
+    path = resolve_store_path(store)
+    from opeval.subjects import SUBJECTS
+
+    default_members = SUBJECTS.get(subject)().default_members
+    req = TrialRequest(
+        subject=subject,
+        chaos=ChaosSpec(kind=chaos, target=target),
+        agent=AgentSpec(name=agent),
+        config=TrialConfig(members=members or default_members, restart_policy=restart_policy,
+                           timeout_s=timeout, settle_s=settle, workload_rate_hz=rate),
+        seed=seed if seed is not None else secrets.randbelow(2**31),
+    )
+    from opeval.runner import prepare
+
+    prepare(req)  # unknown chaos/target/policy fail here, before the store is touched
+    with EventStore(path) as es:
+        report = cleanup(es)
+        for tid in report.aborted:
+            err.print(f"recorded leftover trial {tid.hex[:8]} as aborted (its harness had died)")
+        for problem in report.problems:
+            err.print(problem, highlight=False)
+        with _StatusLine(quiet=json) as line:
+            result = anyio.run(lambda: run_single(es, req, on_status=line.update))
+    if json:
+        _print_json({"trial_id": str(result.trial_id), "outcome": result.outcome, "reason": result.reason,
+                     "time_to_detect_s": result.time_to_detect_s, "time_to_recover_s": result.time_to_recover_s,
+                     "store": str(path)})
+    else:
+        out.print(f"trial {result.trial_id.hex[:8]}: [bold]{result.outcome}[/bold] - {result.reason}")
+        out.print(f"see the timeline: opeval show {result.trial_id.hex[:8]}" +
+                  ("" if store is None and "OPEVAL_STORE" not in os.environ else f" --store {path}"),
+                  highlight=False)
+    return {"recovered": 0, "not_recovered": 0, "aborted": 130}.get(result.outcome, 1)
+
+
+def _trial_rows(es: EventStore) -> list[dict[str, Any]]:
+    finished: dict[Any, Any] = {}
+    for _, e in es.iter_events(topics=["opeval.trial:TrialFinished"]):
+        finished[e.originator_id] = e
+    rows = []
+    for _, e in es.iter_events(topics=["opeval.trial:TrialStarted"]):
+        f = finished.get(e.originator_id)
+        rows.append({
+            "trial_id": str(e.originator_id), "campaign_id": str(e.campaign_id),
+            "started": e.timestamp.isoformat(timespec="seconds"), "subject": e.subject,
+            "chaos": e.chaos.kind, "target": e.chaos.target, "agent": e.agent.name,
+            "restart_policy": e.config.restart_policy, "seed": e.seed,
+            "outcome": f.outcome if f else "running",
+            "time_to_recover_s": f.time_to_recover_s if f else None,
+        })
+    return rows
+
+
+@app.command(name="list")
+def list_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
+    """List the trials in the store, oldest first."""
+    with EventStore(resolve_store_path(store), writable=False) as es:
+        rows = _trial_rows(es)
+    if json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        out.print("no trials yet: run `opeval run --baseline`")
+        return 0
+    table = Table("trial", "campaign", "started (UTC)", "subject", "chaos", "target", "agent", "restart",
+                  "outcome", "TTR")
+    for r in rows:
+        ttr = "-" if r["time_to_recover_s"] is None else f"{r['time_to_recover_s']:.3f}s"
+        table.add_row(r["trial_id"].replace("-", "")[:8], r["campaign_id"].replace("-", "")[:8], r["started"],
+                      r["subject"], r["chaos"], r["target"], r["agent"], r["restart_policy"], r["outcome"], ttr)
+    out.print(table)
+    return 0
+
+
+@app.command
+def show(id: str, /, *, store: StoreOption = None, json: JsonFlag = False) -> int:  # noqa: A002
+    """Show a trial's timeline, or a campaign and its trials. ``ID`` may be a unique prefix.
+
+    Parameters
+    ----------
+    id
+        A trial or campaign id, or a unique prefix of one (see ``opeval list``).
+    """
+    with EventStore(resolve_store_path(store), writable=False) as es:
+        kind, oid = es.resolve(id)
+        events = es.events(oid)
+        if kind == "campaign":
+            campaign: Campaign = es.campaign(oid)
+            trials = [(tid, es.trial(tid)) for tid in campaign.trial_ids]
+    if json:
+        data: dict[str, Any] = {"kind": kind, "id": str(oid), "events": [event_json(None, e) for e in events]}
+        if kind == "campaign":
+            data["trials"] = [{"trial_id": str(t), "outcome": tr.outcome} for t, tr in trials]
+        _print_json(data)
+        return 0
+    if kind == "campaign":
+        c = events[0]
+        out.print(f"campaign {oid.hex} [bold]{c.name}[/bold] started {c.timestamp:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+        for tid, tr in trials:
+            out.print(f"  trial {tid.hex[:8]}  {tr.chaos.kind} target={tr.chaos.target} -> {tr.outcome or 'running'}")
+        return 0
+    started = events[0]
+    out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    table = Table("offset", "event", "detail", show_lines=False)
+    for e in events:
+        table.add_row(f"{e.offset_s:8.3f}s", type(e).__name__, describe(e))
+    out.print(table)
+    return 0
+
+
+@app.command(name="cleanup")
+def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
+    """Reap what killed harnesses left behind (processes, directories) and record their trials as aborted."""
+    path = resolve_store_path(store)
+    if path.exists():
+        with EventStore(path) as es:
+            report = cleanup(es)
+    else:
+        report = cleanup(None)
+    if json:
+        _print_json({
+            "reaped": [{"trial_id": r.trial_id, "killed": r.killed, "removed": r.removed} for r in report.reaped],
+            "aborted": [str(t) for t in report.aborted], "problems": report.problems,
+        })
+    else:
+        for r in report.reaped:
+            out.print(f"trial {r.trial_id[:8]}: killed {len(r.killed)} processes, removed {len(r.removed)} directories")
+        for t in report.aborted:
+            out.print(f"trial {t.hex[:8]}: recorded as aborted")
+        for p in report.problems:
+            err.print(p)
+        if not (report.reaped or report.aborted or report.problems):
+            out.print("nothing to clean up")
+    return 1 if report.problems else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line and an exit code, never a traceback."""
+    try:
+        app(argv)
+    except OpevalError as e:
+        err.print(f"opeval: error: {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("opeval: interrupted")
+        sys.exit(130)
+
+

@@ -1,0 +1,77 @@
+"""Turning events into the lines and rows a person reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from opeval.events import ClusterState, Trial, event_name
+
+
+def member_summary(state: ClusterState | None) -> str:
+    """``etcd-1 ok* etcd-2 DOWN etcd-3 ok`` (``*`` marks the leader)."""
+    if state is None:
+        return ""
+    parts = []
+    for m in state.members:
+        word = "ok" if m.healthy else ("unhealthy" if m.reachable else "DOWN")
+        parts.append(f"{m.name} {word}{'*' if m.name == state.leader else ''}")
+    return "  ".join(parts)
+
+
+def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per event type
+    """A one-line description of an event for a timeline."""
+    e = event
+    if isinstance(e, Trial.TrialStarted):
+        return (f"{e.subject} x{e.config.members} on {e.runtime}; chaos {e.chaos.kind} target={e.chaos.target}; "
+                f"agent {e.agent.name}; seed {e.seed}; restart {e.config.restart_policy}")
+    if isinstance(e, Trial.ClusterUp):
+        return f"{len(e.members)} members healthy in {e.time_to_healthy_s:.3f}s (cluster {e.cluster_id})"
+    if isinstance(e, Trial.StateSnapshot):
+        return f"[{e.phase}] leader={e.state.leader or '-'} healthy={e.state.healthy}/{e.state.expected}  {member_summary(e.state)}"
+    if isinstance(e, Trial.WorkloadStarted):
+        return f"{e.rate_hz:g} ops/s under {e.key_prefix}"
+    if isinstance(e, Trial.WorkloadSampled):
+        return (f"writes {e.writes_ok} ok/{e.writes_failed} failed, reads {e.reads_ok} ok/{e.reads_failed} failed, "
+                f"p50 {e.latency_p50_ms} ms")
+    if isinstance(e, Trial.WorkloadStopped):
+        return (f"{e.acknowledged} writes acknowledged, {e.writes_failed} failed; "
+                f"longest unavailability {e.longest_unavailable_s:.3f}s")
+    if isinstance(e, Trial.ChaosInjected):
+        return f"{e.kind} -> {e.target} {dict(e.detail)}"
+    if isinstance(e, Trial.ChaosVerified):
+        return e.effect
+    if isinstance(e, Trial.ChaosReverted):
+        return f"{e.kind} on {e.target}: {e.action}"
+    if isinstance(e, Trial.FaultDetected):
+        return "; ".join(e.symptoms)
+    if isinstance(e, Trial.MemberProcessStarted):
+        return f"{e.member} pid {e.pid} ({e.reason})"
+    if isinstance(e, Trial.MemberProcessExited):
+        how = f"signal {e.signal}" if e.signal else f"exit {e.exit_code}"
+        return f"{e.member} pid {e.pid} ended ({how})"
+    if isinstance(e, Trial.RecoveryDetected):
+        return f"criteria met at +{e.criteria_met_offset_s:.3f}s, held {e.held_s:.3f}s"
+    if isinstance(e, Trial.DataSafetyChecked):
+        verdict = "SAFE" if not (e.missing or e.wrong or e.error) else "LOSS"
+        return (f"{verdict}: {e.present}/{e.acknowledged} acknowledged writes present, {e.missing} missing, "
+                f"{e.wrong} wrong" + (f" ({e.error})" if e.error else ""))
+    if isinstance(e, Trial.ClusterDown):
+        return e.detail
+    if isinstance(e, Trial.TrialAborted):
+        return e.reason + (f" (reaped {', '.join(e.reaped)})" if e.reaped else "")
+    if isinstance(e, Trial.TrialFinished):
+        ttd = "-" if e.time_to_detect_s is None else f"{e.time_to_detect_s:.3f}s"
+        ttr = "-" if e.time_to_recover_s is None else f"{e.time_to_recover_s:.3f}s"
+        return f"{e.outcome.upper()}: {e.reason} (TTD {ttd}, TTR {ttr})"
+    return ""
+
+
+def event_json(notification_id: int | None, event: Any) -> dict[str, Any]:
+    """An event as plain JSON-able data, tagged with its type."""
+    data = msgspec.to_builtins({k: v for k, v in vars(event).items()})
+    data["type"] = event_name(type(event))
+    if notification_id is not None:
+        data["position"] = notification_id
+    return data  # type: ignore[no-any-return]

@@ -1,0 +1,268 @@
+"""The Trial aggregate: one subject, one fault, one agent (or none), start to finish.
+
+Event classes are nested in the aggregate (the eventsourcing convention) and carry an
+explicit ``TOPIC``: the stored topic never depends on where the class lives, so a log
+written today replays after any refactoring. Changing a field means bumping
+``class_version`` and adding an ``upcast_vN_vN+1`` static method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from opeval.events._types import (
+    AgentSpec,
+    ChaosSpec,
+    ClusterState,
+    HarnessInfo,
+    MemberEndpoint,
+    Scalar,
+    TimeWindow,
+    TrialConfig,
+)
+
+#: Outcomes a trial can end with.
+OUTCOMES = ("recovered", "not_recovered", "error", "aborted")
+
+
+class TrialClosedError(RuntimeError):
+    """An event was triggered on a trial that already finished."""
+
+
+class Trial(Aggregate):
+    """One trial. Its events, in order, are the contract described in DESIGN.md."""
+
+    TOPIC = "opeval.trial:Trial"
+
+    class Event(Aggregate.Event):
+        """Base of every trial event; ``offset_s`` is monotonic seconds since start."""
+
+        offset_s: float
+
+        def apply(self, aggregate: Any) -> None:
+            if aggregate.outcome is not None:
+                raise TrialClosedError(
+                    f"trial {aggregate.id} already finished; refusing {type(self).__name__}"
+                )
+            self.apply_to(aggregate)
+
+        def apply_to(self, aggregate: Any) -> None:
+            """Evolve the trial's state; most events only add to the log."""
+
+    class Created(Aggregate.Created):
+        """Base of the creation event (never stored itself)."""
+
+        TOPIC = "opeval.trial:Created"
+
+    class TrialStarted(Created):
+        """The trial began: everything needed to reproduce it."""
+
+        TOPIC = "opeval.trial:TrialStarted"
+        campaign_id: UUID
+        index: int
+        subject: str
+        runtime: str
+        chaos: ChaosSpec
+        agent: AgentSpec
+        seed: int
+        config: TrialConfig
+        harness: HarnessInfo
+        offset_s: float
+
+    class ClusterUp(Event):
+        """Every member answered its health probe for the first time."""
+
+        TOPIC = "opeval.trial:ClusterUp"
+        members: list[MemberEndpoint]
+        cluster_id: str
+        time_to_healthy_s: float
+
+    class StateSnapshot(Event):
+        """The subject's state: ``phase`` is ``before``, ``periodic`` or ``after``."""
+
+        TOPIC = "opeval.trial:StateSnapshot"
+        phase: str
+        state: ClusterState
+
+    class WorkloadStarted(Event):
+        """The client loop began writing and reading."""
+
+        TOPIC = "opeval.trial:WorkloadStarted"
+        rate_hz: float
+        key_prefix: str
+
+    class WorkloadSampled(Event):
+        """Client results over one window (about a second) of the trial."""
+
+        TOPIC = "opeval.trial:WorkloadSampled"
+        window: TimeWindow
+        writes_ok: int
+        writes_failed: int
+        reads_ok: int
+        reads_failed: int
+        latency_p50_ms: float | None
+        latency_p99_ms: float | None
+
+    class WorkloadStopped(Event):
+        """The client loop ended; totals and the windows with no acknowledged write."""
+
+        TOPIC = "opeval.trial:WorkloadStopped"
+        writes_ok: int
+        writes_failed: int
+        reads_ok: int
+        reads_failed: int
+        acknowledged: int
+        unavailable: list[TimeWindow]
+        longest_unavailable_s: float
+
+    class ChaosInjected(Event):
+        """The fault was applied (``target`` is the member it hit)."""
+
+        TOPIC = "opeval.trial:ChaosInjected"
+        kind: str
+        target: str
+        params: dict[str, Scalar]
+        detail: dict[str, Scalar]
+
+        def apply_to(self, aggregate: Any) -> None:
+            aggregate.chaos_injected_at = self.offset_s
+
+    class ChaosVerified(Event):
+        """The fault's effect was observed on the subject: TTD and TTR count from here."""
+
+        TOPIC = "opeval.trial:ChaosVerified"
+        effect: str
+        observations: dict[str, Scalar]
+
+        def apply_to(self, aggregate: Any) -> None:
+            aggregate.chaos_verified_at = self.offset_s
+
+    class ChaosReverted(Event):
+        """The harness undid the fault (faults with nothing to undo record none)."""
+
+        TOPIC = "opeval.trial:ChaosReverted"
+        kind: str
+        target: str
+        action: str
+
+    class FaultDetected(Event):
+        """The monitor saw a symptom, from the subject's own signals."""
+
+        TOPIC = "opeval.trial:FaultDetected"
+        symptoms: list[str]
+
+        def apply_to(self, aggregate: Any) -> None:
+            if aggregate.fault_detected_at is None:
+                aggregate.fault_detected_at = self.offset_s
+
+    class MemberProcessExited(Event):
+        """A member's process ended (``signal`` set if a signal ended it)."""
+
+        TOPIC = "opeval.trial:MemberProcessExited"
+        member: str
+        pid: int
+        exit_code: int | None
+        signal: int | None
+
+    class MemberProcessStarted(Event):
+        """A member's process started; ``reason`` says who started it and why."""
+
+        TOPIC = "opeval.trial:MemberProcessStarted"
+        member: str
+        pid: int
+        restarts: int
+        reason: str
+
+    class RecoveryDetected(Event):
+        """The recovery criteria held for the whole settle window.
+
+        ``criteria_met_offset_s`` is when they first held; time to recover ends there.
+        """
+
+        TOPIC = "opeval.trial:RecoveryDetected"
+        criteria_met_offset_s: float
+        held_s: float
+
+        def apply_to(self, aggregate: Any) -> None:
+            aggregate.recovered_at = self.criteria_met_offset_s
+
+    class DataSafetyChecked(Event):
+        """Acknowledged writes read back after the incident."""
+
+        TOPIC = "opeval.trial:DataSafetyChecked"
+        acknowledged: int
+        present: int
+        missing: int
+        wrong: int
+        unreadable: int
+        sample_missing: list[str]
+        error: str | None
+
+    class ClusterDown(Event):
+        """Every member stopped and the trial's resources were released."""
+
+        TOPIC = "opeval.trial:ClusterDown"
+        graceful: bool
+        detail: str
+
+    class TrialAborted(Event):
+        """The trial could not run to its end (interrupted, or its harness died)."""
+
+        TOPIC = "opeval.trial:TrialAborted"
+        reason: str
+        reaped: list[str]
+
+    class TrialFinished(Event):
+        """The last event of every trial."""
+
+        TOPIC = "opeval.trial:TrialFinished"
+        outcome: str
+        reason: str
+        time_to_detect_s: float | None
+        time_to_recover_s: float | None
+
+        def apply_to(self, aggregate: Any) -> None:
+            aggregate.outcome = self.outcome
+
+    # --- state -----------------------------------------------------------------
+    # Set by TrialStarted through the created-event machinery.
+    campaign_id: UUID
+    subject: str
+    chaos: ChaosSpec
+    agent: AgentSpec
+    seed: int
+
+    def __init__(  # noqa: PLR0913 - the trial's identity is this wide
+        self,
+        campaign_id: UUID,
+        index: int,
+        subject: str,
+        runtime: str,
+        chaos: ChaosSpec,
+        agent: AgentSpec,
+        seed: int,
+        config: TrialConfig,
+        harness: HarnessInfo,
+        offset_s: float,
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.index = index
+        self.subject = subject
+        self.runtime = runtime
+        self.chaos = chaos
+        self.agent = agent
+        self.seed = seed
+        self.config = config
+        self.harness = harness
+        self.outcome: str | None = None
+        self.chaos_injected_at: float | None = None
+        self.chaos_verified_at: float | None = None
+        self.fault_detected_at: float | None = None
+        self.recovered_at: float | None = None
+
+    def record(self, event_class: type[Trial.Event], **fields: Any) -> None:
+        """Append an event of ``event_class`` to this trial's pending events."""
+        self.trigger_event(event_class, **fields)

@@ -1,0 +1,94 @@
+"""Value types carried inside events: msgspec Structs, so they cross every boundary
+(the store, the CLI's --json, the read models) with one exact encoding."""
+
+from __future__ import annotations
+
+from msgspec import Struct, field
+
+#: A scalar that may appear in free-form parameter maps.
+Scalar = str | int | float | bool | None
+
+
+class ChaosSpec(Struct, frozen=True, kw_only=True):
+    """What fault to inject: its kind, whom it targets, and its parameters."""
+
+    kind: str
+    target: str = "random"
+    params: dict[str, Scalar] = field(default_factory=dict)
+
+
+class AgentSpec(Struct, frozen=True, kw_only=True):
+    """Who repairs the fault. ``name`` ``none`` is the baseline: no agent at all."""
+
+    name: str = "none"
+    variant: str = "default"
+    config: dict[str, Scalar] = field(default_factory=dict)
+
+
+class TrialConfig(Struct, frozen=True, kw_only=True):
+    """Knobs of one trial that the analysis needs to interpret its events."""
+
+    members: int = 3
+    restart_policy: str = "on-failure"
+    timeout_s: float = 60.0
+    settle_s: float = 2.0
+    poll_interval_s: float = 0.1
+    snapshot_interval_s: float = 1.0
+    workload_rate_hz: float = 50.0
+    warmup_s: float = 1.0
+    verify_timeout_s: float = 10.0
+
+
+class HarnessInfo(Struct, frozen=True, kw_only=True):
+    """The process that ran a trial, so a dead harness can be told from a live one."""
+
+    host: str
+    pid: int
+    start_ticks: int
+    version: str
+
+
+class MemberEndpoint(Struct, frozen=True, kw_only=True):
+    """Where a member of the subject can be reached."""
+
+    name: str
+    client_url: str
+    peer_url: str
+    member_id: str = ""
+
+
+class MemberState(Struct, frozen=True, kw_only=True):
+    """One member as the monitor saw it at one moment."""
+
+    name: str
+    process_up: bool
+    reachable: bool = False
+    healthy: bool = False
+    member_id: str | None = None
+    leader_id: str | None = None
+    is_leader: bool = False
+    cluster_id: str | None = None
+    raft_term: int | None = None
+    raft_index: int | None = None
+    revision: int | None = None
+    db_size: int | None = None
+    alarms: list[str] = field(default_factory=list)
+    member_names: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class ClusterState(Struct, frozen=True, kw_only=True):
+    """The whole subject at one moment: every expected member plus a summary."""
+
+    members: list[MemberState]
+    leader: str | None = None
+    healthy: int = 0
+    expected: int = 0
+    cluster_id: str | None = None
+
+
+class TimeWindow(Struct, frozen=True, array_like=True):
+    """A span of trial time in seconds from trial start: ``[start_s, end_s]``."""
+
+    start_s: float
+    end_s: float

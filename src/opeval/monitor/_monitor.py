@@ -1,0 +1,110 @@
+"""The monitor: polls the subject, records snapshots, detects the fault and recovery.
+
+Detection and recovery are judged from the subject's own health signals, never from an
+agent's claim. Recovery is the subject's criteria (plus a write+read probe) holding
+without a break for the whole settle window; its time is when they first held.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+
+from opeval.events import ClusterState, Trial
+from opeval.subjects import Subject
+
+
+def symptoms(baseline: ClusterState, now: ClusterState) -> list[str]:
+    """What an operator would see as wrong in ``now`` compared with ``baseline``."""
+    found = []
+    for m in now.members:
+        if not m.reachable:
+            found.append(f"{m.name} unreachable")
+        elif not m.healthy:
+            found.append(f"{m.name} unhealthy ({m.error})")
+        if m.alarms:
+            found.append(f"{m.name} alarms: {', '.join(m.alarms)}")
+    if now.leader is None:
+        found.append("no agreed leader")
+    elif baseline.leader and now.leader != baseline.leader:
+        found.append(f"leader changed {baseline.leader} -> {now.leader}")
+    return found
+
+
+class Monitor:
+    """Polls every ``poll_interval_s``; snapshots every ``snapshot_interval_s``."""
+
+    def __init__(
+        self,
+        *,
+        subject: Subject,
+        http: httpx.AsyncClient,
+        running: Callable[[], dict[str, bool]],
+        record: Callable[..., Any],
+        clock: Callable[[], float],
+        baseline: ClusterState,
+        poll_interval_s: float,
+        snapshot_interval_s: float,
+        settle_s: float,
+        on_state: Callable[[ClusterState], Any] = lambda s: None,
+    ) -> None:
+        self.subject = subject
+        self.http = http
+        self.running = running
+        self.record = record
+        self.clock = clock
+        self.baseline = baseline
+        self.poll_interval_s = poll_interval_s
+        self.snapshot_interval_s = snapshot_interval_s
+        self.settle_s = settle_s
+        self.on_state = on_state
+        self.armed = False  # set when the fault is injected: symptoms count from then
+        self.verified = False  # set when the fault is verified: recovery counts from then
+        self.fault_detected_at: float | None = None
+        self.met_since: float | None = None
+        self.recovered = anyio.Event()
+        self.latest: ClusterState = baseline
+        self.unmet: list[str] = []
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        last_snapshot = -1e9
+        next_at = time.monotonic()
+        while True:
+            observed_at = self.clock()
+            state = await self.subject.observe(self.http, self.running())
+            self.latest = state
+            self.on_state(state)
+            if observed_at - last_snapshot >= self.snapshot_interval_s:
+                self.record(Trial.StateSnapshot, phase="periodic", state=state)
+                last_snapshot = observed_at
+            if self.armed and self.fault_detected_at is None:
+                found = symptoms(self.baseline, state)
+                if found:
+                    self.fault_detected_at = observed_at
+                    self.record(Trial.FaultDetected, symptoms=found)
+            if self.verified and not self.recovered.is_set():
+                await self._judge_recovery(state, observed_at)
+            next_at = max(next_at + self.poll_interval_s, time.monotonic())
+            await anyio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def _judge_recovery(self, state: ClusterState, observed_at: float) -> None:
+        unmet = self.subject.recovery_unmet(self.baseline, state)
+        if not unmet:
+            problem = await self.subject.write_read_probe(self.http)
+            if problem:
+                unmet = [problem]
+        self.unmet = unmet
+        if unmet:
+            self.met_since = None
+            return
+        if self.met_since is None:
+            self.met_since = observed_at
+        held = self.clock() - self.met_since
+        if held >= self.settle_s:
+            self.record(Trial.RecoveryDetected, criteria_met_offset_s=self.met_since, held_s=round(held, 6))
+            self.recovered.set()

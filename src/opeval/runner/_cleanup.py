@@ -1,0 +1,92 @@
+"""Finding what dead harnesses left behind, reaping it, and recording their trials as
+aborted. Found from the resource journal and from the event log, never by process name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID
+
+from opeval.errors import OpevalError
+from opeval.events import Campaign, Trial
+from opeval.runtimes import Reaped, is_same_process, reap_orphans
+from opeval.store import EventStore
+
+
+@dataclass
+class CleanupReport:
+    """What one cleanup did."""
+
+    reaped: list[Reaped] = field(default_factory=list)
+    aborted: list[UUID] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _harness_dead(trial: Trial) -> bool:
+    h = trial.harness
+    return h.host == socket.gethostname() and not is_same_process(h.pid, h.start_ticks)
+
+
+def mark_aborted(store: EventStore, trial_id: UUID, reason: str, reaped: Iterable[str] = ()) -> bool:
+    """Record TrialAborted + TrialFinished(aborted) unless the trial already finished."""
+    trial = store.trial(trial_id)
+    if trial.outcome is not None:
+        return False
+    started = store.events(trial_id)[0].timestamp
+    offset = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 6)
+    trial.record(Trial.TrialAborted, reason=reason, reaped=list(reaped), offset_s=offset)
+    trial.record(Trial.TrialFinished, outcome="aborted", reason=reason, time_to_detect_s=None,
+                 time_to_recover_s=None, offset_s=offset)
+    store.save(trial)
+    finish_campaign_if_done(store, trial.campaign_id)
+    return True
+
+
+def finish_campaign_if_done(store: EventStore, campaign_id: UUID) -> None:
+    """Record CampaignFinished once every planned trial of the campaign has ended."""
+    campaign = store.campaign(campaign_id)
+    if campaign.finished or len(campaign.trial_ids) < campaign.trials_planned:
+        return
+    outcomes: dict[str, int] = {}
+    for tid in campaign.trial_ids:
+        outcome = store.trial(tid).outcome
+        if outcome is None:
+            return
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    campaign.trigger_event(Campaign.CampaignFinished, outcomes=outcomes)
+    store.save(campaign)
+
+
+def cleanup(store: EventStore | None) -> CleanupReport:
+    """Reap every dead harness's resources on this machine; mark their trials aborted.
+
+    ``store`` (if given) is also scanned for unfinished trials whose harness on this host
+    is gone, which covers a harness killed before its journal was written.
+    """
+    report = CleanupReport()
+    report.reaped = reap_orphans()
+    for r in report.reaped:
+        what = [f"pid {p}" for p in r.killed] + [f"dir {d}" for d in r.removed]
+        reason = "harness died mid-trial; its leftovers were reaped by cleanup"
+        try:
+            if store is not None and Path(r.store).resolve() == store.path.resolve():
+                if mark_aborted(store, UUID(r.trial_id), reason, what):
+                    report.aborted.append(UUID(r.trial_id))
+            else:
+                with EventStore(r.store) as other:
+                    if mark_aborted(other, UUID(r.trial_id), reason, what):
+                        report.aborted.append(UUID(r.trial_id))
+        except OpevalError as e:
+            report.problems.append(f"trial {r.trial_id[:8]}: reaped, but not recorded as aborted ({e})")
+    if store is not None:
+        for tid in store.unfinished_trials():
+            if tid in report.aborted:
+                continue
+            if _harness_dead(store.trial(tid)) and mark_aborted(
+                store, tid, "harness died mid-trial; found unfinished in the event log"
+            ):
+                report.aborted.append(tid)
+    return report

@@ -1,0 +1,36 @@
+"""Runtimes: where a subject's members run (local processes today).
+
+Also the machine-level resource journal that lets a later run or ``opeval cleanup``
+reap what a killed harness left behind.
+"""
+
+from opeval._plugins import Registry
+from opeval.runtimes._dirs import runtime_dir
+from opeval.runtimes._journal import TRIAL_ENV, Journal, JournalEntry, Reaped, reap_orphans
+from opeval.runtimes._local import LocalRuntime
+from opeval.runtimes._ports import PortLease
+from opeval.runtimes._proc import is_same_process, self_identity, start_ticks
+from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy, Runtime
+
+#: Runtimes by name (entry-point group ``opeval.runtimes``).
+RUNTIMES: Registry[type] = Registry("runtime", "opeval.runtimes")
+RUNTIMES.register("local")(LocalRuntime)
+
+__all__ = [
+    "RUNTIMES",
+    "TRIAL_ENV",
+    "Journal",
+    "JournalEntry",
+    "LocalRuntime",
+    "MemberEvent",
+    "MemberSpec",
+    "PortLease",
+    "Reaped",
+    "RestartPolicy",
+    "Runtime",
+    "is_same_process",
+    "reap_orphans",
+    "runtime_dir",
+    "self_identity",
+    "start_ticks",
+]

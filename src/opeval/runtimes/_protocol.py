@@ -1,0 +1,96 @@
+"""What a runtime is: where a subject's members run, and how they are restarted."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Literal, Protocol
+
+import msgspec
+
+from opeval.errors import UsageError
+
+
+class MemberSpec(msgspec.Struct, kw_only=True):
+    """How to run one member: its command line, environment and files."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    log_path: str
+
+
+class MemberEvent(msgspec.Struct, kw_only=True):
+    """A member's process started or exited (reported by the runtime's supervisor)."""
+
+    member: str
+    kind: Literal["started", "exited"]
+    pid: int
+    restarts: int = 0
+    reason: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+
+
+class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """``never``, or ``on-failure`` with exponential backoff (like systemd's Restart=)."""
+
+    name: Literal["never", "on-failure"] = "on-failure"
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+
+    @classmethod
+    def parse(cls, name: str) -> RestartPolicy:
+        """The policy called ``name``, or a UsageError."""
+        if name not in ("never", "on-failure"):
+            raise UsageError(f"unknown restart policy {name!r}: choose never or on-failure")
+        return cls(name=name)  # type: ignore[arg-type]
+
+    def restarts_after(self, returncode: int) -> bool:
+        """Does the supervisor restart a process that ended with ``returncode``?"""
+        return self.name == "on-failure" and returncode != 0
+
+
+class Runtime(Protocol):
+    """Where members run. Implementations: :class:`~opeval.runtimes.LocalRuntime`."""
+
+    name: str
+    host: str
+    workspace: Path
+
+    def session(self) -> contextlib.AbstractAsyncContextManager[Runtime]:
+        """Own the members while the block runs; leaving it stops and releases everything."""
+        ...
+
+    def allocate_ports(self, count: int) -> list[int]:
+        """Ports reserved for this trial."""
+        ...
+
+    def member_dir(self, name: str) -> Path:
+        """A directory owned by one member."""
+        ...
+
+    async def start_member(self, spec: MemberSpec, *, reason: str = "initial") -> int:
+        """Start (or restart) a member under supervision."""
+        ...
+
+    async def stop_member(self, name: str, timeout_s: float = 5.0) -> None:
+        """Stop a member on purpose; it is not restarted."""
+        ...
+
+    def signal_member(self, name: str, sig: int) -> int:
+        """Deliver a signal as a fault would; the supervisor treats the result as a failure."""
+        ...
+
+    def is_running(self, name: str) -> bool:
+        """Is the member's process alive?"""
+        ...
+
+    def pid(self, name: str) -> int | None:
+        """The member's pid while it runs."""
+        ...
+
+    def last_exit(self, name: str) -> int | None:
+        """Return code of the member's last exit."""
+        ...
