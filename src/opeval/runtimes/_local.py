@@ -78,6 +78,11 @@ class LocalRuntime:
                     with anyio.CancelScope(shield=True):
                         await self.teardown()
                     tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The supervisors never fail on their own: a lone error is the caller's, unwrapped.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             self.ports.release()
             shutil.rmtree(self.workspace, ignore_errors=True)
