@@ -63,6 +63,7 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
         super().__init__(transcoder=MsgspecTranscoder())
         self._encoder = msgspec.json.Encoder()
         self._shapes: dict[type, _EventShape] = {}
+        self._outgoing: dict[type, tuple[str, int]] = {}  # class -> (topic, class_version)
 
     def _shape(self, cls: type) -> _EventShape:
         shape = self._shapes.get(cls)
@@ -72,18 +73,16 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         """Encode an event's state (everything but its identity) as msgspec JSON."""
-        state = dict(domain_event.__dict__)
+        cls = type(domain_event)
+        out = self._outgoing.get(cls)
+        if out is None:
+            out = self._outgoing[cls] = (get_topic(cls), getattr(cls, "class_version", 1))
+        state = domain_event.__dict__.copy()
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
-        class_version = getattr(type(domain_event), "class_version", 1)
-        if class_version > 1:
-            state["class_version"] = class_version
-        return StoredEvent(
-            originator_id=originator_id,
-            originator_version=originator_version,
-            topic=get_topic(type(domain_event)),
-            state=self._encoder.encode(state),
-        )
+        if out[1] > 1:
+            state["class_version"] = out[1]
+        return StoredEvent(originator_id, originator_version, out[0], self._encoder.encode(state))
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event with its class's field types, upcasting old versions."""

@@ -274,8 +274,9 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
         except ChaosVerificationError as e:
             tg.cancel_scope.cancel()
             return "error", f"fault not verified: {e}", None, None
-        verified_at = clock()
-        record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations)
+        verified_at = clock()  # TTD and TTR count from this very offset
+        record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
+               offset_s=verified_at)
         monitor.verified = True
 
         set_phase("waiting for recovery" if req.agent.name == "none" else "agent at work")

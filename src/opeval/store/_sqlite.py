@@ -1,9 +1,9 @@
 """SQLite recorder tuned for bulk appends.
 
 eventsourcing's SQLite application recorder inserts row by row to learn each row's
-notification id. Inside one write transaction nobody else inserts, and SQLite gives a
-new row the largest rowid plus one, so the ids are known up front and the rows can go
-in with a single ``executemany``.
+notification id, which it only needs to notify subscribers and process applications.
+opeval has neither (its projections pull by notification id), so this recorder inserts
+a transaction's rows with one ``executemany`` and returns no ids.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ class BulkSQLiteRecorder(SQLiteApplicationRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
     ) -> Sequence[int] | None:
-        c.execute(self.select_max_notification_id_statement)
-        last = c.fetchone()[0] or 0
         c.executemany(
             self.insert_events_statement,
             [
@@ -45,4 +43,4 @@ class BulkSQLiteRecorder(SQLiteApplicationRecorder):
                 for s in stored_events
             ],
         )
-        return list(range(last + 1, last + 1 + len(stored_events)))
+        return None
