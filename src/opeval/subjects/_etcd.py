@@ -7,6 +7,7 @@ import base64
 import importlib.util
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,8 @@ class EtcdSubject:
         self.probe_timeout_s = float(self.settings["probe_timeout_s"])
         self.start_timeout_s = float(self.settings["start_timeout_s"])
         self._endpoints: list[MemberEndpoint] = []
+        # Each observer probes its own key, so two observers never read each other's writes.
+        self._probe_key = f"opeval/probe/{uuid.uuid4().hex[:12]}"
 
     # --- shape -------------------------------------------------------------------
     def member_names(self, count: int) -> list[str]:
@@ -144,6 +147,10 @@ class EtcdSubject:
                 log_path=str(mdir / "member.log"),
             ))
         return specs
+
+    def attach(self, endpoints: list[MemberEndpoint]) -> None:
+        """Observe a cluster that is already running at ``endpoints`` (no plan needed)."""
+        self._endpoints = list(endpoints)
 
     @property
     def endpoints(self) -> list[MemberEndpoint]:
@@ -275,9 +282,9 @@ class EtcdSubject:
         urls = [e.client_url for e in self._endpoints]
         value = f"{time.time_ns()}"
         try:
-            await EtcdClient(http, urls, self.probe_timeout_s).put("opeval/probe", value)
+            await EtcdClient(http, urls, self.probe_timeout_s).put(self._probe_key, value)
             reader = EtcdClient(http, urls[1:] + urls[:1], self.probe_timeout_s)
-            got = await reader.get("opeval/probe")
+            got = await reader.get(self._probe_key)
         except EtcdError as e:
             return f"probe failed: {e}"
         return None if got == value else f"probe read {got!r}, wrote {value!r}"
