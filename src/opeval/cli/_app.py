@@ -182,12 +182,11 @@ def list_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
     if not rows:
         out.print("no trials yet: run `opeval run --baseline`")
         return 0
-    table = Table("trial", "campaign", "started (UTC)", "subject", "chaos", "target", "agent", "restart",
-                  "outcome", "TTR")
+    table = Table("trial", "started (UTC)", "subject", "chaos", "agent", "restart", "outcome", "TTR")
     for r in rows:
         ttr = "-" if r["time_to_recover_s"] is None else f"{r['time_to_recover_s']:.3f}s"
-        table.add_row(r["trial_id"].replace("-", "")[:8], r["campaign_id"].replace("-", "")[:8], r["started"],
-                      r["subject"], r["chaos"], r["target"], r["agent"], r["restart_policy"], r["outcome"], ttr)
+        table.add_row(r["trial_id"].replace("-", "")[:8], r["started"][5:].replace("T", " ")[:14], r["subject"],
+                      f"{r['chaos']}:{r['target']}", r["agent"], r["restart_policy"], r["outcome"], ttr)
     out.print(table)
     return 0
 

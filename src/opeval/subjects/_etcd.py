@@ -238,6 +238,11 @@ class EtcdSubject:
         """Poll until every member is healthy with one leader, or fail after the start timeout."""
         deadline = time.monotonic() + self.start_timeout_s
         while True:
+            # /health blocks until its own timeout while there is no leader; the status
+            # call answers at once, so wait on it before asking for the full picture.
+            if not await self._all_see_a_leader(http) and time.monotonic() < deadline:
+                await anyio.sleep(0.01)
+                continue
             state = await self.observe(http, running)
             if state.healthy == state.expected and state.leader:
                 return state
@@ -245,6 +250,21 @@ class EtcdSubject:
                 bad = ", ".join(f"{m.name}: {m.error}" for m in state.members if not m.healthy)
                 raise EnvironmentProblem(f"etcd cluster not healthy after {self.start_timeout_s:.0f}s ({bad})")
             await anyio.sleep(0.05)
+
+    async def _all_see_a_leader(self, http: httpx.AsyncClient) -> bool:
+        seen: list[bool] = []
+
+        async def one(e: MemberEndpoint) -> None:
+            try:
+                r = await http.post(e.client_url + "/v3/maintenance/status", json={}, timeout=self.probe_timeout_s)
+                seen.append(r.status_code == 200 and r.json().get("leader", "0") != "0")
+            except (httpx.HTTPError, ValueError):
+                seen.append(False)
+
+        async with anyio.create_task_group() as tg:
+            for e in self._endpoints:
+                tg.start_soon(one, e)
+        return all(seen)
 
     # --- judgement -----------------------------------------------------------------
     @staticmethod
