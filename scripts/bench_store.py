@@ -68,7 +68,8 @@ def live_append(tmp: Path, n: int) -> None:
         raw.execute("COMMIT")
         raw_lat.append((time.perf_counter() - t) * 1e3)
     raw.close()
-    print(f"live append, {n} events, one durable transaction each (WAL, synchronous=FULL)")
+    sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[sqlite3.connect(tmp / "live.db").execute("PRAGMA synchronous").fetchone()[0]]
+    print(f"live append, {n} events, one durable transaction each (WAL, synchronous={sync})")
     print(f"  opeval store : p50 {statistics.median(lat):.3f} ms  p99 {pct(lat, 0.99):.3f} ms")
     print(f"  raw sqlite3  : p50 {statistics.median(raw_lat):.3f} ms  p99 {pct(raw_lat, 0.99):.3f} ms")
     print(f"  ratio (p50 raw/opeval): {statistics.median(raw_lat) / statistics.median(lat):.2f}")

@@ -70,11 +70,11 @@ class Journal:
         self._write()
 
     def _write(self) -> None:
+        # Atomic replace, no fsync: the journal must outlive the harness process, not the
+        # machine (a reboot ends the processes it lists, and the kernel's page cache
+        # survives a kill -9).
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(msgspec.json.encode(self.entry))
-            f.flush()
-            os.fsync(f.fileno())
+        tmp.write_bytes(msgspec.json.encode(self.entry))
         os.replace(tmp, self.path)
 
     def set_workspace(self, workspace: Path) -> None:
