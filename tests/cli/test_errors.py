@@ -82,3 +82,17 @@ def test_the_store_comes_from_the_environment(store_path: Path) -> None:
     env = {**os.environ, "OPEVAL_STORE": str(store_path)}
     proc = opeval("list", env=env)
     assert_one_line_error(proc, 3, str(store_path))
+
+
+def test_a_missing_api_key_fails_before_any_cluster_starts(store_path: Path, runtime_dir: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    proc = opeval("run", "--agent", "anthropic", "--store", str(store_path), env=env)
+    assert_one_line_error(proc, 2, "ANTHROPIC_API_KEY is not set")
+    assert not store_path.exists() and not (runtime_dir / "trials").exists()
+
+
+def test_an_unreadable_system_prompt_is_refused(store_path: Path, tmp_path: Path) -> None:
+    proc = opeval("run", "--agent", "runbook", "--system-prompt", str(tmp_path / "missing.txt"), "--store", str(store_path))
+    assert_one_line_error(proc, 2, "cannot read --system-prompt")

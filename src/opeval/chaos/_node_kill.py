@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import time
@@ -16,19 +17,25 @@ from opeval.events import ChaosSpec
 ROLE_TARGETS = ("leader", "follower", "random")
 
 
-def choose_member(target: str, before_leader: str | None, names: list[str], rng_choice) -> str:  # type: ignore[no-untyped-def]
-    """Resolve a role (``leader``/``follower``/``random``) or a member name to a member."""
+def choose_member(target: str, before_leader: str | None, names: list[str], rng: random.Random) -> str:
+    """Resolve a role (``leader``/``follower``/``random``) or a member name to a member.
+
+    Roles are resolved against one seeded order of the members: ``random`` is its first
+    member, ``follower`` its first member that does not lead. So one seed hits the same
+    member in every trial whenever the roles allow it.
+    """
     if target == "leader":
         if before_leader is None:
             raise UsageError("target leader: the cluster has no leader to kill")
         return before_leader
+    order = rng.sample(sorted(names), len(names))
+    if target == "random":
+        return order[0]
     if target == "follower":
-        followers = sorted(n for n in names if n != before_leader)
+        followers = [n for n in order if n != before_leader]
         if not followers:
             raise UsageError("target follower: a one-member cluster has no follower")
-        return rng_choice(followers)  # type: ignore[no-any-return]
-    if target == "random":
-        return rng_choice(sorted(names))  # type: ignore[no-any-return]
+        return followers[0]
     return target
 
 
@@ -59,7 +66,7 @@ class NodeKill:
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """SIGKILL the chosen member's process."""
         names = [m.name for m in ctx.before.members]
-        victim = choose_member(spec.target, ctx.before.leader, names, ctx.rng.choice)
+        victim = choose_member(spec.target, ctx.before.leader, names, ctx.rng)
         pid = ctx.runtime.signal_member(victim, signal.SIGKILL)
         return Injection(target=victim, detail={
             "pid": pid, "signal": "SIGKILL", "was_leader": victim == ctx.before.leader,

@@ -16,7 +16,8 @@ from rich.table import Table
 
 import opeval
 from opeval.errors import OpevalError, UsageError
-from opeval.events import AgentSpec, Campaign, ChaosSpec, TrialConfig
+from opeval.agents import DEFAULT_MODEL
+from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig
 from opeval.runner import TrialRequest, TrialStatus, cleanup, run_single
 from opeval.store import EventStore, resolve_store_path
 
@@ -78,6 +79,10 @@ def run(
     target: str = "random",
     agent: str = "none",
     baseline: Annotated[bool, Parameter(negative=())] = False,
+    model: str | None = None,
+    system_prompt: Path | None = None,
+    max_steps: int = 30,
+    command_timeout: float = 30.0,
     seed: int | None = None,
     timeout: float = 60.0,
     settle: float = 2.0,
@@ -98,9 +103,18 @@ def run(
     target
         Whom the fault hits: ``leader``, ``follower``, ``random`` or a member name (``etcd-2``).
     agent
-        Who repairs the fault: ``none`` (the system's own self-healing only).
+        Who repairs the fault: ``none`` (self-healing only), ``runbook`` (offline, scripted)
+        or ``anthropic`` (Claude; needs ANTHROPIC_API_KEY).
     baseline
         Same as ``--agent none``: measure self-healing without any agent.
+    model
+        Model for ``--agent anthropic`` (default claude-sonnet-4-6).
+    system_prompt
+        File whose text replaces the anthropic agent's system prompt.
+    max_steps
+        Most shell commands the agent may run.
+    command_timeout
+        Seconds before one agent command is killed (its whole process group).
     seed
         Makes the target choice and the workload reproducible (random if not given; recorded).
     timeout
@@ -116,8 +130,16 @@ def run(
     """
     if baseline:
         agent = "none"
+    agent_config: dict[str, Scalar] = {}
     if agent != "none":
-        raise UsageError(f"unknown agent {agent!r}: choose none (or pass --baseline)")
+        agent_config = {"max_steps": max_steps, "command_timeout_s": command_timeout}
+        if agent == "anthropic":
+            agent_config["model"] = model or DEFAULT_MODEL
+        if system_prompt is not None:
+            try:
+                agent_config["system_prompt"] = system_prompt.read_text()
+            except OSError as e:
+                raise UsageError(f"cannot read --system-prompt {system_prompt}: {e.strerror}") from None
     path = resolve_store_path(store)
     from opeval.subjects import SUBJECTS
 
@@ -125,7 +147,7 @@ def run(
     req = TrialRequest(
         subject=subject,
         chaos=ChaosSpec(kind=chaos, target=target),
-        agent=AgentSpec(name=agent),
+        agent=AgentSpec(name=agent, config=agent_config),
         config=TrialConfig(members=members or default_members, restart_policy=restart_policy,
                            timeout_s=timeout, settle_s=settle, workload_rate_hz=rate),
         seed=seed if seed is not None else secrets.randbelow(2**31),

@@ -46,6 +46,21 @@ def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per even
         return f"{e.kind} on {e.target}: {e.action}"
     if isinstance(e, Trial.FaultDetected):
         return "; ".join(e.symptoms)
+    if isinstance(e, Trial.AgentStarted):
+        alert = next((line for line in e.context.splitlines() if line.startswith("ALERT:")), "")
+        return f"agent {e.agent.name} ({e.agent.variant}) paged. {alert}"
+    if isinstance(e, Trial.AgentReasoning):
+        return e.text.strip().replace("\n", " ")[:300]
+    if isinstance(e, Trial.AgentCommandExecuted):
+        how = "TIMED OUT" if e.timed_out else f"exit {e.exit_code}"
+        cut = " [output truncated]" if e.stdout_truncated or e.stderr_truncated else ""
+        return f"$ {e.command}  -> {how} in {e.duration_s:.2f}s{cut}"
+    if isinstance(e, Trial.AgentUsage):
+        cost = "?" if e.cost_usd is None else f"${e.cost_usd:.4f}"
+        return f"call {e.call} {e.model}: {e.input_tokens} in / {e.output_tokens} out tokens, {cost}"
+    if isinstance(e, Trial.AgentFinished):
+        verdict = {True: "says resolved", False: "says NOT resolved", None: "no verdict"}[e.declared_resolved]
+        return f"{e.reason} after {e.steps} steps ({verdict}): {e.summary}"
     if isinstance(e, Trial.MemberProcessStarted):
         return f"{e.member} pid {e.pid} ({e.reason})"
     if isinstance(e, Trial.MemberProcessExited):

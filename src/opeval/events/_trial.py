@@ -158,6 +158,65 @@ class Trial(Aggregate):
             if aggregate.fault_detected_at is None:
                 aggregate.fault_detected_at = self.offset_s
 
+    class AgentStarted(Event):
+        """The agent was paged: ``context`` is exactly what it was told."""
+
+        TOPIC = "opeval.trial:AgentStarted"
+        agent: AgentSpec
+        context: str
+        tools: list[str]
+
+        def apply_to(self, aggregate: Any) -> None:
+            aggregate.agent_started_at = self.offset_s
+
+    class AgentReasoning(Event):
+        """Text the agent produced (a model's text block, a runbook's note)."""
+
+        TOPIC = "opeval.trial:AgentReasoning"
+        step: int
+        text: str
+
+    class AgentCommandExecuted(Event):
+        """One shell command the agent ran, exactly as written, and what came of it.
+
+        ``stdout``/``stderr`` are the excerpts the agent saw; ``*_bytes`` the full sizes.
+        ``exit_code`` is None if the command was killed at its timeout.
+        """
+
+        TOPIC = "opeval.trial:AgentCommandExecuted"
+        step: int
+        command: str
+        exit_code: int | None
+        timed_out: bool
+        stdout: str
+        stderr: str
+        stdout_bytes: int
+        stderr_bytes: int
+        stdout_truncated: bool
+        stderr_truncated: bool
+        started_offset_s: float
+        duration_s: float
+
+    class AgentUsage(Event):
+        """One model API call's token usage and its cost (None: model not in the price table)."""
+
+        TOPIC = "opeval.trial:AgentUsage"
+        call: int
+        model: str
+        input_tokens: int
+        output_tokens: int
+        cost_usd: float | None
+
+    class AgentFinished(Event):
+        """The agent stopped: ``reason`` is done, max_steps, token_budget, time_budget,
+        recovered (stopped because recovery was detected), end_turn or error."""
+
+        TOPIC = "opeval.trial:AgentFinished"
+        reason: str
+        summary: str
+        steps: int
+        declared_resolved: bool | None
+
     class MemberProcessExited(Event):
         """A member's process ended (``signal`` set if a signal ended it)."""
 
@@ -262,6 +321,7 @@ class Trial(Aggregate):
         self.chaos_verified_at: float | None = None
         self.fault_detected_at: float | None = None
         self.recovered_at: float | None = None
+        self.agent_started_at: float | None = None
 
     def record(self, event_class: type[Trial.Event], **fields: Any) -> None:
         """Append an event of ``event_class`` to this trial's pending events."""

@@ -65,6 +65,7 @@ class Monitor:
         self.armed = False  # set when the fault is injected: symptoms count from then
         self.verified = False  # set when the fault is verified: recovery counts from then
         self.fault_detected_at: float | None = None
+        self.symptoms: list[str] = []
         self.met_since: float | None = None
         self.recovered = anyio.Event()
         self.latest: ClusterState = baseline
@@ -86,6 +87,7 @@ class Monitor:
                 found = symptoms(self.baseline, state)
                 if found:
                     self.fault_detected_at = observed_at
+                    self.symptoms = found
                     self.record(Trial.FaultDetected, symptoms=found)
             if self.verified and not self.recovered.is_set():
                 await self._judge_recovery(state, observed_at)

@@ -8,6 +8,8 @@ from typing import Any
 
 import anyio
 
+from opeval.agents import Agent
+
 from opeval.events import Campaign, Scalar
 from opeval.runner._cleanup import finish_campaign_if_done
 from opeval.runner._trial import TrialRequest, TrialResult, TrialStatus, harness_info, prepare, run_trial
@@ -29,9 +31,11 @@ async def run_single(
     *,
     on_status: Callable[[TrialStatus], Any] = lambda s: None,
     handle_signals: bool = True,
+    agent: Agent | None = None,
 ) -> TrialResult:
     """Run ``req`` as a one-trial campaign. SIGINT/SIGTERM abort it cleanly."""
-    prepare(req)
+    if agent is None:
+        prepare(req)
     campaign = Campaign._create(
         Campaign.CampaignStarted, name=f"{req.subject}/{req.chaos.kind}/{req.agent.name}",
         spec=_spec_of(req), trials_planned=1, harness=harness_info(),
@@ -51,7 +55,8 @@ async def run_single(
             tg.start_soon(watch_signals)
         try:
             result = await run_trial(store, campaign, 0, req, cancel_scope=scope,
-                                     interrupted=lambda: caught[0] if caught else None, on_status=on_status)
+                                     interrupted=lambda: caught[0] if caught else None, on_status=on_status,
+                                     agent=agent)
         finally:
             tg.cancel_scope.cancel()
     finish_campaign_if_done(store, campaign.id)

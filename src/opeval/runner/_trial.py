@@ -20,6 +20,8 @@ import anyio
 import httpx
 
 import opeval
+from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, BudgetExhausted, Incident, NodeControl, Sandbox
+from opeval.agents import load_prices, require_api_key
 from opeval.chaos import CHAOS, ChaosContext, ChaosVerificationError
 from opeval.errors import OpevalError
 from opeval.events import (
@@ -84,6 +86,10 @@ def prepare(req: TrialRequest) -> None:
     names = subject.member_names(req.config.members)
     CHAOS.get(req.chaos.kind)().validate(req.chaos, names)
     RestartPolicy.parse(req.config.restart_policy)
+    if req.agent.name != "none":
+        AGENTS.get(req.agent.name)
+        if req.agent.name == "anthropic":
+            require_api_key()
     if req.config.timeout_s <= 0 or req.config.settle_s < 0:
         raise OpevalError("--timeout must be positive and --settle not negative")
 
@@ -119,13 +125,18 @@ async def run_trial(
     cancel_scope: anyio.CancelScope | None = None,
     interrupted: Callable[[], str | None] = lambda: None,
     on_status: Callable[[TrialStatus], Any] = lambda s: None,
+    agent: Agent | None = None,
 ) -> TrialResult:
     """Run one trial of ``campaign`` and record it in ``store``.
 
     ``cancel_scope`` is cancelled by the caller on Ctrl-C/SIGTERM; ``interrupted``
-    then names the signal so the trial is recorded as aborted.
+    then names the signal so the trial is recorded as aborted. ``agent`` replaces the
+    agent the request names (tests use it to put a fake transport under a real agent).
     """
-    prepare(req)
+    if agent is None:
+        prepare(req)
+        if req.agent.name != "none":
+            agent = AGENTS.get(req.agent.name)(req.agent)
     subject = SUBJECTS.get(req.subject)()
     chaos = CHAOS.get(req.chaos.kind)()
     cfg = req.config
@@ -166,7 +177,8 @@ async def run_trial(
                 try:
                     async with runtime.session():  # leaving it stops every member, shielded from cancellation
                         outcome, reason, ttd, ttr = await _incident(
-                            subject, chaos, runtime, http, record, clock, trial, req, set_phase, status, on_status)
+                            subject, chaos, runtime, http, record, clock, trial, req, set_phase, status, on_status,
+                            agent)
                         set_phase("tearing down")
                 finally:
                     with anyio.CancelScope(shield=True), _store_may_be_broken(error):
@@ -216,6 +228,7 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
     subject: Any, chaos: Any, runtime: Any, http: httpx.AsyncClient, record: _Recorder,
     clock: TrialClock, trial: Trial, req: TrialRequest,
     set_phase: Callable[[str], None], status: TrialStatus, on_status: Callable[[TrialStatus], Any],
+    agent: Agent | None,
 ) -> tuple[str, str, float | None, float | None]:
     cfg = req.config
     specs = subject.plan(runtime, cfg.members, cluster_token=trial.id.hex)
@@ -279,8 +292,13 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
                offset_s=verified_at)
         monitor.verified = True
 
-        set_phase("waiting for recovery" if req.agent.name == "none" else "agent at work")
-        with anyio.move_on_after(cfg.timeout_s):
+        deadline = anyio.current_time() + cfg.timeout_s
+        if agent is not None:
+            set_phase("agent at work")
+            with anyio.move_on_at(deadline):
+                await _run_agent(agent, req, subject, runtime, monitor, record, clock, trial)
+        set_phase("waiting for recovery")
+        with anyio.move_on_at(deadline):
             await monitor.recovered.wait()
         if monitor.fault_detected_at is not None:
             ttd = round(max(0.0, monitor.fault_detected_at - verified_at), 6)
@@ -312,3 +330,55 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
         reason = (f"acknowledged writes lost: {safety.missing} missing, {safety.wrong} wrong"
                   + (f" ({safety.error})" if safety.error else ""))
     return outcome, reason, ttd, ttr
+
+
+async def _run_agent(  # noqa: PLR0913
+    agent: Agent, req: TrialRequest, subject: Any, runtime: Any, monitor: Monitor,
+    record: _Recorder, clock: TrialClock, trial: Trial,
+) -> None:
+    """Page the agent with the alert, let it work, record how it stopped.
+
+    The caller's deadline (the trial timeout) cancels it; so does recovery being
+    detected, unless the agent's config says ``stop_on_recovery: false``.
+    """
+    with anyio.move_on_after(5):  # the alert fires when the monitor sees a symptom
+        while monitor.fault_detected_at is None:
+            await anyio.sleep(0.02)
+    alert = "; ".join(monitor.symptoms) or "cluster health check failing"
+    if req.agent.config.get("context") == "full":
+        alert += f" (injected fault: {req.chaos.kind}, target {req.chaos.target})"
+    root = runtime.workspace / "operator"
+    sandbox = Sandbox(root, trial.id.hex, subject.operator_tools(root / "bin"), runtime.workspace / "ctl.sock")
+    incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
+                        tools=sandbox.tools)
+    tools = AgentTools(sandbox=sandbox, record=record, clock=clock, spec=req.agent,
+                       recovered=monitor.recovered, prices=load_prices())
+    stop_on_recovery = req.agent.config.get("stop_on_recovery", True) is not False
+    result: AgentResult | None = None
+    async with NodeControl(runtime).serving(runtime.workspace / "ctl.sock"):
+        record(Trial.AgentStarted, agent=req.agent, context=incident.prompt(), tools=sandbox.tools)
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def stop_when_recovered() -> None:
+                    await monitor.recovered.wait()
+                    tg.cancel_scope.cancel()
+
+                if stop_on_recovery:
+                    tg.start_soon(stop_when_recovered)
+                try:
+                    result = await agent.run(incident, tools)
+                except BudgetExhausted as e:
+                    result = AgentResult(e.reason, str(e))
+                except OpevalError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - an agent's own failure is a result, not a harness crash
+                    result = AgentResult("error", f"{type(e).__name__}: {e}")
+                tg.cancel_scope.cancel()
+        finally:
+            if result is None:
+                stopped_by = "recovered" if monitor.recovered.is_set() else "time_budget"
+                result = AgentResult(stopped_by, f"stopped by the harness ({stopped_by})")
+            with anyio.CancelScope(shield=True):
+                record(Trial.AgentFinished, reason=result.reason, summary=result.summary, steps=tools.step,
+                       declared_resolved=result.declared_resolved)

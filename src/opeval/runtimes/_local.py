@@ -19,6 +19,7 @@ from anyio.abc import Process, TaskGroup
 from opeval.errors import UsageError
 from opeval.runtimes._journal import TRIAL_ENV, Journal
 from opeval.runtimes._ports import PortLease
+from opeval.runtimes._proc import pids_with_env
 from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy
 
 
@@ -84,9 +85,17 @@ class LocalRuntime:
                 raise group.exceptions[0] from None
             raise
         finally:
+            self._sweep_labelled()
             self.ports.release()
             shutil.rmtree(self.workspace, ignore_errors=True)
             self.journal.close()
+
+    def _sweep_labelled(self) -> None:
+        # Anything else that carries this trial's label (an agent's background job that
+        # left its process group, say) ends with the trial too.
+        for pid in pids_with_env(TRIAL_ENV, self.trial_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def allocate_ports(self, count: int) -> list[int]:
         """Ports no other trial on this machine will get until this one ends."""
@@ -176,6 +185,41 @@ class LocalRuntime:
     def last_exit(self, name: str) -> int | None:
         """The return code of the member's last exit (negative: killed by that signal)."""
         return self._member(name).last_exit
+
+    def state(self, name: str) -> str:
+        """``running``, ``stopped`` (on purpose), ``exited (signal 9)`` or ``exited (code 1)``."""
+        m = self._member(name)
+        if self.is_running(name):
+            return "running"
+        if not m.wanted:
+            return "stopped"
+        rc = m.last_exit
+        if rc is None:
+            return "starting"
+        return f"exited (signal {-rc})" if rc < 0 else f"exited (code {rc})"
+
+    def members(self) -> list[str]:
+        """Every member started so far, in start order."""
+        return list(self._members)
+
+    def spec(self, name: str) -> MemberSpec:
+        """How the member is run (to start it again)."""
+        return self._member(name).spec
+
+    def restarts(self, name: str) -> int:
+        """How many times the supervisor restarted the member."""
+        return self._member(name).restarts
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        """The last ``lines`` lines of the member's log."""
+        try:
+            with open(self._member(name).spec.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                data = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(data.splitlines()[-lines:])
 
     def signal_member(self, name: str, sig: int) -> int:
         """Send ``sig`` to the member's process, as a crash or a fault would; return pid.

@@ -94,3 +94,23 @@ class Runtime(Protocol):
     def last_exit(self, name: str) -> int | None:
         """Return code of the member's last exit."""
         ...
+
+    def state(self, name: str) -> str:
+        """``running``, ``stopped``, ``exited (...)``: what a supervisor would show."""
+        ...
+
+    def members(self) -> list[str]:
+        """Every member, in start order."""
+        ...
+
+    def spec(self, name: str) -> MemberSpec:
+        """How the member is run."""
+        ...
+
+    def restarts(self, name: str) -> int:
+        """How many times the supervisor restarted it."""
+        ...
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        """The end of the member's log."""
+        ...

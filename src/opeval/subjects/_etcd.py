@@ -309,6 +309,19 @@ class EtcdSubject:
             return f"probe failed: {e}"
         return None if got == value else f"probe read {got!r}, wrote {value!r}"
 
+    def operator_tools(self, bin_dir: Path) -> dict[str, str]:
+        """``etcdctl`` on the PATH, preconfigured (by its environment) for this cluster."""
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        link = bin_dir / "etcdctl"
+        if not link.exists():
+            link.symlink_to(etcd_bin_dir() / "etcdctl")
+        return {
+            "ETCDCTL_API": "3",
+            "ETCDCTL_ENDPOINTS": ",".join(e.client_url for e in self._endpoints),
+            "ETCDCTL_DIAL_TIMEOUT": "2s",
+            "ETCDCTL_COMMAND_TIMEOUT": "5s",
+        }
+
     def client(self, http: httpx.AsyncClient) -> EtcdClient:
         """A failover client over every member (the workload's client)."""
         return EtcdClient(http, [e.client_url for e in self._endpoints], self.probe_timeout_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -63,6 +64,10 @@ class Subject(Protocol):
 
     async def write_read_probe(self, http: httpx.AsyncClient) -> str | None:
         """Write then read back through different members; an error message or None."""
+        ...
+
+    def operator_tools(self, bin_dir: Path) -> dict[str, str]:
+        """Put the subject's operator CLIs in ``bin_dir``; return the environment they need."""
         ...
 
     def client(self, http: httpx.AsyncClient) -> KeyValueClient:

@@ -1,0 +1,52 @@
+"""Agents: what opeval evaluates. Each gets an incident and a shell; all it does is recorded.
+
+Built in: ``none`` (the baseline: no agent), ``runbook`` (deterministic, offline) and
+``anthropic`` (Claude through the Messages API). Others plug in through the entry-point
+group ``opeval.agents``: a class taking an :class:`~opeval.events.AgentSpec` and
+implementing :class:`Agent`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from opeval._plugins import Registry
+from opeval.agents._anthropic import DEFAULT_MODEL, AnthropicAgent, require_api_key
+from opeval.agents._control import NodeControl
+from opeval.agents._protocol import Agent, AgentResult, AgentTools, BudgetExhausted, Incident
+from opeval.agents._runbook import RunbookAgent, down_members
+from opeval.agents._shell import CommandResult, Sandbox
+
+#: Agents by name (entry-point group ``opeval.agents``); ``none`` is not an agent.
+AGENTS: Registry[type] = Registry("agent", "opeval.agents")
+AGENTS.register("runbook")(RunbookAgent)
+AGENTS.register("anthropic")(AnthropicAgent)
+
+
+def load_prices() -> dict[str, tuple[float, float]]:
+    """USD per million tokens by model (``$OPEVAL_PRICES`` or the shipped prices.yaml)."""
+    path = Path(os.environ.get("OPEVAL_PRICES") or Path(__file__).with_name("prices.yaml"))
+    data = yaml.safe_load(path.read_text()) or {}
+    return {str(k): (float(v[0]), float(v[1])) for k, v in data.items()}
+
+
+__all__ = [
+    "AGENTS",
+    "DEFAULT_MODEL",
+    "Agent",
+    "AgentResult",
+    "AgentTools",
+    "AnthropicAgent",
+    "BudgetExhausted",
+    "CommandResult",
+    "Incident",
+    "NodeControl",
+    "RunbookAgent",
+    "Sandbox",
+    "down_members",
+    "load_prices",
+    "require_api_key",
+]

@@ -1,0 +1,119 @@
+"""What an agent is, what it is told, and the tools it gets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from opeval.agents._shell import CommandResult, Sandbox
+from opeval.events import AgentSpec, Trial
+
+
+class BudgetExhausted(Exception):
+    """The agent used up a budget (steps or tokens); ``reason`` names which."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Incident:
+    """What the agent is told when paged.
+
+    By default only the symptom an operator would see (the alert), never the fault that
+    was injected.
+    """
+
+    alert: str
+    subject: str
+    members: list[str]
+    tools: list[str]
+
+    def prompt(self) -> str:
+        """The page, as text."""
+        return (
+            f"You are the on-call operator for a {self.subject} cluster with members "
+            f"{', '.join(self.members)}.\n\nALERT: {self.alert}\n\n"
+            f"You have a shell with these tools on the PATH: {', '.join(self.tools)} (plus the usual "
+            "Unix tools). `etcdctl` is already configured for this cluster. `nodectl status|start|stop|"
+            "restart|logs <member>` controls the members' processes as a supervisor would.\n"
+            "Diagnose the problem and restore the cluster to full health without losing data. "
+            "When you are finished, say so."
+        )
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How the agent ended, in its own terms."""
+
+    reason: str
+    summary: str
+    declared_resolved: bool | None = None
+
+
+class AgentTools:
+    """The agent's only way to act (the shell) and to be heard (notes, usage): each call
+    becomes an event."""
+
+    def __init__(self, *, sandbox: Sandbox, record: Callable[..., Any], clock: Callable[[], float],
+                 spec: AgentSpec, recovered: anyio.Event, prices: dict[str, tuple[float, float]]) -> None:
+        self.sandbox = sandbox
+        self.record = record
+        self.clock = clock
+        self.recovered = recovered
+        self.prices = prices
+        cfg = spec.config
+        self.max_steps = int(cfg.get("max_steps") or 30)  # type: ignore[arg-type]
+        self.command_timeout_s = float(cfg.get("command_timeout_s") or 30.0)  # type: ignore[arg-type]
+        self.output_cap = int(cfg.get("output_cap_bytes") or 16384)  # type: ignore[arg-type]
+        self.max_total_tokens = int(cfg.get("max_total_tokens") or 400_000)  # type: ignore[arg-type]
+        self.step = 0
+        self.commands = 0
+        self.tokens = 0
+        self.calls = 0
+
+    async def shell(self, command: str) -> CommandResult:
+        """Run one command in the sandbox and record it."""
+        if self.commands >= self.max_steps:
+            raise BudgetExhausted("max_steps", f"step budget of {self.max_steps} commands used up")
+        self.commands += 1
+        self.step += 1
+        r = await self.sandbox.run(command, timeout_s=self.command_timeout_s, output_cap=self.output_cap,
+                                   clock=self.clock)
+        self.record(Trial.AgentCommandExecuted, step=self.step, command=r.command, exit_code=r.exit_code,
+                    timed_out=r.timed_out, stdout=r.stdout, stderr=r.stderr, stdout_bytes=r.stdout_bytes,
+                    stderr_bytes=r.stderr_bytes, stdout_truncated=r.stdout_truncated,
+                    stderr_truncated=r.stderr_truncated, started_offset_s=r.started_offset_s,
+                    duration_s=r.duration_s)
+        return r
+
+    def note(self, text: str) -> None:
+        """Record the agent's reasoning."""
+        self.step += 1
+        self.record(Trial.AgentReasoning, step=self.step, text=text)
+
+    def usage(self, model: str, input_tokens: int, output_tokens: int) -> None:
+        """Record one API call's usage; stop the agent once its token budget is spent."""
+        self.calls += 1
+        self.tokens += input_tokens + output_tokens
+        prefixes = [m for m in self.prices if model.startswith(m)]
+        price = self.prices[max(prefixes, key=len)] if prefixes else None
+        cost = None if price is None else round((input_tokens * price[0] + output_tokens * price[1]) / 1e6, 8)
+        self.record(Trial.AgentUsage, call=self.calls, model=model, input_tokens=input_tokens,
+                    output_tokens=output_tokens, cost_usd=cost)
+        if self.tokens >= self.max_total_tokens:
+            raise BudgetExhausted("token_budget", f"token budget of {self.max_total_tokens} used up")
+
+
+class Agent(Protocol):
+    """Something that repairs an incident using only :class:`AgentTools`."""
+
+    name: str
+
+    async def run(self, incident: Incident, tools: AgentTools) -> AgentResult:
+        """Work the incident until done (or until cancelled by the runner)."""
+        ...

@@ -1,0 +1,136 @@
+"""The agent's shell: commands run exactly as written (``bash -c``) in an operator sandbox.
+
+The sandbox has its own working directory, a PATH with the subject's operator tools
+(``etcdctl`` preconfigured, ``nodectl``), and an environment built from nothing: no API
+key or harness secret can leak into it. Each command runs in its own process group,
+which is killed at the command's timeout and when the command ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import ByteReceiveStream
+
+from opeval.agents import nodectl as nodectl_client
+from opeval.runtimes import TRIAL_ENV
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command did, as recorded and as shown to the agent."""
+
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    stdout: str
+    stderr: str
+    stdout_bytes: int
+    stderr_bytes: int
+    stdout_truncated: bool
+    stderr_truncated: bool
+    started_offset_s: float
+    duration_s: float
+
+    def as_text(self) -> str:
+        """The result as a model or a person reads it."""
+        head = "[timed out, killed]" if self.timed_out else f"[exit code {self.exit_code}]"
+        parts = [head]
+        for name, text, total, cut in (("stdout", self.stdout, self.stdout_bytes, self.stdout_truncated),
+                                       ("stderr", self.stderr, self.stderr_bytes, self.stderr_truncated)):
+            if text:
+                parts.append(f"{name}:\n{text}" + (f"\n[... truncated: {total} bytes in all]" if cut else ""))
+        return "\n".join(parts)
+
+
+class _Captured:
+    """One output stream, kept up to ``cap`` bytes and counted in full, as it arrives
+    (so a command killed at its timeout still shows what it printed)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.kept = bytearray()
+        self.total = 0
+
+    async def drain(self, stream: ByteReceiveStream | None) -> None:
+        if stream is None:
+            return
+        with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            async for chunk in stream:
+                self.total += len(chunk)
+                if len(self.kept) < self.cap:
+                    self.kept += chunk[: self.cap - len(self.kept)]
+
+    @property
+    def text(self) -> str:
+        return self.kept.decode(errors="replace")
+
+
+class Sandbox:
+    """Where an agent's commands run for one trial."""
+
+    def __init__(self, root: Path, trial_id: str, tool_env: dict[str, str], control_socket: Path) -> None:
+        self.root = root
+        self.bin = root / "bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        # nodectl runs once per command: a standalone script (socket + json only) starts in
+        # ~20 ms, where importing opeval would take ten times that.
+        nodectl = self.bin / "nodectl"
+        nodectl.write_text(f"#!{sys.executable} -I\n" + Path(nodectl_client.__file__).read_text())
+        nodectl.chmod(0o755)
+        self.env = {
+            "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(root),
+            "USER": "operator",
+            "LANG": "C.UTF-8",
+            "TERM": "dumb",
+            "OPEVAL_NODECTL_SOCKET": str(control_socket),
+            TRIAL_ENV: trial_id,  # ownership label: whatever escapes its group dies with the trial
+            **tool_env,
+        }
+        self.tools = sorted(p.name for p in self.bin.iterdir())
+
+    async def run(self, command: str, *, timeout_s: float, output_cap: int, clock: Callable[[], float]) -> CommandResult:
+        """Run ``command`` with ``bash -c``; kill its whole process group at ``timeout_s``."""
+        started_offset = clock()
+        t0 = time.monotonic()
+        out, err = _Captured(output_cap), _Captured(output_cap)
+        timed_out = False
+        proc = await anyio.open_process(["bash", "-c", command], stdin=subprocess.DEVNULL, cwd=self.root,
+                                        env=self.env, start_new_session=True)
+        try:
+            with anyio.move_on_after(timeout_s) as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(out.drain, proc.stdout)
+                    tg.start_soon(err.drain, proc.stderr)
+                    await proc.wait()
+                    # Background jobs end with the command, closing the pipes they hold;
+                    # one that left the group (setsid) gets a second to let go of them.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    tg.cancel_scope.deadline = min(tg.cancel_scope.deadline, anyio.current_time() + 1.0)
+            timed_out = scope.cancelled_caught and proc.returncode is None
+        finally:
+            # The command's group dies with it: background jobs included.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with anyio.CancelScope(shield=True):
+                await proc.wait()
+                await proc.aclose()
+        return CommandResult(
+            command=command,
+            exit_code=None if timed_out else proc.returncode,
+            timed_out=timed_out,
+            stdout=out.text, stderr=err.text, stdout_bytes=out.total, stderr_bytes=err.total,
+            stdout_truncated=out.total > output_cap, stderr_truncated=err.total > output_cap,
+            started_offset_s=started_offset, duration_s=round(time.monotonic() - t0, 6),
+        )
