@@ -296,7 +296,7 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
         if agent is not None:
             set_phase("agent at work")
             with anyio.move_on_at(deadline):
-                await _run_agent(agent, req, subject, runtime, monitor, record, clock, trial)
+                await _run_agent(agent, req, subject, runtime, monitor, record, clock, trial, deadline)
         set_phase("waiting for recovery")
         with anyio.move_on_at(deadline):
             await monitor.recovered.wait()
@@ -334,7 +334,7 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
 
 async def _run_agent(  # noqa: PLR0913
     agent: Agent, req: TrialRequest, subject: Any, runtime: Any, monitor: Monitor,
-    record: _Recorder, clock: TrialClock, trial: Trial,
+    record: _Recorder, clock: TrialClock, trial: Trial, deadline: float,
 ) -> None:
     """Page the agent with the alert, let it work, record how it stopped.
 
@@ -377,7 +377,12 @@ async def _run_agent(  # noqa: PLR0913
                 tg.cancel_scope.cancel()
         finally:
             if result is None:
-                stopped_by = "recovered" if monitor.recovered.is_set() else "time_budget"
+                if monitor.recovered.is_set():
+                    stopped_by = "recovered"
+                elif anyio.current_time() >= deadline:
+                    stopped_by = "time_budget"
+                else:
+                    stopped_by = "interrupted"
                 result = AgentResult(stopped_by, f"stopped by the harness ({stopped_by})")
             with anyio.CancelScope(shield=True):
                 record(Trial.AgentFinished, reason=result.reason, summary=result.summary, steps=tools.step,
