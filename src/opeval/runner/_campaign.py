@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ import anyio
 
 from opeval.agents import Agent
 
+from opeval.errors import OpevalError
 from opeval.events import Campaign, Scalar
 from opeval.runner._cleanup import finish_campaign_if_done
 from opeval.runner._trial import TrialRequest, TrialResult, TrialStatus, harness_info, prepare, run_trial
@@ -59,5 +61,6 @@ async def run_single(
                                      agent=agent)
         finally:
             tg.cancel_scope.cancel()
-    finish_campaign_if_done(store, campaign.id)
+            with contextlib.suppress(OpevalError):  # a broken store already has its error on the way
+                finish_campaign_if_done(store, campaign.id)
     return result
