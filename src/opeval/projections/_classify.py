@@ -10,6 +10,7 @@ part's. A tool not in the tables stays ``unknown``.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -398,6 +399,7 @@ def _segments(command: str) -> list[Args]:
     return [s for s in segments if s]
 
 
+@functools.lru_cache(maxsize=65536)  # pure, and agents repeat themselves a lot
 def classify(command: str) -> str:
     """The class of a whole command line: its most severe part's."""
     try:

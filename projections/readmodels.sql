@@ -1,0 +1,105 @@
+-- Derive the read models from `scoped`: all events (full rebuild) or only the events of
+-- the aggregates touched since the last update (incremental). Statements are separated
+-- by lines holding only `;`.
+
+INSERT INTO campaigns
+SELECT aggregate_id,
+       any_value(state ->> '$.name') FILTER (WHERE type = 'CampaignStarted'),
+       any_value(state ->> '$.timestamp') FILTER (WHERE type = 'CampaignStarted'),
+       any_value(CAST(state ->> '$.trials_planned' AS INTEGER)) FILTER (WHERE type = 'CampaignStarted'),
+       count(*) FILTER (WHERE type = 'TrialScheduled'),
+       count(*) FILTER (WHERE type = 'CampaignFinished') > 0,
+       any_value(state -> '$.spec') FILTER (WHERE type = 'CampaignStarted')
+FROM scoped
+WHERE type IN ('CampaignStarted', 'TrialScheduled', 'CampaignFinished')
+GROUP BY aggregate_id
+HAVING count(*) FILTER (WHERE type = 'CampaignStarted') > 0
+;
+INSERT INTO trials
+WITH e AS (
+    SELECT aggregate_id, type, state, CAST(state ->> '$.offset_s' AS DOUBLE) AS t
+    FROM scoped
+    WHERE type IN ('TrialStarted', 'ChaosInjected', 'ChaosVerified', 'FaultDetected', 'RecoveryDetected',
+                   'AgentStarted', 'AgentFinished', 'DataSafetyChecked', 'WorkloadStopped', 'TrialFinished')
+)
+SELECT aggregate_id,
+       replace(any_value(state ->> '$.campaign_id') FILTER (WHERE type = 'TrialStarted'), '-', ''),
+       any_value(CAST(state ->> '$.index' AS INTEGER)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.subject') FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.runtime') FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.chaos.kind') FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.chaos.target') FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.agent.name') FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.agent.variant') FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.agent.config.model') FILTER (WHERE type = 'TrialStarted'),
+       any_value(CAST(state ->> '$.seed' AS BIGINT)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.config.restart_policy') FILTER (WHERE type = 'TrialStarted'),
+       any_value(CAST(state ->> '$.config.timeout_s' AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(CAST(state ->> '$.config.settle_s' AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.timestamp') FILTER (WHERE type = 'TrialStarted'),
+       any_value(state ->> '$.outcome') FILTER (WHERE type = 'TrialFinished'),
+       any_value(state ->> '$.reason') FILTER (WHERE type = 'TrialFinished'),
+       any_value(state ->> '$.target') FILTER (WHERE type = 'ChaosInjected'),
+       min(t) FILTER (WHERE type = 'ChaosInjected'),
+       min(t) FILTER (WHERE type = 'ChaosVerified'),
+       min(t) FILTER (WHERE type = 'FaultDetected'),
+       min(CAST(state ->> '$.criteria_met_offset_s' AS DOUBLE)) FILTER (WHERE type = 'RecoveryDetected'),
+       min(CAST(state ->> '$.held_s' AS DOUBLE)) FILTER (WHERE type = 'RecoveryDetected'),
+       min(t) FILTER (WHERE type = 'AgentStarted'),
+       min(t) FILTER (WHERE type = 'AgentFinished'),
+       any_value(state ->> '$.reason') FILTER (WHERE type = 'AgentFinished'),
+       min(t) FILTER (WHERE type = 'TrialFinished'),
+       any_value(CAST(state ->> '$.acknowledged' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(state ->> '$.missing' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(state ->> '$.wrong' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(state ->> '$.unreadable' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(state ->> '$.longest_unavailable_s' AS DOUBLE)) FILTER (WHERE type = 'WorkloadStopped')
+FROM e
+GROUP BY aggregate_id
+HAVING count(*) FILTER (WHERE type = 'TrialStarted') > 0
+;
+INSERT INTO commands
+-- One JSON parse per event: extract every field at once, then index the list.
+WITH c AS (
+    SELECT aggregate_id, position,
+           json_extract_string(state, ['$.step', '$.started_offset_s', '$.command', '$.exit_code', '$.timed_out',
+                                       '$.duration_s', '$.stdout_truncated', '$.stderr_truncated']) AS v
+    FROM scoped
+    WHERE type = 'AgentCommandExecuted'
+)
+SELECT aggregate_id, position, CAST(v[1] AS INTEGER), CAST(v[2] AS DOUBLE), v[3], CAST(v[4] AS INTEGER),
+       CAST(v[5] AS BOOLEAN), CAST(v[6] AS DOUBLE), CAST(v[7] AS BOOLEAN) OR CAST(v[8] AS BOOLEAN), classify(v[3])
+FROM c
+;
+INSERT INTO snapshots
+WITH s AS (
+    SELECT aggregate_id, position,
+           json_extract_string(state, ['$.offset_s', '$.phase', '$.state.leader', '$.state.healthy',
+                                       '$.state.expected']) AS v,
+           json_extract_string(state, '$.state.members[*].healthy') AS health
+    FROM scoped
+    WHERE type = 'StateSnapshot'
+)
+-- state_key: what counts as "the state changed" for thrashing: leader and each member's health.
+SELECT aggregate_id, position, CAST(v[1] AS DOUBLE), v[2], v[3], CAST(v[4] AS INTEGER), CAST(v[5] AS INTEGER),
+       coalesce(v[3], '-') || '/' || array_to_string(health, ',')
+FROM s
+;
+INSERT INTO workload
+WITH w AS (
+    SELECT aggregate_id, position,
+           json_extract_string(state, ['$.window[0]', '$.window[1]', '$.writes_ok', '$.writes_failed', '$.reads_ok',
+                                       '$.reads_failed', '$.latency_p50_ms', '$.latency_p99_ms']) AS v
+    FROM scoped
+    WHERE type = 'WorkloadSampled'
+)
+SELECT aggregate_id, position, CAST(v[1] AS DOUBLE), CAST(v[2] AS DOUBLE), CAST(v[3] AS INTEGER),
+       CAST(v[4] AS INTEGER), CAST(v[5] AS INTEGER), CAST(v[6] AS INTEGER), CAST(v[7] AS DOUBLE), CAST(v[8] AS DOUBLE)
+FROM w
+;
+INSERT INTO usage
+SELECT aggregate_id, CAST(state ->> '$.call' AS INTEGER), state ->> '$.model',
+       CAST(state ->> '$.input_tokens' AS BIGINT), CAST(state ->> '$.output_tokens' AS BIGINT),
+       CAST(state ->> '$.cost_usd' AS DOUBLE)
+FROM scoped
+WHERE type = 'AgentUsage'

@@ -1,0 +1,55 @@
+-- Read models of the opeval event log (DuckDB). Everything here is derived from the
+-- `events` table, itself a copy of the event store; nothing is ever written back.
+
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+
+-- One row per stored event, in log order: the raw material of every other table.
+CREATE TABLE IF NOT EXISTS events (
+    position BIGINT, aggregate_id VARCHAR, version INTEGER, type VARCHAR, state VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS campaigns (
+    campaign_id VARCHAR, name VARCHAR, started_at VARCHAR, trials_planned INTEGER,
+    trials_scheduled INTEGER, finished BOOLEAN, spec VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id VARCHAR, campaign_id VARCHAR, idx INTEGER, subject VARCHAR, runtime VARCHAR,
+    chaos VARCHAR, target VARCHAR, agent VARCHAR, variant VARCHAR, model VARCHAR, seed BIGINT,
+    restart_policy VARCHAR, timeout_s DOUBLE, settle_s DOUBLE, started_at VARCHAR,
+    outcome VARCHAR, reason VARCHAR, victim VARCHAR,
+    injected_s DOUBLE, verified_s DOUBLE, detected_s DOUBLE, recovered_s DOUBLE, held_s DOUBLE,
+    agent_started_s DOUBLE, agent_finished_s DOUBLE, agent_stop VARCHAR, finished_s DOUBLE,
+    acknowledged INTEGER, missing INTEGER, wrong INTEGER, unreadable INTEGER,
+    longest_unavailable_s DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS commands (
+    trial_id VARCHAR, position BIGINT, step INTEGER, offset_s DOUBLE, command VARCHAR,
+    exit_code INTEGER, timed_out BOOLEAN, duration_s DOUBLE, truncated BOOLEAN, class VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    trial_id VARCHAR, position BIGINT, offset_s DOUBLE, phase VARCHAR, leader VARCHAR,
+    healthy INTEGER, expected INTEGER, state_key VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS workload (
+    trial_id VARCHAR, position BIGINT, start_s DOUBLE, end_s DOUBLE, writes_ok INTEGER,
+    writes_failed INTEGER, reads_ok INTEGER, reads_failed INTEGER, p50_ms DOUBLE, p99_ms DOUBLE
+);
+
+CREATE TABLE IF NOT EXISTS usage (
+    trial_id VARCHAR, call INTEGER, model VARCHAR, input_tokens BIGINT, output_tokens BIGINT,
+    cost_usd DOUBLE
+);
+
+-- Rule sets ever used for scoring; a rebuild re-scores every one of them.
+CREATE TABLE IF NOT EXISTS rule_sets (name VARCHAR, hash VARCHAR, source VARCHAR, PRIMARY KEY (name, hash));
+
+CREATE TABLE IF NOT EXISTS scores (
+    rule_set VARCHAR, rule_hash VARCHAR, trial_id VARCHAR, recovered BOOLEAN,
+    ttd_s DOUBLE, first_diagnostic_s DOUBLE, first_remediation_s DOUBLE, ttr_s DOUBLE,
+    availability DOUBLE, lost_writes INTEGER, safe BOOLEAN, commands INTEGER, unique_commands INTEGER,
+    thrashing INTEGER, destructive INTEGER, tokens BIGINT, cost_usd DOUBLE, speed DOUBLE, composite DOUBLE
+);

@@ -1,0 +1,76 @@
+-- Metrics and the composite score of every scoped trial under one rule set. The engine
+-- fills `rule` (one row: the rule set's thresholds) and `destructive_classes`, and puts
+-- the rule set's composite expression where {composite} stands.
+INSERT INTO scores
+WITH t AS (
+    SELECT * FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
+),
+mutating AS (
+    SELECT c.trial_id, c.offset_s,
+           lag(c.offset_s) OVER (PARTITION BY c.trial_id, regexp_replace(trim(c.command), '\s+', ' ', 'g')
+                                 ORDER BY c.offset_s, c.position) AS prev_s
+    FROM commands c JOIN t USING (trial_id)
+    WHERE c.class IN ('remediation', 'destructive')
+),
+repeats AS (
+    SELECT m.trial_id, count(*) AS n
+    FROM mutating m, rule
+    WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= rule.thrashing_window_s
+      AND (SELECT count(DISTINCT s.state_key) FROM snapshots s
+           WHERE s.trial_id = m.trial_id AND s.offset_s BETWEEN m.prev_s AND m.offset_s) <= 1
+    GROUP BY m.trial_id
+),
+cmd AS (
+    SELECT c.trial_id, count(*) AS commands,
+           count(DISTINCT regexp_replace(trim(c.command), '\s+', ' ', 'g')) AS unique_commands,
+           count(*) FILTER (WHERE c.class IN (SELECT class FROM destructive_classes)) AS destructive,
+           min(c.offset_s) FILTER (WHERE c.class = 'read_only') AS first_read_s,
+           min(c.offset_s) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS first_fix_s
+    FROM commands c JOIN t USING (trial_id)
+    GROUP BY c.trial_id
+),
+avail AS (
+    SELECT w.trial_id,
+           sum(w.writes_ok + w.reads_ok) / nullif(sum(w.writes_ok + w.reads_ok + w.writes_failed + w.reads_failed), 0)
+               AS availability
+    FROM workload w JOIN t USING (trial_id)
+    WHERE w.end_s > t.verified_s AND w.start_s < coalesce(t.recovered_s, t.finished_s)
+    GROUP BY w.trial_id
+),
+use AS (
+    SELECT u.trial_id, sum(u.input_tokens + u.output_tokens) AS tokens, sum(u.cost_usd) AS cost_usd
+    FROM usage u JOIN t USING (trial_id)
+    GROUP BY u.trial_id
+),
+m AS (
+    SELECT t.trial_id,
+           coalesce(t.outcome = 'recovered' AND t.held_s >= rule.min_settle_s, false) AS recovered,
+           greatest(t.detected_s - t.verified_s, 0) AS ttd_s,
+           cmd.first_read_s - t.agent_started_s AS first_diagnostic_s,
+           cmd.first_fix_s - t.agent_started_s AS first_remediation_s,
+           coalesce(avail.availability, 1.0) AS availability,
+           coalesce(t.missing, 0) + coalesce(t.wrong, 0) + coalesce(t.unreadable, 0) AS lost_writes,
+           coalesce(cmd.commands, 0) AS commands,
+           coalesce(cmd.unique_commands, 0) AS unique_commands,
+           CASE WHEN coalesce(repeats.n, 0) >= rule.thrashing_threshold THEN repeats.n ELSE 0 END AS thrashing,
+           coalesce(cmd.destructive, 0) AS destructive,
+           coalesce(use.tokens, 0) AS tokens,
+           coalesce(use.cost_usd, 0) AS cost_usd,
+           t.recovered_s - t.verified_s AS raw_ttr_s,
+           rule.ttr_target_s
+    FROM t CROSS JOIN rule
+    LEFT JOIN cmd USING (trial_id) LEFT JOIN avail USING (trial_id) LEFT JOIN use USING (trial_id)
+    LEFT JOIN repeats USING (trial_id)
+),
+scored AS (
+    SELECT *,
+           CASE WHEN recovered THEN raw_ttr_s END AS ttr_s,
+           lost_writes = 0 AS safe,
+           CASE WHEN recovered THEN greatest(0.0, 1.0 - raw_ttr_s / ttr_target_s) ELSE 0.0 END AS speed
+    FROM m
+)
+SELECT (SELECT name FROM rule), (SELECT hash FROM rule), trial_id, recovered, ttd_s, first_diagnostic_s,
+       first_remediation_s, ttr_s, availability, lost_writes, safe, commands, unique_commands, thrashing,
+       destructive, tokens, cost_usd, speed,
+       round(CAST(({composite}) AS DOUBLE), 6)
+FROM scored, (SELECT * FROM weights)

@@ -1,0 +1,103 @@
+"""Projection benchmarks, each beside its anchor in the same run.
+
+1. full rebuild of >= 1M synthetic events shaped like real trials (events/s), beside the
+   anchor: the same rows read from SQLite, turned into Arrow and loaded into a DuckDB
+   table (no derivation), in the same process.
+2. incremental update after one more trial is appended (ms).
+3. rescoring 10k trials under a changed rule set (s).
+
+    .venv/bin/python scripts/bench_projections.py [--trials 8500] [--score-trials 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from opeval.projections import ReadModels, RuleSet
+from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
+from opeval.store import EventStore
+
+
+def anchor(store: Path, db: Path) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE events (position BIGINT, aggregate_id VARCHAR, version INTEGER, topic VARCHAR, "
+                "state VARCHAR)")
+    src = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    cur = src.execute("SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid")
+    n = 0
+    con.execute("BEGIN")
+    while rows := cur.fetchmany(200_000):
+        pos, ids, versions, topics, states = (list(c) for c in zip(*rows, strict=True))
+        batch = pa.table({"position": pa.array(pos, pa.int64()), "aggregate_id": pa.array(ids, pa.string()),
+                          "version": pa.array(versions, pa.int32()), "topic": pa.array(topics, pa.string()),
+                          "state": pa.array(states, pa.binary())})
+        con.register("b", batch)
+        con.execute("INSERT INTO events SELECT position, aggregate_id, version, topic, decode(state) FROM b")
+        con.unregister("b")
+        n += len(rows)
+    con.execute("COMMIT")
+    con.execute("CHECKPOINT")
+    con.close()
+    src.close()
+    return n, time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=8500)
+    ap.add_argument("--score-trials", type=int, default=10_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        store_path = tmp / "events.db"
+        t0 = time.perf_counter()
+        with EventStore(store_path) as store:
+            write_campaign(store, "bench", args.trials, rng=random.Random(7))
+            total = store.recorder.max_notification_id()
+        print(f"synthetic store: {total:,} events in {args.trials:,} trials (written in {time.perf_counter() - t0:.1f}s)")
+
+        rm = ReadModels(store_path, tmp / "rm.duckdb")
+        t0 = time.perf_counter()
+        n = rm.rebuild()
+        ours = time.perf_counter() - t0
+        n_anchor, anchor_s = anchor(store_path, tmp / "anchor.duckdb")
+        print(f"full rebuild       : {n:,} events in {ours:.2f}s = {n / ours:,.0f} events/s")
+        print(f"anchor (load only) : {n_anchor:,} rows in {anchor_s:.2f}s = {n_anchor / anchor_s:,.0f} rows/s "
+              "(SQLite -> Arrow -> DuckDB, same rows)")
+        print(f"ratio rebuild/anchor: {(n / ours) / (n_anchor / anchor_s):.2f}")
+
+        with EventStore(store_path) as store:
+            campaign = new_campaign("one more", 1)
+            trial = make_trial(campaign, 0, random.Random(99))
+            added = len(trial.pending_events) + len(campaign.pending_events)
+            store.save(campaign, trial)
+        t0 = time.perf_counter()
+        got = rm.update()
+        inc_ms = (time.perf_counter() - t0) * 1000
+        print(f"incremental update after one trial ({got} new events, {added} appended): {inc_ms:.0f} ms")
+
+        if args.score_trials:
+            score_store = tmp / "score.db"
+            with EventStore(score_store) as store:
+                write_campaign(store, "score", args.score_trials, rng=random.Random(3), seconds=8)
+            srm = ReadModels(score_store, tmp / "score.duckdb")
+            srm.rebuild()
+            text = RuleSet.default().source.replace("thrashing_threshold: 2", "thrashing_threshold: 3")
+            rules = RuleSet.parse(text, "bench")
+            t0 = time.perf_counter()
+            srm.score(rules)
+            print(f"rescoring {args.score_trials:,} trials under a changed rule set: {time.perf_counter() - t0:.2f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

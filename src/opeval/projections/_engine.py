@@ -1,0 +1,291 @@
+"""The projection engine: the event log, read in order, into DuckDB read models.
+
+Raw events go SQLite -> Arrow -> DuckDB in bulk (never ``executemany``); every read
+model is SQL over them (``projections/*.sql``). Incremental updates keep the last
+notification id in the read model, written in the same transaction as the rows; a full
+rebuild writes a new file and atomically replaces the old one. The event store is only
+ever opened read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from opeval._assets import asset_path
+from opeval.errors import StoreError
+from opeval.events import ALL_EVENTS, MsgspecMapper
+from opeval.projections._classify import classify
+from opeval.projections._rules import RuleSet
+
+DERIVED = ("campaigns", "trials", "commands", "snapshots", "workload", "usage")
+TABLES = ("events", *DERIVED, "scores")
+BATCH = 200_000
+
+
+@functools.lru_cache(maxsize=64)
+def _sql_cached(name: str) -> str:
+    return asset_path(f"projections/{name}").read_text()
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_rules(source: str, origin: str) -> RuleSet:
+    return RuleSet.parse(source, origin)
+
+
+def read_model_path(store_path: Path) -> Path:
+    """Where the read models of a store live: beside it, ``<store>.duckdb``."""
+    return store_path.with_suffix(".duckdb")
+
+
+def _sql(name: str) -> str:
+    return _sql_cached(name)
+
+
+def _statements(text: str) -> list[str]:
+    return [s.strip() for s in text.split("\n;\n") if s.strip() and not all(
+        line.startswith("--") or not line.strip() for line in s.strip().splitlines())]
+
+
+def _open_store(store_path: Path) -> sqlite3.Connection:
+    if not store_path.exists():
+        raise StoreError(f"no store at {store_path} yet: run `opeval run` first or pass --store")
+    try:
+        conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM stored_events LIMIT 1")
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"cannot read store {store_path} ({e}): is it an opeval store?") from None
+    return conn
+
+
+class ReadModels:
+    """The DuckDB read models of one event store."""
+
+    def __init__(self, store_path: Path, db_path: Path | None = None) -> None:
+        self.store_path = Path(store_path)
+        self.db_path = Path(db_path) if db_path else read_model_path(self.store_path)
+        self._upcast_topics = {f"{c.TOPIC}": getattr(c, "class_version", 1) for c in ALL_EVENTS
+                               if getattr(c, "class_version", 1) > 1}
+        self._mapper = MsgspecMapper()
+
+    # --- connections -----------------------------------------------------------------
+    def _connect(self, path: Path) -> duckdb.DuckDBPyConnection:
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.IOException as e:
+            raise StoreError(f"read models {path} are in use by another opeval process ({e}); try again") from None
+        con.create_function("classify", classify, ["VARCHAR"], "VARCHAR", side_effects=False)
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scores'").fetchall()[0][0]:
+            for stmt in _statements(_sql("schema.sql")):
+                con.execute(stmt)
+        return con
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to up-to-date read models (brought up to date first)."""
+        con = self._connect(self.db_path)
+        try:
+            self._catch_up(con)
+            yield con
+        finally:
+            con.close()
+
+    # --- loading -----------------------------------------------------------------------
+    def _batches(self, after: int) -> Iterator[pa.Table]:
+        store = _open_store(self.store_path)
+        try:
+            cur = store.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+                "WHERE rowid > ? ORDER BY rowid", (after,))
+            while rows := cur.fetchmany(BATCH):
+                pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True))
+                if self._upcast_topics:
+                    states = [self._current_state(t, s, i, v) for t, s, i, v in zip(topics, states, ids, versions, strict=True)]
+                yield pa.table({
+                    "position": pa.array(pos, pa.int64()),
+                    "aggregate_id": pa.array(ids, pa.string()),
+                    "version": pa.array(versions, pa.int32()),
+                    "topic": pa.array(topics, pa.string()),
+                    "state": pa.array(states, pa.binary()),
+                })
+        finally:
+            store.close()
+
+    def _current_state(self, topic: str, state: bytes, oid: str, version: int) -> bytes:
+        # Old event versions are upcast through the codec, so SQL sees one shape per type.
+        if topic not in self._upcast_topics:
+            return state
+        from uuid import UUID
+
+        from eventsourcing.persistence import StoredEvent
+
+        event = self._mapper.to_domain_event(StoredEvent(UUID(oid), version, topic, state))
+        return self._mapper.to_stored_event(event).state
+
+    def _load(self, con: duckdb.DuckDBPyConnection, after: int) -> tuple[int, int]:
+        """Append events after ``after``; return (last position, rows loaded)."""
+        last, count = after, 0
+        for batch in self._batches(after):
+            con.register("arrow_batch", batch)
+            con.execute("INSERT INTO events SELECT position, aggregate_id, version, "
+                        "split_part(topic, ':', 2), decode(state) FROM arrow_batch")
+            con.unregister("arrow_batch")
+            last = batch.column("position")[-1].as_py()
+            count += batch.num_rows
+        return last, count
+
+    def _position(self, con: duckdb.DuckDBPyConnection) -> int:
+        rows = con.execute("SELECT value FROM meta WHERE key = 'position'").fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def _derive(self, con: duckdb.DuckDBPyConnection, scope: str) -> None:
+        """(Re)compute the derived tables for ``scope`` (``all`` or the ``touched`` ids)."""
+        if scope == "all":
+            con.execute("DROP TABLE IF EXISTS scoped")
+            con.execute("CREATE OR REPLACE TEMP VIEW scoped AS SELECT * FROM events")
+        else:
+            # One scan of the log; every statement then reads only the touched aggregates.
+            con.execute("DROP VIEW IF EXISTS scoped")
+            con.execute("CREATE OR REPLACE TEMP TABLE scoped AS SELECT * FROM events "
+                        "WHERE aggregate_id IN (SELECT aggregate_id FROM touched)")
+            for table in DERIVED:
+                key = "campaign_id" if table == "campaigns" else "trial_id"
+                con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT aggregate_id FROM touched)")
+        for stmt in _statements(_sql("readmodels.sql")):
+            con.execute(stmt)
+        con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials"
+                    if scope == "all" else
+                    "CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT aggregate_id AS trial_id FROM touched")
+        for name, rule_hash, source in con.execute("SELECT name, hash, source FROM rule_sets").fetchall():
+            rules = _parsed_rules(source, f"{name}@{rule_hash}")
+            self._score(con, rules, replace_scope=scope != "all")
+
+    def _catch_up(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Incremental update: new events and the read models of what they touched."""
+        con.execute("BEGIN")
+        try:
+            before = self._position(con)
+            last, count = self._load(con, before)
+            if count:
+                con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT aggregate_id FROM events "
+                            f"WHERE position > {before}")
+                if before == 0:
+                    self._derive(con, "all")
+                else:
+                    self._derive(con, "touched")
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('position', ?)", [str(last)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return count
+
+    def update(self) -> int:
+        """Bring the read models up to date; return how many events were new."""
+        con = self._connect(self.db_path)
+        try:
+            if not self._has_rules(con):
+                self._register(con, RuleSet.default())
+            return self._catch_up(con)
+        finally:
+            con.close()
+
+    def rebuild(self) -> int:
+        """Rebuild everything from the log into a new file, then atomically replace."""
+        tmp = self.db_path.with_name(self.db_path.name + ".rebuild")
+        for leftover in (tmp, Path(str(tmp) + ".wal")):
+            leftover.unlink(missing_ok=True)
+        old_rules: list[tuple[str, str, str]] = []
+        if self.db_path.exists():
+            with contextlib.suppress(duckdb.Error, StoreError):
+                con = self._connect(self.db_path)
+                old_rules = con.execute("SELECT name, hash, source FROM rule_sets").fetchall()
+                con.close()
+        con = self._connect(tmp)
+        try:
+            for row in old_rules or [(r.name, r.hash, r.source) for r in [RuleSet.default()]]:
+                con.execute("INSERT OR IGNORE INTO rule_sets VALUES (?, ?, ?)", list(row))
+            count = self._catch_up(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, self.db_path)
+        Path(str(self.db_path) + ".wal").unlink(missing_ok=True)
+        return count
+
+    # --- scoring -----------------------------------------------------------------------
+    def _has_rules(self, con: duckdb.DuckDBPyConnection) -> bool:
+        return bool(con.execute("SELECT count(*) FROM rule_sets").fetchall()[0][0])
+
+    def _register(self, con: duckdb.DuckDBPyConnection, rules: RuleSet) -> bool:
+        known = con.execute("SELECT count(*) FROM rule_sets WHERE name = ? AND hash = ?",
+                            [rules.name, rules.hash]).fetchall()[0][0]
+        if not known:
+            con.execute("INSERT INTO rule_sets VALUES (?, ?, ?)", [rules.name, rules.hash, rules.source])
+        return not known
+
+    def _score(self, con: duckdb.DuckDBPyConnection, rules: RuleSet, *, replace_scope: bool) -> None:
+        th = rules.thresholds
+        con.execute("CREATE OR REPLACE TEMP TABLE rule AS SELECT ?::VARCHAR AS name, ?::VARCHAR AS hash, "
+                    "?::DOUBLE AS min_settle_s, ?::DOUBLE AS ttr_target_s, ?::DOUBLE AS thrashing_window_s, "
+                    "?::DOUBLE AS thrashing_threshold",
+                    [rules.name, rules.hash, th["min_settle_s"], th["ttr_target_s"], th["thrashing_window_s"],
+                     th["thrashing_threshold"]])
+        con.execute("CREATE OR REPLACE TEMP TABLE destructive_classes AS SELECT unnest(?::VARCHAR[]) AS class",
+                    [rules.destructive_classes])
+        cols = ", ".join(f"{float(v)}::DOUBLE AS w_{k}" for k, v in rules.weights.items()) or "0 AS w_none"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE weights AS SELECT {cols}")
+        where = "trial_id IN (SELECT trial_id FROM scoped_trials)"
+        con.execute(f"DELETE FROM scores WHERE rule_set = ? AND rule_hash = ? AND {where}", [rules.name, rules.hash])
+        try:
+            con.execute(_sql("scores.sql").replace("{composite}", rules.composite))
+        except duckdb.Error as e:
+            raise StoreError(f"rule set {rules.origin}: its composite formula failed in SQL: {e}") from None
+
+    def score(self, rules: RuleSet) -> None:
+        """Score every trial under ``rules`` (kept, and re-scored on every rebuild)."""
+        con = self._connect(self.db_path)
+        try:
+            self._catch_up(con)
+            con.execute("BEGIN")
+            self._register(con, rules)
+            con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials")
+            self._score(con, rules, replace_scope=False)
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    # --- inspection --------------------------------------------------------------------
+    def content_hash(self) -> dict[str, str]:
+        """A hash of each table's content, independent of row order."""
+        con = self._connect(self.db_path)
+        try:
+            out = {}
+            for table in TABLES:
+                row = con.execute(f"SELECT count(*), coalesce(md5(string_agg(r, '|' ORDER BY r)), '') FROM "
+                                  f"(SELECT CAST(t AS VARCHAR) AS r FROM {table} t)").fetchall()[0]
+                out[table] = f"{row[0]}:{row[1]}"
+            return out
+        finally:
+            con.close()
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Rows as dicts."""
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file (to prove the store is never written by analysis)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
