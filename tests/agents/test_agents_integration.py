@@ -12,6 +12,7 @@ import pytest
 
 from opeval.agents import AnthropicAgent
 from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
+from opeval.projections import ReadModels, RuleSet, trial_scores
 from opeval.runner import TrialRequest, run_single
 from opeval.store import EventStore
 from tests.runner.helpers import assert_nothing_left, of
@@ -32,8 +33,10 @@ def run(store_path: Path, req: TrialRequest, agent: Any = None) -> tuple[Any, li
     return result, events
 
 
-def test_runbook_repairs_what_the_baseline_cannot(store_path: Path, no_leaks: None) -> None:
+def test_runbook_repairs_what_the_baseline_cannot(store_path: Path, tmp_path: Path, no_leaks: None) -> None:
+    incremental = ReadModels(store_path, tmp_path / "incremental.duckdb")
     result, events = run(store_path, request(AgentSpec(name="runbook"), target="random"))
+    incremental.update()
     assert result.outcome == "recovered", result.reason
     (injected,) = of(events, Trial.ChaosInjected)
     commands = [e.command for e in of(events, Trial.AgentCommandExecuted)]
@@ -53,6 +56,19 @@ def test_runbook_repairs_what_the_baseline_cannot(store_path: Path, no_leaks: No
     assert baseline.outcome == "not_recovered"
     assert of(base_events, Trial.ChaosInjected)[0].target == injected.target  # same seed, same victim
     assert of(base_events, Trial.AgentStarted) == []
+
+    # the read models, updated after each real trial, equal a full rebuild of the log
+    incremental.update()
+    full = ReadModels(store_path, tmp_path / "full.duckdb")
+    full.rebuild()
+    assert incremental.content_hash() == full.content_hash()
+    # these trials settle for 1 s; the default rules ask for 2 s before a recovery counts
+    quick = RuleSet.parse(RuleSet.default().source.replace("min_settle_s: 2.0", "min_settle_s: 1.0"))
+    full.score(quick)
+    with full.connect() as con:
+        rows = trial_scores(con, quick)
+    assert [(r["agent"], r["recovered"]) for r in rows] == [("runbook", True), ("none", False)]
+    assert rows[0]["first_remediation_s"] > rows[0]["first_diagnostic_s"] >= 0
 
 
 def _message(content: list[dict[str, Any]], stop: str = "tool_use") -> httpx.Response:

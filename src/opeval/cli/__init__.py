@@ -1,5 +1,6 @@
 """The ``opeval`` command line (cyclopts)."""
 
+from opeval.cli import _analysis  # noqa: F401 - registers the analysis commands
 from opeval.cli._app import app, main
 
 __all__ = ["app", "main"]

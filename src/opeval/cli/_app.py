@@ -5,6 +5,7 @@ from __future__ import annotations
 import json as jsonlib
 import os
 import secrets
+import uuid
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -163,6 +164,7 @@ def run(
             err.print(problem, highlight=False)
         with _StatusLine(quiet=json) as line:
             result = anyio.run(lambda: run_single(es, req, on_status=line.update))
+    _refresh_read_models(path)
     if json:
         _print_json({"trial_id": str(result.trial_id), "outcome": result.outcome, "reason": result.reason,
                      "time_to_detect_s": result.time_to_detect_s, "time_to_recover_s": result.time_to_recover_s,
@@ -173,6 +175,16 @@ def run(
                   ("" if store is None and "OPEVAL_STORE" not in os.environ else f" --store {path}"),
                   highlight=False)
     return {"recovered": 0, "not_recovered": 0, "aborted": 130}.get(result.outcome, 1)
+
+
+def _refresh_read_models(path: Path) -> None:
+    """Fold the new trial into the read models now, so analysis starts warm."""
+    from opeval.projections import ReadModels
+
+    try:
+        ReadModels(path).update()
+    except OpevalError as e:
+        err.print(f"note: read models not updated ({e}); the next analysis command will catch up", highlight=False)
 
 
 def _trial_rows(es: EventStore) -> list[dict[str, Any]]:
@@ -193,11 +205,34 @@ def _trial_rows(es: EventStore) -> list[dict[str, Any]]:
     return rows
 
 
+def _trial_rows_from_read_models(path: Path) -> list[dict[str, Any]]:
+    from opeval.projections import ReadModels, query
+
+    rm = ReadModels(path)
+    rm.update()
+    with rm.connect() as con:
+        rows = query(con, "SELECT trial_id, campaign_id, started_at, subject, chaos, target, agent, restart_policy, "
+                          "seed, coalesce(outcome, 'running') AS outcome, "
+                          "CASE WHEN outcome = 'recovered' THEN recovered_s - verified_s END AS time_to_recover_s "
+                          "FROM trials ORDER BY started_at, trial_id")
+    for r in rows:
+        r["trial_id"] = str(uuid.UUID(r["trial_id"]))
+        r["campaign_id"] = str(uuid.UUID(r["campaign_id"]))
+        r["started"] = r.pop("started_at")[:19]
+        if r["time_to_recover_s"] is not None:
+            r["time_to_recover_s"] = round(r["time_to_recover_s"], 6)
+    return rows
+
+
 @app.command(name="list")
 def list_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
-    """List the trials in the store, oldest first."""
-    with EventStore(resolve_store_path(store), writable=False) as es:
-        rows = _trial_rows(es)
+    """List the trials in the store, oldest first (from the read models)."""
+    path = resolve_store_path(store)
+    with EventStore(path, writable=False) as es:
+        try:
+            rows = _trial_rows_from_read_models(path)
+        except OpevalError:  # read models unavailable (busy, read-only directory): read the log itself
+            rows = _trial_rows(es)
     if json:
         _print_json(rows)
         return 0

@@ -1,9 +1,20 @@
 """Projections: the event log read into DuckDB read models, scores under rule sets, and
 the command classifier. Analysis never writes to the event store."""
 
+from opeval.projections._analysis import (
+    COMPARED,
+    bootstrap_ci,
+    campaign_rows,
+    compare_baseline,
+    compare_groups,
+    export_trial,
+    summary,
+    trial_scores,
+)
 from opeval.projections._classify import CLASSES, classify
 from opeval.projections._engine import DERIVED, TABLES, ReadModels, file_digest, query, read_model_path
 from opeval.projections._rules import METRICS, RuleSet
 
-__all__ = ["CLASSES", "DERIVED", "METRICS", "TABLES", "ReadModels", "RuleSet", "classify", "file_digest", "query",
+__all__ = ["COMPARED", "bootstrap_ci", "campaign_rows", "compare_baseline", "compare_groups", "export_trial",
+           "summary", "trial_scores", "CLASSES", "DERIVED", "METRICS", "TABLES", "ReadModels", "RuleSet", "classify", "file_digest", "query",
            "read_model_path"]

@@ -251,15 +251,18 @@ class ReadModels:
         except duckdb.Error as e:
             raise StoreError(f"rule set {rules.origin}: its composite formula failed in SQL: {e}") from None
 
-    def score(self, rules: RuleSet) -> None:
-        """Score every trial under ``rules`` (kept, and re-scored on every rebuild)."""
+    def score(self, rules: RuleSet, *, force: bool = False) -> None:
+        """Make sure every trial is scored under ``rules``; from then on updates and
+        rebuilds keep those scores current. ``force`` recomputes them all."""
         con = self._connect(self.db_path)
         try:
+            if not self._has_rules(con):
+                self._register(con, RuleSet.default())
             self._catch_up(con)
             con.execute("BEGIN")
-            self._register(con, rules)
-            con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials")
-            self._score(con, rules, replace_scope=False)
+            if self._register(con, rules) or force:
+                con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials")
+                self._score(con, rules, replace_scope=False)
             con.execute("COMMIT")
         finally:
             con.close()

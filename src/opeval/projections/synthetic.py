@@ -46,7 +46,7 @@ def new_campaign(name: str, planned: int) -> Campaign:
 
 
 def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str = "runbook",
-               seconds: int = 40, seed: int | None = None) -> Trial:
+               seconds: int = 40, seed: int | None = None, command_output: str = "ok\n") -> Trial:
     """One finished trial with all its events pending."""
     seed = rng.randrange(2**31) if seed is None else seed
     trial = Trial._create(
@@ -91,8 +91,8 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
             cmd = rng.choice(_COMMANDS).format(v=victim)
             if rng.random() < 0.05:
                 cmd = f"etcdctl member remove {victim}"
-            rec(Trial.AgentCommandExecuted, step=step, command=cmd, exit_code=0, timed_out=False, stdout="ok\n",
-                stderr="", stdout_bytes=3, stderr_bytes=0, stdout_truncated=False, stderr_truncated=False,
+            rec(Trial.AgentCommandExecuted, step=step, command=cmd, exit_code=0, timed_out=False, stdout=command_output,
+                stderr="", stdout_bytes=len(command_output.encode()), stderr_bytes=0, stdout_truncated=False, stderr_truncated=False,
                 started_offset_s=t + 0.2, duration_s=0.05, offset_s=t + 0.25)
             rec(Trial.AgentUsage, call=step, model="claude-sonnet-4-6", input_tokens=1500, output_tokens=90,
                 cost_usd=0.00585, offset_s=t + 0.26)

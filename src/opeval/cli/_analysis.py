@@ -1,0 +1,229 @@
+"""Analysis commands: analyze, compare, compare-baseline, rescore, export.
+
+All of them read the DuckDB read models (brought up to date from the event log first)
+and never write to the event store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from cyclopts import Parameter
+from rich.table import Table
+
+from opeval.errors import UsageError
+from opeval.projections import (
+    ReadModels,
+    RuleSet,
+    campaign_rows,
+    compare_baseline,
+    compare_groups,
+    export_trial,
+    summary,
+    trial_scores,
+)
+from opeval.store import EventStore, resolve_store_path
+
+from ._app import JsonFlag, StoreOption, _print_json, app, out
+
+RulesOption = Annotated[
+    Path | None, Parameter(name="--rules", help="Scoring rule set (YAML); default: the shipped default rule set."),
+]
+
+
+def _rules(path: Path | None) -> RuleSet:
+    return RuleSet.load(path) if path else RuleSet.default()
+
+
+def _resolve(store: Path, prefix: str, want: str) -> str:
+    with EventStore(store, writable=False) as es:
+        kind, oid = es.resolve(prefix)
+    if kind != want:
+        raise UsageError(f"{prefix!r} is a {kind}, not a {want}: see `opeval list`")
+    return oid.hex
+
+
+def _scored(store: Path | None, rules: RuleSet) -> ReadModels:
+    path = resolve_store_path(store)
+    rm = ReadModels(path)
+    rm.score(rules)
+    return rm
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+@app.command
+def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption = None, json: JsonFlag = False) -> int:
+    """Scores and metrics of every trial of a campaign, and aggregates per agent/variant.
+
+    Parameters
+    ----------
+    campaign
+        Campaign id or unique prefix.
+    """
+    rs = _rules(rules)
+    rm = _scored(store, rs)
+    cid = _resolve(resolve_store_path(store), campaign, "campaign")
+    with rm.connect() as con:
+        rows = campaign_rows(con, rs, cid)
+    groups = summary(rows)
+    if json:
+        _print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups})
+        return 0
+    table = Table("trial", "agent", "chaos:target", "outcome", "TTD", "TTR", "avail", "lost", "cmds", "destr.",
+                  "thrash", "cost $", "score", title=f"campaign {cid[:8]} under {rs.key}")
+    for r in rows:
+        table.add_row(r["trial_id"][:8], r["agent"], f"{r['chaos']}:{r['target']}", r["outcome"] or "running",
+                      _f(r["ttd_s"]), _f(r["ttr_s"]), _f(r["availability"]), _f(r["lost_writes"]), _f(r["commands"]),
+                      _f(r["destructive"]), _f(r["thrashing"]), _f(r["cost_usd"], 4), _f(r["composite"], 2))
+    out.print(table)
+    agg = Table("agent", "variant", "trials", "recovery rate", "mean TTR", "mean score", "destructive", "lost writes")
+    for g in groups:
+        agg.add_row(g["agent"], g["variant"], str(g["trials"]), f"{100 * g['recovery_rate']:.0f}%",
+                    _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]), str(g["lost_writes"]))
+    out.print(agg)
+    return 0
+
+
+def _print_comparison(result: dict[str, Any], a_name: str, b_name: str) -> None:
+    table = Table("metric", f"{a_name} mean", f"{a_name} median", f"{b_name} mean", f"{b_name} median",
+                  f"delta ({b_name} - {a_name})", "95% CI",
+                  title=f"{'paired by seed' if result['paired'] else 'unpaired'}: "
+                        f"{result['a_trials']} vs {result['b_trials']} trials")
+    for m in result["metrics"]:
+        ci = "-" if m["ci_low"] is None else f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+        table.add_row(m["metric"], _f(m["a_mean"]), _f(m["a_median"]), _f(m["b_mean"]), _f(m["b_median"]),
+                      _f(m["delta"]), ci)
+    out.print(table)
+
+
+@app.command
+def compare(campaign_a: str, campaign_b: str, /, *, rules: RulesOption = None, store: StoreOption = None,
+            json: JsonFlag = False) -> int:
+    """Compare two campaigns metric by metric (mean, median, delta, bootstrap 95% CI;
+    paired by seed where the seeds match).
+
+    Parameters
+    ----------
+    campaign_a
+        The reference campaign (id or prefix).
+    campaign_b
+        The campaign compared against it.
+    """
+    rs = _rules(rules)
+    rm = _scored(store, rs)
+    path = resolve_store_path(store)
+    a, b = _resolve(path, campaign_a, "campaign"), _resolve(path, campaign_b, "campaign")
+    with rm.connect() as con:
+        result = compare_groups(campaign_rows(con, rs, a), campaign_rows(con, rs, b))
+    result.update({"campaign_a": a, "campaign_b": b, "rule_set": rs.key})
+    if json:
+        _print_json(result)
+    else:
+        _print_comparison(result, a[:8], b[:8])
+    return 0
+
+
+@app.command(name="compare-baseline")
+def compare_baseline_(campaign: str, /, *, rules: RulesOption = None, store: StoreOption = None,
+                      json: JsonFlag = False) -> int:
+    """The campaign's agent against the system's own self-healing on the same chaos
+    (baseline trials from anywhere in the store): recovery, time to recover, harm done.
+
+    Parameters
+    ----------
+    campaign
+        Campaign id or prefix.
+    """
+    rs = _rules(rules)
+    rm = _scored(store, rs)
+    cid = _resolve(resolve_store_path(store), campaign, "campaign")
+    with rm.connect() as con:
+        result = compare_baseline(con, rs, cid)
+    result.update({"campaign": cid, "rule_set": rs.key})
+    if json:
+        _print_json(result)
+    else:
+        _print_comparison(result, "baseline", "agent")
+    return 0
+
+
+@app.command
+def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, store: StoreOption = None,  # noqa: A002
+            json: JsonFlag = False) -> int:
+    """Replay trials under another rule set; show old (default) and new scores side by side.
+
+    Parameters
+    ----------
+    campaign
+        Campaign id or prefix (or ``--all``).
+    all
+        Every trial in the store.
+    rules
+        The new rule set (YAML).
+    """
+    if (campaign is None) == (not all):
+        raise UsageError("give a campaign or --all (not both)")
+    old, new = RuleSet.default(), RuleSet.load(rules)
+    path = resolve_store_path(store)
+    rm = ReadModels(path)
+    rm.score(old)
+    rm.score(new, force=True)
+    where, params = "TRUE", []
+    if campaign is not None:
+        where, params = "t.campaign_id = ?", [_resolve(path, campaign, "campaign")]
+    with rm.connect() as con:
+        before = {r["trial_id"]: r for r in trial_scores(con, old, where, params)}
+        after = trial_scores(con, new, where, params)
+    rows = [{"trial_id": r["trial_id"], "agent": r["agent"], "old_recovered": before[r["trial_id"]]["recovered"],
+             "new_recovered": r["recovered"], "old_score": before[r["trial_id"]]["composite"],
+             "new_score": r["composite"], "delta": r["composite"] - before[r["trial_id"]]["composite"]}
+            for r in after]
+    if json:
+        _print_json({"old_rule_set": old.key, "new_rule_set": new.key, "trials": rows})
+        return 0
+    table = Table("trial", "agent", f"recovered ({old.key})", f"recovered ({new.key})", "old score", "new score",
+                  "delta", title=f"{len(rows)} trials re-scored")
+    for r in rows:
+        table.add_row(r["trial_id"][:8], r["agent"], _f(r["old_recovered"]), _f(r["new_recovered"]),
+                      _f(r["old_score"], 2), _f(r["new_score"], 2), _f(r["delta"], 2))
+    out.print(table)
+    return 0
+
+
+@app.command
+def export(trial: str, /, *, format: Literal["md", "json", "html"] = "md", output: Path | None = None,  # noqa: A002
+           rules: RulesOption = None, store: StoreOption = None) -> int:
+    """A postmortem of one trial: what broke when, what the agent saw and did, when service came back.
+
+    Parameters
+    ----------
+    trial
+        Trial id or prefix.
+    format
+        ``md`` (a postmortem template), ``json`` or ``html``.
+    output
+        Write to this file instead of standard output.
+    """
+    rs = _rules(rules)
+    rm = _scored(store, rs)
+    tid = _resolve(resolve_store_path(store), trial, "trial")
+    with rm.connect() as con:
+        text = export_trial(con, rs, tid, format)
+    if output:
+        output.write_text(text)
+        out.print(f"wrote {output}")
+    else:
+        print(text)
+    return 0
+
+

@@ -1,0 +1,258 @@
+"""Questions asked of the read models: scores per trial, comparisons with bootstrap
+confidence intervals, agent versus self-healing, re-scoring, postmortems."""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+import statistics
+from typing import Any
+
+import duckdb
+
+from opeval.errors import UsageError
+from opeval.projections._engine import query
+from opeval.projections._rules import RuleSet
+
+#: Metrics compared between groups of trials, and whether higher is better.
+COMPARED = {
+    "recovered": True, "ttd_s": False, "ttr_s": False, "first_diagnostic_s": False, "first_remediation_s": False,
+    "availability": True, "lost_writes": False, "commands": False, "destructive": False, "thrashing": False,
+    "tokens": False, "cost_usd": False, "composite": True,
+}
+
+
+def trial_scores(con: duckdb.DuckDBPyConnection, rules: RuleSet, where: str = "TRUE",
+                 params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Trials joined with their scores under ``rules``, oldest first."""
+    return query(con, f"""
+        SELECT t.*, s.* EXCLUDE (trial_id, rule_set, rule_hash)
+        FROM trials t JOIN scores s ON s.trial_id = t.trial_id AND s.rule_set = ? AND s.rule_hash = ?
+        WHERE {where} ORDER BY t.started_at, t.idx""", [rules.name, rules.hash, *(params or [])])
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    return float(v)
+
+
+def bootstrap_ci(a: list[float], b: list[float], *, paired: bool, iterations: int = 2000,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """95 % bootstrap interval of mean(b) - mean(a) (paired: of the mean difference)."""
+    rng = random.Random(seed)  # fixed: the same data always gives the same interval
+    if paired:
+        if len(a) < 2:
+            return None
+        diffs = [y - x for x, y in zip(a, b, strict=True)]
+        stats = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(iterations))
+    else:
+        if len(a) < 2 or len(b) < 2:
+            return None
+        stats = sorted(statistics.fmean(rng.choices(b, k=len(b))) - statistics.fmean(rng.choices(a, k=len(a)))
+                       for _ in range(iterations))
+    return stats[int(0.025 * iterations)], stats[int(0.975 * iterations) - 1]
+
+
+def compare_groups(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per metric: mean and median of each group, delta (b - a), bootstrap 95 % CI.
+
+    Trials pair up by (chaos, target, seed) when every trial of both groups has a match.
+    """
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["chaos"], r["target"], r["seed"])
+
+    a_by, b_by = {key(r): r for r in a_rows}, {key(r): r for r in b_rows}
+    paired = bool(a_rows) and len(a_by) == len(a_rows) == len(b_rows) == len(b_by) and a_by.keys() == b_by.keys()
+    metrics = []
+    for metric, higher_better in COMPARED.items():
+        if paired:
+            pairs = [(_num(a_by[k][metric]), _num(b_by[k][metric])) for k in sorted(a_by, key=str)]
+            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+            av, bv = [x for x, _ in pairs], [y for _, y in pairs]
+        else:
+            av = [v for v in (_num(r[metric]) for r in a_rows) if v is not None]
+            bv = [v for v in (_num(r[metric]) for r in b_rows) if v is not None]
+        a_mean = statistics.fmean(av) if av else None
+        b_mean = statistics.fmean(bv) if bv else None
+        ci = bootstrap_ci(av, bv, paired=paired) if av and bv else None
+        metrics.append({
+            "metric": metric, "higher_is_better": higher_better,
+            "a_n": len(av), "a_mean": a_mean, "a_median": statistics.median(av) if av else None,
+            "b_n": len(bv), "b_mean": b_mean, "b_median": statistics.median(bv) if bv else None,
+            "delta": None if a_mean is None or b_mean is None else b_mean - a_mean,
+            "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+        })
+    return {"paired": paired, "a_trials": len(a_rows), "b_trials": len(b_rows), "metrics": metrics}
+
+
+def campaign_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> list[dict[str, Any]]:
+    """Every scored trial of one campaign."""
+    return trial_scores(con, rules, "t.campaign_id = ?", [campaign_id])
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregates per agent/variant: trials, recovery rate, mean TTR, composite."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["agent"], r["variant"]), []).append(r)
+    out = []
+    for (agent, variant), rs in sorted(groups.items()):
+        ttrs = [r["ttr_s"] for r in rs if r["ttr_s"] is not None]
+        out.append({
+            "agent": agent, "variant": variant, "trials": len(rs),
+            "recovery_rate": sum(bool(r["recovered"]) for r in rs) / len(rs),
+            "mean_ttr_s": statistics.fmean(ttrs) if ttrs else None,
+            "mean_composite": statistics.fmean(r["composite"] for r in rs),
+            "destructive": sum(r["destructive"] for r in rs), "lost_writes": sum(r["lost_writes"] for r in rs),
+        })
+    return out
+
+
+def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, like: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Baseline (no agent) trials anywhere in the store with the same subject, chaos and target."""
+    kinds = sorted({(r["subject"], r["chaos"], r["target"]) for r in like})
+    if not kinds:
+        return []
+    cond = " OR ".join("(t.subject = ? AND t.chaos = ? AND t.target = ?)" for _ in kinds)
+    params = [v for k in kinds for v in k]
+    return trial_scores(con, rules, f"t.agent = 'none' AND ({cond})", params)
+
+
+def compare_baseline(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> dict[str, Any]:
+    """The campaign's agent trials against self-healing on the same chaos."""
+    rows = [r for r in campaign_rows(con, rules, campaign_id) if r["agent"] != "none"]
+    if not rows:
+        raise UsageError("this campaign has no agent trials to hold against the baseline")
+    base = baseline_rows(con, rules, rows)
+    if not base:
+        chaos = ", ".join(sorted({f"{r['chaos']} --target {r['target']}" for r in rows}))
+        raise UsageError(f"no baseline trials for {chaos} in this store: run `opeval run --baseline --chaos ...` first")
+    result = compare_groups(base, rows)
+    result["baseline_trials"] = len(base)
+    return result
+
+
+def export_trial(con: duckdb.DuckDBPyConnection, rules: RuleSet, trial_id: str, fmt: str) -> str:
+    """A postmortem of one trial as Markdown, JSON or HTML."""
+    rows = trial_scores(con, rules, "t.trial_id = ?", [trial_id])
+    if not rows:
+        raise UsageError(f"trial {trial_id} has no read model yet")
+    t = rows[0]
+    events = query(con, "SELECT position, version, type, state FROM events WHERE aggregate_id = ? ORDER BY version",
+                   [trial_id])
+    for e in events:
+        e["state"] = json.loads(e["state"])
+    commands = query(con, "SELECT * FROM commands WHERE trial_id = ? ORDER BY offset_s, position", [trial_id])
+    if fmt == "json":
+        return json.dumps({"trial": t, "rule_set": rules.key, "commands": commands, "events": events},
+                          indent=2, default=str)
+    doc = _postmortem(t, rules, events, commands)
+    if fmt == "md":
+        return doc
+    if fmt == "html":
+        return _html(doc)
+    raise UsageError(f"unknown export format {fmt!r}: choose md, json or html")
+
+
+def _fmt_s(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.3f} s"
+
+
+def _timeline_line(e: dict[str, Any]) -> str | None:
+    s, kind = e["state"], e["type"]
+    lines = {
+        "ClusterUp": lambda: f"cluster of {len(s['members'])} members healthy",
+        "ChaosInjected": lambda: f"fault injected: {s['kind']} on {s['target']}",
+        "ChaosVerified": lambda: f"fault verified: {s['effect']}",
+        "FaultDetected": lambda: "monitor alert: " + "; ".join(s["symptoms"]),
+        "AgentStarted": lambda: f"agent {s['agent']['name']} paged",
+        "AgentCommandExecuted": lambda: f"agent ran `{s['command']}` (exit {s['exit_code']})",
+        "AgentFinished": lambda: f"agent stopped ({s['reason']}): {s['summary']}",
+        "MemberProcessStarted": lambda: f"{s['member']} process started ({s['reason']})",
+        "MemberProcessExited": lambda: f"{s['member']} process ended",
+        "RecoveryDetected": lambda: f"service back: criteria met at {s['criteria_met_offset_s']:.3f} s, held {s['held_s']:.1f} s",
+        "DataSafetyChecked": lambda: f"data check: {s['missing']} of {s['acknowledged']} acknowledged writes missing",
+        "TrialFinished": lambda: f"trial ended: {s['outcome']}",
+    }
+    fn = lines.get(kind)
+    return None if fn is None else f"| {float(s['offset_s']):8.3f} s | {fn()} |"
+
+
+def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
+                commands: list[dict[str, Any]]) -> str:
+    outcome = "RECOVERED" if t["recovered"] else t["outcome"].upper().replace("_", " ")
+    out = [
+        f"# Postmortem: {t['subject']} {t['chaos']} on {t['victim'] or t['target']} (trial {t['trial_id'][:8]})",
+        "",
+        "## Summary",
+        "",
+        f"- **Outcome:** {outcome} — {t['reason']}",
+        f"- **Responder:** {'self-healing only (no agent)' if t['agent'] == 'none' else 'agent ' + t['agent']}"
+        f" (restart policy {t['restart_policy']}, seed {t['seed']})",
+        f"- **Time to detect:** {_fmt_s(t['ttd_s'])}; **time to recover:** {_fmt_s(t['ttr_s'])} (from fault verified)",
+        f"- **Impact:** {100 * float(t['availability']):.1f}% of client operations succeeded during the incident; "
+        f"longest unavailability {_fmt_s(t['longest_unavailable_s'])}",
+        f"- **Data:** {t['lost_writes']} acknowledged writes lost of {t['acknowledged'] or 0}",
+        f"- **Score ({rules.key}):** {t['composite']:.2f}",
+        "",
+        "## Timeline",
+        "",
+        "| time | what happened |",
+        "| ---: | --- |",
+    ]
+    out += [line for e in events if (line := _timeline_line(e))]
+    out += ["", "## What the agent saw and did", ""]
+    if not commands:
+        out.append("No agent: the cluster was left to heal itself.")
+    by_pos = {e["position"]: e for e in events}
+    for c in commands:
+        st = by_pos[c["position"]]["state"]
+        out.append(f"{c['step']}. `{c['command']}` — exit {c['exit_code']}, {c['class']}"
+                   + (", timed out" if c["timed_out"] else "") + (", output truncated" if c["truncated"] else ""))
+        text = (st.get("stdout") or "") + (st.get("stderr") or "")
+        if text.strip():
+            excerpt = "\n".join(text.strip().splitlines()[:12])
+            out += ["", "   ```", *[f"   {line}" for line in excerpt.splitlines()], "   ```"]
+    out += [
+        "", "## Root cause", "",
+        f"Injected by the harness: `{t['chaos']}` targeting `{t['target']}` (hit {t['victim']}).",
+        "", "## Detection and recovery", "",
+        f"- Fault verified at {_fmt_s(t['verified_s'])}, detected at {_fmt_s(t['detected_s'])}, "
+        f"recovery criteria first held at {_fmt_s(t['recovered_s'])}.",
+        f"- Agent first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
+        f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands ({t['unique_commands']} distinct), "
+        f"{t['destructive']} destructive, thrashing {t['thrashing']}.",
+        "", "## Lessons", "",
+        "- What slowed detection or repair, and what would have prevented the fault, go here.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _html(markdown: str) -> str:
+    """The postmortem as a standalone page; every piece of text escaped (agent output is untrusted)."""
+    body = []
+    in_code = False
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if stripped == "```":
+            body.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+        elif in_code:
+            body.append(html.escape(stripped))
+        elif line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("| ---"):
+            continue
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        elif line:
+            body.append(f"<p>{html.escape(line)}</p>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>opeval postmortem</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f4f4f4;padding:.5em}"
+            "td{padding:0 .6em}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,85 @@
+"""The analysis commands end to end on a store of (synthetic) trials."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from opeval.projections import file_digest
+from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
+from opeval.store import EventStore
+
+
+def opeval(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def store(store_path: Path) -> tuple[Path, str, str, str]:
+    seeds = list(range(10))
+    with EventStore(store_path) as es:
+        agent = write_campaign(es, "agent", 10, rng=random.Random(1), seconds=15, seeds=seeds)
+        base = write_campaign(es, "base", 10, rng=random.Random(2), seconds=15, seeds=seeds, agent="none")
+        campaign = new_campaign("hostile", 1)
+        es.save(campaign)
+        trial = make_trial(campaign, 0, random.Random(3), seconds=15,
+                           command_output="<script>alert('owned')</script>\n")
+        es.save(campaign, trial)
+    return store_path, agent.id.hex, base.id.hex, trial.id.hex
+
+
+def test_analyze_compare_rescore_export(store: tuple[Path, str, str, str], tmp_path: Path) -> None:
+    path, agent, base, hostile = store
+    s = ["--store", str(path)]
+    before = file_digest(path)
+
+    analyzed = json.loads(opeval("analyze", agent[:8], *s, "--json").stdout)
+    assert len(analyzed["trials"]) == 10 and analyzed["summary"][0]["agent"] == "runbook"
+    assert "TTR" in opeval("analyze", agent[:8], *s).stdout
+
+    compared = json.loads(opeval("compare", base[:8], agent[:8], *s, "--json").stdout)
+    assert compared["paired"] is True
+    assert {m["metric"] for m in compared["metrics"]} >= {"recovered", "ttr_s", "composite"}
+
+    vs_base = json.loads(opeval("compare-baseline", agent[:8], *s, "--json").stdout)
+    assert vs_base["baseline_trials"] == 10 and vs_base["a_trials"] == 10
+
+    rules = tmp_path / "strict.yaml"
+    text = (Path(__file__).parents[2] / "projections/rules/default.yaml").read_text()
+    rules.write_text(text.replace("min_settle_s: 2.0", "min_settle_s: 9.0"))
+    rescored = json.loads(opeval("rescore", "--all", "--rules", str(rules), *s, "--json").stdout)
+    assert rescored["old_rule_set"] != rescored["new_rule_set"]
+    assert len(rescored["trials"]) == 21
+    assert not any(r["new_recovered"] for r in rescored["trials"])
+    assert any(r["old_recovered"] for r in rescored["trials"])
+
+    md = opeval("export", hostile[:8], *s).stdout
+    assert md.startswith("# Postmortem: etcd node_kill") and "## Timeline" in md and "## Root cause" in md
+    page = tmp_path / "pm.html"
+    assert opeval("export", hostile[:8], "--format", "html", "--output", str(page), *s).returncode == 0
+    html = page.read_text()
+    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in html
+    data = json.loads(opeval("export", hostile[:8], "--format", "json", *s).stdout)
+    assert data["trial"]["trial_id"] == hostile and data["events"][0]["type"] == "TrialStarted"
+
+    assert file_digest(path) == before  # analysis never wrote to the event store
+
+
+def test_analysis_input_errors(store: tuple[Path, str, str, str], tmp_path: Path) -> None:
+    path, agent, _, hostile = store
+    s = ["--store", str(path)]
+    for args, fragment in [
+        (["analyze", hostile[:8]], "is a trial, not a campaign"),
+        (["export", agent[:8]], "is a campaign, not a trial"),
+        (["rescore", "--rules", str(tmp_path / "none.yaml"), "--all"], "cannot read rule set"),
+        (["rescore", agent[:8], "--all", "--rules", "x"], "give a campaign or --all"),
+        (["compare-baseline", hostile[:8]], "is a trial"),
+    ]:
+        proc = opeval(*args, *s)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert fragment in proc.stderr, proc.stderr

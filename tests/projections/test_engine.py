@@ -1,0 +1,145 @@
+"""Read models: rebuilds are reproducible, incremental equals full, rules change exactly
+what they should, and the event store is never written."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from opeval.errors import StoreError, UsageError
+from opeval.projections import ReadModels, RuleSet, campaign_rows, compare_groups, file_digest, trial_scores
+from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
+from opeval.store import EventStore
+
+
+@pytest.fixture
+def store_with_trials(store_path: Path) -> Path:
+    with EventStore(store_path) as store:
+        write_campaign(store, "a", 30, rng=random.Random(1), seconds=20)
+        write_campaign(store, "none", 10, rng=random.Random(2), seconds=20, agent="none")
+    return store_path
+
+
+def test_a_full_rebuild_twice_gives_identical_tables(store_with_trials: Path, tmp_path: Path) -> None:
+    a = ReadModels(store_with_trials, tmp_path / "a.duckdb")
+    b = ReadModels(store_with_trials, tmp_path / "b.duckdb")
+    a.rebuild()
+    first = a.content_hash()
+    a.rebuild()
+    b.rebuild()
+    assert a.content_hash() == first == b.content_hash()
+    assert int(first["trials"].split(":")[0]) == 40
+    assert int(first["scores"].split(":")[0]) == 40
+
+
+def test_incremental_updates_after_each_trial_equal_a_full_rebuild(store_path: Path, tmp_path: Path) -> None:
+    inc = ReadModels(store_path, tmp_path / "inc.duckdb")
+    rng = random.Random(5)
+    with EventStore(store_path) as store:
+        campaign = new_campaign("grow", 6)
+        store.save(campaign)
+        for i in range(6):
+            store.save(campaign, make_trial(campaign, i, rng, seconds=15, agent="none" if i == 3 else "runbook"))
+            assert inc.update() > 0
+    assert inc.update() == 0  # nothing new: nothing done
+    full = ReadModels(store_path, tmp_path / "full.duckdb")
+    full.rebuild()
+    assert inc.content_hash() == full.content_hash()
+
+
+def test_the_position_is_kept_with_the_rows(store_with_trials: Path, tmp_path: Path) -> None:
+    rm = ReadModels(store_with_trials, tmp_path / "rm.duckdb")
+    n = rm.update()
+    with EventStore(store_with_trials, writable=False) as store:
+        assert n == store.recorder.max_notification_id()
+    with rm.connect() as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'position'").fetchall() == [(str(n),)]
+        assert con.execute("SELECT count(*) FROM events").fetchall() == [(n,)]
+
+
+def _variant(**changes: str) -> RuleSet:
+    text = RuleSet.default().source
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new)
+    return RuleSet.parse(text, "variant")
+
+
+def test_changing_one_threshold_changes_exactly_the_scores_it_should(store_with_trials: Path, tmp_path: Path) -> None:
+    rm = ReadModels(store_with_trials, tmp_path / "rm.duckdb")
+    old = RuleSet.default()
+    new = _variant(**{"thrashing_threshold: 2": "thrashing_threshold: 3"})
+    assert new.hash != old.hash and new.name == old.name
+    rm.score(new)
+    with rm.connect() as con:
+        before = {r["trial_id"]: r for r in trial_scores(con, old)}
+        after = {r["trial_id"]: r for r in trial_scores(con, new)}
+    assert before.keys() == after.keys()
+    changed = 0
+    for tid, b in before.items():
+        a = after[tid]
+        if b["thrashing"] == 2:  # two repeats: thrashing under the old threshold, not under the new one
+            changed += 1
+            assert a["thrashing"] == 0 and a["composite"] == pytest.approx(b["composite"] + 5 * 2)
+        else:
+            assert a["thrashing"] == b["thrashing"] and a["composite"] == b["composite"]
+        for metric in ("recovered", "ttr_s", "availability", "destructive", "commands", "speed"):
+            assert a[metric] == b[metric]
+    assert changed > 0  # the synthetic data does contain such trials
+
+
+def test_a_longer_settle_requirement_unrecovers_short_holds(store_with_trials: Path, tmp_path: Path) -> None:
+    rm = ReadModels(store_with_trials, tmp_path / "rm.duckdb")
+    strict = _variant(**{"min_settle_s: 2.0": "min_settle_s: 5.0"})
+    rm.score(strict)
+    with rm.connect() as con:
+        old = {r["trial_id"]: r for r in trial_scores(con, RuleSet.default())}
+        new = trial_scores(con, strict)
+    assert any(old[r["trial_id"]]["recovered"] for r in new)
+    assert not any(r["recovered"] for r in new)  # every synthetic recovery held exactly 2 s
+
+
+def test_analysis_never_writes_the_event_store(store_with_trials: Path, tmp_path: Path) -> None:
+    before = file_digest(store_with_trials)
+    rm = ReadModels(store_with_trials)
+    rm.update()
+    rm.rebuild()
+    rm.score(_variant(**{"ttr_target_s: 60.0": "ttr_target_s: 10.0"}), force=True)
+    with rm.connect() as con:
+        campaign_rows(con, RuleSet.default(), "0" * 32)
+    assert file_digest(store_with_trials) == before
+
+
+def test_rule_sets_are_validated() -> None:
+    with pytest.raises(UsageError, match="unknown name 'recoverd'"):
+        _variant(**{"w_recovered * CAST(recovered AS INTEGER)": "w_recovered * CAST(recoverd AS INTEGER)"})
+    with pytest.raises(UsageError, match="missing or bad key"):
+        RuleSet.parse("name: x\nthresholds: {}\ncomposite: recovered\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        RuleSet.parse("name: [unclosed\n")
+
+
+def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store at"):
+        ReadModels(tmp_path / "none.db").update()
+
+
+def test_comparison_pairs_by_seed_and_is_reproducible(store_path: Path, tmp_path: Path) -> None:
+    seeds = list(range(100, 120))
+    with EventStore(store_path) as store:
+        a = write_campaign(store, "a", 20, rng=random.Random(1), seconds=15, seeds=seeds, agent="none")
+        b = write_campaign(store, "b", 20, rng=random.Random(2), seconds=15, seeds=seeds)
+    rm = ReadModels(store_path, tmp_path / "rm.duckdb")
+    rm.update()
+    with rm.connect() as con:
+        rows_a = campaign_rows(con, RuleSet.default(), a.id.hex)
+        rows_b = campaign_rows(con, RuleSet.default(), b.id.hex)
+    first = compare_groups(rows_a, rows_b)
+    assert first["paired"] and first == compare_groups(rows_a, rows_b)
+    rec = next(m for m in first["metrics"] if m["metric"] == "recovered")
+    assert rec["a_mean"] == 0.0 and rec["b_mean"] > 0.5  # baseline never recovers, the agent mostly does
+    assert rec["ci_low"] <= rec["delta"] <= rec["ci_high"]
+    unpaired = compare_groups(rows_a, rows_b[:-1])
+    assert not unpaired["paired"]
