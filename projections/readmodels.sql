@@ -58,6 +58,12 @@ FROM e
 GROUP BY aggregate_id
 HAVING count(*) FILTER (WHERE type = 'TrialStarted') > 0
 ;
+INSERT INTO command_labels
+SELECT aggregate_id, position, state ->> '$.command', state ->> '$.label', state ->> '$.model',
+       state ->> '$.rationale'
+FROM scoped
+WHERE type = 'CommandClassified'
+;
 INSERT INTO commands
 -- One JSON parse per event: extract every field at once, then index the list.
 WITH c AS (
@@ -66,10 +72,22 @@ WITH c AS (
                                        '$.duration_s', '$.stdout_truncated', '$.stderr_truncated']) AS v
     FROM scoped
     WHERE type = 'AgentCommandExecuted'
+),
+ruled AS (
+    SELECT *, classify(v[3]) AS rule_class FROM c
+),
+-- A model's label counts only where the rules have no answer; the latest label wins.
+labels AS (
+    SELECT command, arg_max(label, position) AS label, arg_max(model, position) AS model
+    FROM command_labels
+    WHERE label <> 'unknown'
+    GROUP BY command
 )
-SELECT aggregate_id, position, CAST(v[1] AS INTEGER), CAST(v[2] AS DOUBLE), v[3], CAST(v[4] AS INTEGER),
-       CAST(v[5] AS BOOLEAN), CAST(v[6] AS DOUBLE), CAST(v[7] AS BOOLEAN) OR CAST(v[8] AS BOOLEAN), classify(v[3])
-FROM c
+SELECT r.aggregate_id, r.position, CAST(v[1] AS INTEGER), CAST(v[2] AS DOUBLE), v[3], CAST(v[4] AS INTEGER),
+       CAST(v[5] AS BOOLEAN), CAST(v[6] AS DOUBLE), CAST(v[7] AS BOOLEAN) OR CAST(v[8] AS BOOLEAN),
+       CASE WHEN r.rule_class = 'unknown' AND l.label IS NOT NULL THEN l.label ELSE r.rule_class END,
+       CASE WHEN r.rule_class = 'unknown' THEN l.model END
+FROM ruled r LEFT JOIN labels l ON l.command = r.v[3]
 ;
 INSERT INTO snapshots
 WITH s AS (

@@ -24,9 +24,17 @@ CREATE TABLE IF NOT EXISTS trials (
     longest_unavailable_s DOUBLE
 );
 
+-- Labels a model gave to commands the rules left unknown (CommandClassified events).
+CREATE TABLE IF NOT EXISTS command_labels (
+    labels_id VARCHAR, position BIGINT, command VARCHAR, label VARCHAR, model VARCHAR, rationale VARCHAR
+);
+
+-- class: the rules' class, or, where the rules said unknown, the latest model label
+-- (labelled_by names the model).
 CREATE TABLE IF NOT EXISTS commands (
     trial_id VARCHAR, position BIGINT, step INTEGER, offset_s DOUBLE, command VARCHAR,
-    exit_code INTEGER, timed_out BOOLEAN, duration_s DOUBLE, truncated BOOLEAN, class VARCHAR
+    exit_code INTEGER, timed_out BOOLEAN, duration_s DOUBLE, truncated BOOLEAN, class VARCHAR,
+    labelled_by VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS snapshots (

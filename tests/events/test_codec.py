@@ -96,6 +96,7 @@ def test_stored_topics_are_explicit_and_stable() -> None:
         "opeval.trial:DataSafetyChecked", "opeval.trial:ClusterDown", "opeval.trial:TrialAborted",
         "opeval.trial:TrialFinished", "opeval.campaign:CampaignStarted",
         "opeval.campaign:TrialScheduled", "opeval.campaign:CampaignFinished",
+        "opeval.labels:LabelsStarted", "opeval.labels:ModelCalled", "opeval.labels:CommandClassified",
     }
     assert set(EVENT_BY_TOPIC) == expected
     assert all(get_topic(c) == c.TOPIC for c in ALL_EVENTS)

@@ -143,3 +143,15 @@ def test_comparison_pairs_by_seed_and_is_reproducible(store_path: Path, tmp_path
     assert rec["ci_low"] <= rec["delta"] <= rec["ci_high"]
     unpaired = compare_groups(rows_a, rows_b[:-1])
     assert not unpaired["paired"]
+
+
+def test_read_models_from_another_version_are_rebuilt_not_mixed(store_with_trials: Path, tmp_path: Path) -> None:
+    rm = ReadModels(store_with_trials, tmp_path / "rm.duckdb")
+    rm.update()
+    expected = rm.content_hash()
+    with rm.connect() as con:  # as if an older opeval had built them, with other SQL
+        con.execute("UPDATE meta SET value = 'older' WHERE key = 'schema'")
+        con.execute("DELETE FROM commands")
+    assert rm.content_hash() == expected
+    with rm.connect() as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall() != [("older",)]

@@ -16,6 +16,7 @@ import yaml
 from opeval._plugins import Registry
 from opeval.agents._anthropic import DEFAULT_MODEL, AnthropicAgent, require_api_key
 from opeval.agents._control import NodeControl
+from opeval.agents._labeller import DEFAULT_LABEL_MODEL, CommandLabeller, LabellingFailed, LabellingResult
 from opeval.agents._protocol import Agent, AgentResult, AgentTools, BudgetExhausted, Incident
 from opeval.agents._runbook import RunbookAgent, down_members
 from opeval.agents._shell import CommandResult, Sandbox
@@ -35,14 +36,18 @@ def load_prices() -> dict[str, tuple[float, float]]:
 
 __all__ = [
     "AGENTS",
+    "DEFAULT_LABEL_MODEL",
     "DEFAULT_MODEL",
     "Agent",
     "AgentResult",
     "AgentTools",
     "AnthropicAgent",
     "BudgetExhausted",
+    "CommandLabeller",
     "CommandResult",
     "Incident",
+    "LabellingFailed",
+    "LabellingResult",
     "NodeControl",
     "RunbookAgent",
     "Sandbox",

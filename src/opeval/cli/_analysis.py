@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
+from rich.markup import escape
 from rich.table import Table
 
 from opeval.errors import UsageError
@@ -20,6 +21,7 @@ from opeval.projections import (
     compare_baseline,
     compare_groups,
     export_trial,
+    query,
     summary,
     trial_scores,
 )
@@ -227,3 +229,72 @@ def export(trial: str, /, *, format: Literal["md", "json", "html"] = "md", outpu
     return 0
 
 
+
+
+@app.command
+def classify(campaign: str | None = None, /, *, all: bool = False, model: str | None = None,  # noqa: A002
+             limit: int | None = None, dry_run: bool = False, store: StoreOption = None,
+             json: JsonFlag = False) -> int:
+    """Ask a model to classify the commands the rules left ``unknown``, and record its answers
+    as events, so every later analysis and replay uses them without calling a model.
+
+    Parameters
+    ----------
+    campaign
+        Campaign id or prefix (or ``--all``).
+    all
+        Every trial in the store.
+    model
+        The model to ask (default: a small, cheap one; needs ANTHROPIC_API_KEY).
+    limit
+        Ask about at most this many distinct commands.
+    dry_run
+        Only list the commands that would be sent; call nothing.
+    """
+    import anyio
+
+    from opeval.agents import DEFAULT_LABEL_MODEL, CommandLabeller, load_prices, require_api_key
+
+    if (campaign is None) == (not all):
+        raise UsageError("give a campaign or --all (not both)")
+    model = model or DEFAULT_LABEL_MODEL
+    path = resolve_store_path(store)
+    where, params = "TRUE", []
+    if campaign is not None:
+        where, params = "trial_id IN (SELECT trial_id FROM trials WHERE campaign_id = ?)", [
+            _resolve(path, campaign, "campaign")]
+    rm = ReadModels(path)
+    with rm.connect() as con:
+        pending = [r["command"] for r in query(con, f"""
+            SELECT command, min(position) AS first FROM commands
+            WHERE class = 'unknown' AND {where}
+              AND command NOT IN (SELECT command FROM command_labels WHERE model = ?)
+            GROUP BY command ORDER BY first""", [*params, model])]
+    if limit is not None:
+        pending = pending[:max(0, limit)]
+    if dry_run or not pending:
+        if json:
+            _print_json({"model": model, "pending": pending, "labels": []})
+        else:
+            out.print(f"{len(pending)} unknown command(s) to classify with {model}"
+                      + (":" if pending else " (nothing to do)"), highlight=False)
+            for c in pending:
+                out.print(f"  {c}", highlight=False, markup=False)
+        return 0
+    require_api_key()
+    with EventStore(path) as es:
+        result = anyio.run(lambda: CommandLabeller(model).label(es, pending, prices=load_prices()))
+    rm.update()
+    if json:
+        _print_json({"model": model, "pending": pending, "labels": result.labels, "unanswered": result.unanswered,
+                     "calls": result.calls, "input_tokens": result.input_tokens,
+                     "output_tokens": result.output_tokens, "cost_usd": result.cost_usd})
+        return 0
+    table = Table("command", "class", "reason", title=f"{len(result.labels)} command(s) classified by {model}")
+    for lab in result.labels:
+        table.add_row(escape(lab["command"]), lab["label"], escape(lab["rationale"]))
+    out.print(table)
+    cost = "unknown cost" if result.cost_usd is None else f"${result.cost_usd:.4f}"
+    out.print(f"{result.calls} call(s), {result.input_tokens + result.output_tokens} tokens, {cost}; "
+              f"{len(result.unanswered)} left unanswered", highlight=False)
+    return 0

@@ -10,6 +10,7 @@ from eventsourcing.utils import get_topic
 
 from opeval.events._campaign import Campaign
 from opeval.events._codec import MsgspecMapper, MsgspecTranscoder
+from opeval.events._labels import CommandLabels
 from opeval.events._trial import OUTCOMES, Trial, TrialClosedError
 from opeval.events._types import (
     AgentSpec,
@@ -53,7 +54,12 @@ CAMPAIGN_EVENTS: tuple[type, ...] = (
     Campaign.TrialScheduled,
     Campaign.CampaignFinished,
 )
-ALL_EVENTS = TRIAL_EVENTS + CAMPAIGN_EVENTS
+LABEL_EVENTS: tuple[type, ...] = (
+    CommandLabels.LabelsStarted,
+    CommandLabels.ModelCalled,
+    CommandLabels.CommandClassified,
+)
+ALL_EVENTS = TRIAL_EVENTS + CAMPAIGN_EVENTS + LABEL_EVENTS
 
 #: topic -> class, for readers that dispatch on the stored topic.
 EVENT_BY_TOPIC: dict[str, type] = {get_topic(cls): cls for cls in ALL_EVENTS}
@@ -69,10 +75,12 @@ __all__ = [
     "ALL_EVENTS",
     "CAMPAIGN_EVENTS",
     "EVENT_BY_TOPIC",
+    "LABEL_EVENTS",
     "OUTCOMES",
     "TRIAL_EVENTS",
     "AgentSpec",
     "Campaign",
+    "CommandLabels",
     "ChaosSpec",
     "ClusterState",
     "HarnessInfo",

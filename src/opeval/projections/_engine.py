@@ -24,10 +24,13 @@ import pyarrow as pa
 from opeval._assets import asset_path
 from opeval.errors import StoreError
 from opeval.events import ALL_EVENTS, MsgspecMapper
+from opeval.projections import _classify as _classify_module
 from opeval.projections._classify import classify
 from opeval.projections._rules import RuleSet
 
-DERIVED = ("campaigns", "trials", "commands", "snapshots", "workload", "usage")
+DERIVED = ("campaigns", "trials", "command_labels", "commands", "snapshots", "workload", "usage")
+#: The column that names the aggregate each derived table's rows come from.
+_KEYS = {"campaigns": "campaign_id", "command_labels": "labels_id"}
 TABLES = ("events", *DERIVED, "scores")
 BATCH = 200_000
 
@@ -49,6 +52,17 @@ def read_model_path(store_path: Path) -> Path:
 
 def _sql(name: str) -> str:
     return _sql_cached(name)
+
+
+@functools.lru_cache(maxsize=1)
+def schema_version() -> str:
+    """Changes whenever the read models' SQL or the command rules change: read models
+    built by another version are rebuilt on first use, never mixed."""
+    digest = hashlib.sha256()
+    for name in ("schema.sql", "readmodels.sql", "scores.sql"):
+        digest.update(_sql(name).encode())
+    digest.update(Path(_classify_module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _statements(text: str) -> list[str]:
@@ -87,12 +101,23 @@ class ReadModels:
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scores'").fetchall()[0][0]:
             for stmt in _statements(_sql("schema.sql")):
                 con.execute(stmt)
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [schema_version()])
         return con
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """The read models, rebuilt first if another version of opeval built them."""
+        con = self._connect(self.db_path)
+        rows = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
+        if rows and rows[0][0] == schema_version():
+            return con
+        con.close()
+        self.rebuild()
+        return self._connect(self.db_path)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to up-to-date read models (brought up to date first)."""
-        con = self._connect(self.db_path)
+        con = self._open()
         try:
             self._catch_up(con)
             yield con
@@ -158,7 +183,7 @@ class ReadModels:
             con.execute("CREATE OR REPLACE TEMP TABLE scoped AS SELECT * FROM events "
                         "WHERE aggregate_id IN (SELECT aggregate_id FROM touched)")
             for table in DERIVED:
-                key = "campaign_id" if table == "campaigns" else "trial_id"
+                key = _KEYS.get(table, "trial_id")
                 con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT aggregate_id FROM touched)")
         for stmt in _statements(_sql("readmodels.sql")):
             con.execute(stmt)
@@ -178,6 +203,10 @@ class ReadModels:
             if count:
                 con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT aggregate_id FROM events "
                             f"WHERE position > {before}")
+                # A new model label changes the commands (and scores) of trials already read.
+                con.execute("INSERT INTO touched SELECT DISTINCT trial_id FROM commands WHERE command IN "
+                            "(SELECT state ->> '$.command' FROM events WHERE type = 'CommandClassified' "
+                            f"AND position > {before}) AND trial_id NOT IN (SELECT aggregate_id FROM touched)")
                 if before == 0:
                     self._derive(con, "all")
                 else:
@@ -191,7 +220,7 @@ class ReadModels:
 
     def update(self) -> int:
         """Bring the read models up to date; return how many events were new."""
-        con = self._connect(self.db_path)
+        con = self._open()
         try:
             if not self._has_rules(con):
                 self._register(con, RuleSet.default())
@@ -254,7 +283,7 @@ class ReadModels:
     def score(self, rules: RuleSet, *, force: bool = False) -> None:
         """Make sure every trial is scored under ``rules``; from then on updates and
         rebuilds keep those scores current. ``force`` recomputes them all."""
-        con = self._connect(self.db_path)
+        con = self._open()
         try:
             if not self._has_rules(con):
                 self._register(con, RuleSet.default())
@@ -270,7 +299,7 @@ class ReadModels:
     # --- inspection --------------------------------------------------------------------
     def content_hash(self) -> dict[str, str]:
         """A hash of each table's content, independent of row order."""
-        con = self._connect(self.db_path)
+        con = self._open()
         try:
             out = {}
             for table in TABLES:

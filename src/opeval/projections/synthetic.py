@@ -46,8 +46,10 @@ def new_campaign(name: str, planned: int) -> Campaign:
 
 
 def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str = "runbook",
-               seconds: int = 40, seed: int | None = None, command_output: str = "ok\n") -> Trial:
-    """One finished trial with all its events pending."""
+               seconds: int = 40, seed: int | None = None, command_output: str = "ok\n",
+               commands: list[str] | None = None) -> Trial:
+    """One finished trial with all its events pending; the agent picks its commands from
+    ``commands`` (``{v}`` stands for the victim) or from a typical operator's."""
     seed = rng.randrange(2**31) if seed is None else seed
     trial = Trial._create(
         Trial.TrialStarted, id=uuid.uuid4(), campaign_id=campaign.id, index=index, subject="etcd", runtime="local",
@@ -88,8 +90,8 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
                 rec(Trial.AgentReasoning, step=0, text="looking", offset_s=inject_at + 0.21)
         if agent != "none" and not agent_done and t > inject_at and rng.random() < 0.5:
             step += 1
-            cmd = rng.choice(_COMMANDS).format(v=victim)
-            if rng.random() < 0.05:
+            cmd = rng.choice(commands or _COMMANDS).format(v=victim)
+            if commands is None and rng.random() < 0.05:
                 cmd = f"etcdctl member remove {victim}"
             rec(Trial.AgentCommandExecuted, step=step, command=cmd, exit_code=0, timed_out=False, stdout=command_output,
                 stderr="", stdout_bytes=len(command_output.encode()), stderr_bytes=0, stdout_truncated=False, stderr_truncated=False,

@@ -18,7 +18,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import Mapper, Notification
 
 from opeval.errors import NotFoundError, StoreError
-from opeval.events import Campaign, MsgspecMapper, Trial, event_name
+from opeval.events import Campaign, CommandLabels, MsgspecMapper, Trial, event_name
 
 ENV_VAR = "OPEVAL_STORE"
 _TABLE = "stored_events"
@@ -122,7 +122,7 @@ class EventStore:
         self.recorder: Any = self.app.recorder
 
     # --- writing ---------------------------------------------------------------
-    def save(self, *aggregates: Trial | Campaign) -> None:
+    def save(self, *aggregates: Trial | Campaign | CommandLabels) -> None:
         """Append the pending events of ``aggregates`` in one durable transaction."""
         if not self.writable:
             raise StoreError(f"store {self.path} was opened read-only")
@@ -145,6 +145,13 @@ class EventStore:
     def campaign(self, campaign_id: UUID) -> Campaign:
         """The campaign as its events make it now."""
         return self._get("campaign", campaign_id)  # type: ignore[no-any-return]
+
+    def labels(self, model: str) -> CommandLabels | None:
+        """The labels ``model`` has given to commands so far, if it was ever asked."""
+        try:
+            return self.app.repository.get(CommandLabels.id_for(model))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return None
 
     def events(self, originator_id: UUID) -> list[Any]:
         """Every event of one aggregate, in order, decoded."""
