@@ -96,19 +96,33 @@ class ReadModels:
         try:
             con = duckdb.connect(str(path))
         except duckdb.IOException as e:
-            raise StoreError(f"read models {path} are in use by another opeval process ({e}); try again") from None
+            if "lock" in str(e).lower():
+                raise StoreError(f"read models {path} are in use by another opeval process; try again") from None
+            raise StoreError(f"read models {path} cannot be opened ({e}): delete the file, "
+                             "it is rebuilt from the event log") from None
+        except duckdb.Error as e:
+            raise StoreError(f"read models {path} cannot be opened ({e}): delete the file, "
+                             "it is rebuilt from the event log") from None
         con.create_function("classify", classify, ["VARCHAR"], "VARCHAR", side_effects=False)
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scores'").fetchall()[0][0]:
+        if self._schema(con) is None:
             for stmt in _statements(_sql("schema.sql")):
                 con.execute(stmt)
             con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [schema_version()])
         return con
 
+    @staticmethod
+    def _schema(con: duckdb.DuckDBPyConnection) -> str | None:
+        """The schema version the file was built with (``None``: an empty file)."""
+        try:
+            rows = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
+        except duckdb.CatalogException:
+            return None
+        return rows[0][0] if rows else ""
+
     def _open(self) -> duckdb.DuckDBPyConnection:
         """The read models, rebuilt first if another version of opeval built them."""
         con = self._connect(self.db_path)
-        rows = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
-        if rows and rows[0][0] == schema_version():
+        if self._schema(con) == schema_version():
             return con
         con.close()
         self.rebuild()
@@ -247,8 +261,10 @@ class ReadModels:
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        os.replace(tmp, self.db_path)
+        # The old file's WAL goes first: replayed onto the new file it would corrupt it,
+        # and without it the old file is still consistent (rows and position together).
         Path(str(self.db_path) + ".wal").unlink(missing_ok=True)
+        os.replace(tmp, self.db_path)
         return count
 
     # --- scoring -----------------------------------------------------------------------
