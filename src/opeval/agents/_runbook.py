@@ -25,7 +25,7 @@ def down_members(status_output: str) -> dict[str, str]:
 
 
 class RunbookAgent:
-    """Repairs what an operator's runbook covers: a member whose process is gone."""
+    """Repairs what an operator's runbook covers: members whose process is gone or hung."""
 
     name = "runbook"
 
@@ -45,7 +45,8 @@ class RunbookAgent:
             tools.note(f"{member} is {state}: reading its log before restarting it.")
             await tools.shell(f"nodectl logs {member} -n 20")
             tools.note(f"Restarting {member}; its data directory is intact, so it rejoins the same cluster.")
-            await tools.shell(f"nodectl start {member}")
+            # A hung (stopped) process must be replaced; a dead one only started again.
+            await tools.shell(f"nodectl {'restart' if state.startswith('paused') else 'start'} {member}")
         for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
             health = await tools.shell("etcdctl endpoint health --cluster")
             if health.exit_code == 0:

@@ -2,11 +2,14 @@
 
 from opeval._plugins import Registry
 from opeval.chaos._node_kill import ROLE_TARGETS, NodeKill, choose_member
+from opeval.chaos._process import Pause, QuorumLoss
 from opeval.chaos._protocol import Chaos, ChaosContext, ChaosVerificationError, Injection, Verification
 
 #: Chaos kinds by name (entry-point group ``opeval.chaos``).
 CHAOS: Registry[type] = Registry("chaos kind", "opeval.chaos")
 CHAOS.register("node_kill")(NodeKill)
+CHAOS.register("pause")(Pause)
+CHAOS.register("quorum_loss")(QuorumLoss)
 
 __all__ = [
     "CHAOS",
@@ -16,6 +19,8 @@ __all__ = [
     "ChaosVerificationError",
     "Injection",
     "NodeKill",
+    "Pause",
+    "QuorumLoss",
     "Verification",
     "choose_member",
 ]

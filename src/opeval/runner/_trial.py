@@ -291,6 +291,16 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
         record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
                offset_s=verified_at)
         monitor.verified = True
+        duration = req.chaos.params.get("duration_s")
+        if duration:
+            async def end_fault() -> None:  # the fault lasts its duration unless repaired first
+                await anyio.sleep(float(duration))  # type: ignore[arg-type]
+                action = await chaos.revert(injection, ctx)
+                if action:
+                    record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target,
+                           action=f"{action} (its {float(duration):g}s duration ended)")  # type: ignore[arg-type]
+
+            tg.start_soon(end_fault)
 
         deadline = anyio.current_time() + cfg.timeout_s
         if agent is not None:

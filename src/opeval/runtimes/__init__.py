@@ -9,7 +9,7 @@ from opeval.runtimes._dirs import runtime_dir
 from opeval.runtimes._journal import TRIAL_ENV, Journal, JournalEntry, Reaped, reap_orphans
 from opeval.runtimes._local import LocalRuntime
 from opeval.runtimes._ports import PortLease
-from opeval.runtimes._proc import is_same_process, self_identity, start_ticks
+from opeval.runtimes._proc import is_same_process, process_state, self_identity, start_ticks
 from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy, Runtime
 
 #: Runtimes by name (entry-point group ``opeval.runtimes``).
@@ -29,6 +29,7 @@ __all__ = [
     "RestartPolicy",
     "Runtime",
     "is_same_process",
+    "process_state",
     "reap_orphans",
     "runtime_dir",
     "self_identity",

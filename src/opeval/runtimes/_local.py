@@ -19,11 +19,13 @@ from anyio.abc import Process, TaskGroup
 from opeval.errors import UsageError
 from opeval.runtimes._journal import TRIAL_ENV, Journal
 from opeval.runtimes._ports import PortLease
-from opeval.runtimes._proc import pids_with_env
+from opeval.runtimes._proc import pids_with_env, process_state
 from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy
 
 
 @dataclass
+
+
 class _Member:
     spec: MemberSpec
     proc: Process | None = None
@@ -187,10 +189,11 @@ class LocalRuntime:
         return self._member(name).last_exit
 
     def state(self, name: str) -> str:
-        """``running``, ``stopped`` (on purpose), ``exited (signal 9)`` or ``exited (code 1)``."""
+        """``running``, ``paused (stopped)`` (SIGSTOP), ``stopped`` (on purpose),
+        ``exited (signal 9)`` or ``exited (code 1)``."""
         m = self._member(name)
         if self.is_running(name):
-            return "running"
+            return "paused (stopped)" if m.pid is not None and process_state(m.pid) == "T" else "running"
         if not m.wanted:
             return "stopped"
         rc = m.last_exit
@@ -246,6 +249,7 @@ class LocalRuntime:
                 break
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(m.pid, sig)
+                os.killpg(m.pid, signal.SIGCONT)  # a paused (SIGSTOPped) member must wake to die
             with anyio.move_on_after(wait_s):
                 await m.proc.wait()
         # The group may hold children of the member even after the leader exited.

@@ -45,3 +45,13 @@ def self_identity() -> tuple[int, int]:
     """This process's ``(pid, start_ticks)``."""
     pid = os.getpid()
     return pid, start_ticks(pid) or 0
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of ``pid`` (``T``: stopped by a signal), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:][:1].decode()

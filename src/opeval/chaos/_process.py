@@ -1,0 +1,129 @@
+"""Process faults beyond a single crash: ``pause`` (SIGSTOP, a gray failure) and
+``quorum_loss`` (a majority of members killed at once)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import anyio
+import httpx
+
+from opeval.chaos._node_kill import ROLE_TARGETS, _port_refuses, choose_member
+from opeval.chaos._protocol import ChaosContext, ChaosVerificationError, Injection, Verification
+from opeval.errors import UsageError
+from opeval.events import ChaosSpec
+from opeval.runtimes import process_state
+
+
+def _validate_target(kind: str, spec: ChaosSpec, member_names: list[str]) -> None:
+    if spec.target not in ROLE_TARGETS and spec.target not in member_names:
+        raise UsageError(f"unknown target {spec.target!r} for {kind}: choose one of "
+                         f"{', '.join([*ROLE_TARGETS, *member_names])}")
+    if spec.target == "follower" and len(member_names) < 2:
+        raise UsageError("target follower needs at least 2 members")
+
+
+def _duration(spec: ChaosSpec) -> None:
+    d = spec.params.get("duration_s")
+    if d is not None and (isinstance(d, bool) or not isinstance(d, int | float) or d <= 0):
+        raise UsageError(f"{spec.kind}: duration_s must be a positive number of seconds, not {d!r}")
+
+
+class Pause:
+    """SIGSTOP one member: the process lives and its port accepts connections, but it
+    answers nothing (a gray failure). Reverted with SIGCONT when ``duration_s`` ends or
+    at the end of the trial, unless the member was restarted meanwhile."""
+
+    kind = "pause"
+
+    def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
+        """A role or a member; an optional positive ``duration_s``."""
+        _validate_target(self.kind, spec, member_names)
+        _duration(spec)
+
+    async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
+        """SIGSTOP the chosen member's process."""
+        names = [m.name for m in ctx.before.members]
+        victim = choose_member(spec.target, ctx.before.leader, names, ctx.rng)
+        pid = ctx.runtime.signal_member(victim, signal.SIGSTOP)
+        return Injection(target=victim, detail={"pid": pid, "signal": "SIGSTOP",
+                                                "was_leader": victim == ctx.before.leader})
+
+    async def verify(self, injection: Injection, ctx: ChaosContext, timeout_s: float) -> Verification:
+        """Observed when the kernel reports the process stopped and its health endpoint
+        times out although the process is alive."""
+        victim, pid = injection.target, int(injection.detail["pid"])  # type: ignore[arg-type]
+        url = ctx.subject.endpoint(victim).client_url
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process_state(pid) == "T":
+                try:
+                    await ctx.http.get(f"{url}/health", timeout=0.5)
+                except httpx.TimeoutException:
+                    role = "leader" if injection.detail["was_leader"] else "follower"
+                    return Verification(
+                        effect=f"{victim} ({role}) is paused: process {pid} stopped (SIGSTOP), alive, "
+                               "and its health endpoint does not answer",
+                        observations={"member": victim, "pid": pid, "process_state": "T",
+                                      "health_timed_out": True, "was_leader": bool(injection.detail["was_leader"])})
+                except httpx.HTTPError:
+                    pass
+            await anyio.sleep(0.02)
+        raise ChaosVerificationError(f"{victim} still answers {timeout_s:.0f}s after SIGSTOP")
+
+    async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
+        """SIGCONT, if the same process is still stopped (idempotent)."""
+        pid = int(injection.detail["pid"])  # type: ignore[arg-type]
+        if ctx.runtime.pid(injection.target) != pid or process_state(pid) != "T":
+            return None
+        ctx.runtime.signal_member(injection.target, signal.SIGCONT)
+        return f"SIGCONT to {injection.target} (pid {pid})"
+
+
+class QuorumLoss:
+    """SIGKILL a majority of the members at once: the survivors cannot elect a leader or
+    commit a write until members come back."""
+
+    kind = "quorum_loss"
+
+    def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
+        """Needs at least 3 members (a majority of fewer is the whole cluster)."""
+        if spec.target not in ("majority", "random"):
+            raise UsageError(f"unknown target {spec.target!r} for quorum_loss: choose majority")
+        if len(member_names) < 3:
+            raise UsageError("quorum_loss needs at least 3 members")
+
+    async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
+        """SIGKILL ``n // 2 + 1`` members chosen by the seed (the leader among them when the
+        seed's order includes it)."""
+        names = sorted(m.name for m in ctx.before.members)
+        victims = sorted(ctx.rng.sample(names, len(names) // 2 + 1))
+        pids = {v: ctx.runtime.signal_member(v, signal.SIGKILL) for v in victims}
+        return Injection(target=",".join(victims), detail={
+            "pids": ",".join(str(pids[v]) for v in victims), "signal": "SIGKILL",
+            "leader_killed": ctx.before.leader in victims, "survivors": len(names) - len(victims)})
+
+    async def verify(self, injection: Injection, ctx: ChaosContext, timeout_s: float) -> Verification:
+        """Observed when every victim is down and no survivor reports a leader."""
+        victims = injection.target.split(",")
+        pids = [int(p) for p in str(injection.detail["pids"]).split(",")]
+        survivors = [n for n in ctx.runtime.members() if n not in victims]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            gone = all(ctx.runtime.pid(v) != p for v, p in zip(victims, pids, strict=True))
+            if gone and all([await anyio.to_thread.run_sync(_port_refuses, ctx.subject.endpoint(v).client_url)
+                             for v in victims]):
+                state = await ctx.subject.observe(ctx.http, {n: ctx.runtime.is_running(n) for n in ctx.runtime.members()})
+                if state.leader is None:
+                    return Verification(
+                        effect=f"quorum lost: {', '.join(victims)} down, {len(survivors)} of "
+                               f"{len(victims) + len(survivors)} members left and no leader",
+                        observations={"members_down": injection.target, "survivors": ",".join(survivors),
+                                      "leader": None, "healthy": state.healthy})
+            await anyio.sleep(0.05)
+        raise ChaosVerificationError(f"the cluster still had a leader {timeout_s:.0f}s after killing {injection.target}")
+
+    async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
+        """Crashes have nothing to undo: bringing members back is the repair being judged."""
+        return None
