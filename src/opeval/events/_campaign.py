@@ -41,6 +41,7 @@ class Campaign(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.trial_ids.append(self.trial_id)
+            aggregate.trial_index[self.trial_id] = self.index
 
     class CampaignFinished(Event):
         """Every scheduled trial ended; ``outcomes`` counts them by outcome."""
@@ -59,4 +60,5 @@ class Campaign(Aggregate):
         self.trials_planned = trials_planned
         self.harness = harness
         self.trial_ids: list[UUID] = []
+        self.trial_index: dict[UUID, int] = {}
         self.finished = False

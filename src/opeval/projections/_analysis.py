@@ -88,8 +88,46 @@ def compare_groups(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -
 
 
 def campaign_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> list[dict[str, Any]]:
-    """Every scored trial of one campaign."""
-    return trial_scores(con, rules, "t.campaign_id = ?", [campaign_id])
+    """Every scored trial of one campaign, but aborted ones (an interrupted campaign runs
+    those again on resume; they measured nothing)."""
+    return trial_scores(con, rules, "t.campaign_id = ? AND t.outcome IS DISTINCT FROM 'aborted'", [campaign_id])
+
+
+def mean_ci(values: list[float], *, iterations: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """95 % bootstrap interval of the mean (None below two values)."""
+    if len(values) < 2:
+        return None
+    rng = random.Random(seed)
+    stats = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(iterations))
+    return stats[int(0.025 * iterations)], stats[int(0.975 * iterations) - 1]
+
+
+def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Which configuration performs best: variants ranked by mean composite score, with a
+    bootstrap 95 % CI, over all trials (``scope`` ``all``) and per chaos kind."""
+    scopes: dict[str, list[dict[str, Any]]] = {"all": rows}
+    for r in rows:
+        scopes.setdefault(r["chaos"], []).append(r)
+    out = []
+    for scope, scoped in scopes.items():
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in scoped:
+            groups.setdefault((r["variant"], r["agent"]), []).append(r)
+        ranked = []
+        for (variant, agent), rs in groups.items():
+            scores = [float(r["composite"]) for r in rs]
+            ci = mean_ci(scores)
+            ttrs = [r["ttr_s"] for r in rs if r["ttr_s"] is not None]
+            ranked.append({"scope": scope, "variant": variant, "agent": agent, "trials": len(rs),
+                           "mean_composite": statistics.fmean(scores), "ci_low": ci[0] if ci else None,
+                           "ci_high": ci[1] if ci else None,
+                           "recovery_rate": sum(bool(r["recovered"]) for r in rs) / len(rs),
+                           "mean_ttr_s": statistics.fmean(ttrs) if ttrs else None})
+        ranked.sort(key=lambda g: (-g["mean_composite"], g["variant"]))
+        for i, g in enumerate(ranked, 1):
+            g["rank"] = i
+        out.extend(ranked)
+    return out
 
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,18 +1,24 @@
-"""Campaigns: today, the one-trial campaign behind ``opeval run``."""
+"""Campaigns: the one-trial campaign behind ``opeval run``, and campaign files run in
+parallel, interruptible and resumable."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import signal
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import anyio
 
 from opeval.agents import Agent
 
-from opeval.errors import OpevalError
+from opeval.errors import OpevalError, UsageError
 from opeval.events import Campaign, Scalar
+from opeval.runner._campaign_file import CampaignPlan, PlannedTrial
 from opeval.runner._cleanup import finish_campaign_if_done
 from opeval.runner._trial import TrialRequest, TrialResult, TrialStatus, harness_info, prepare, run_trial
 from opeval.store import EventStore
@@ -64,3 +70,137 @@ async def run_single(
             with contextlib.suppress(OpevalError):  # a broken store already has its error on the way
                 finish_campaign_if_done(store, campaign.id)
     return result
+
+
+@dataclass
+class CampaignRun:
+    """How a campaign run went: the trials it ran now, those skipped as already done."""
+
+    campaign_id: UUID
+    name: str
+    planned: int
+    ran: list[tuple[PlannedTrial, TrialResult]] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    interrupted: str | None = None
+    finished: bool = False
+
+
+def _find_resumable(store: EventStore, plan: CampaignPlan) -> Campaign:
+    candidates: list[Campaign] = []
+    other_file = False
+    for _, e in store.iter_events(topics=["opeval.campaign:CampaignStarted"]):
+        if e.name != plan.name or e.spec.get("resumable") is not True:
+            continue
+        campaign = store.campaign(e.originator_id)
+        if campaign.finished:
+            continue
+        if e.spec.get("sha256") != plan.sha256:
+            other_file = True
+            continue
+        candidates.append(campaign)
+    if not candidates:
+        hint = (" (one exists, but from a different version of the file: restore it, or run without --resume)"
+                if other_file else ": run it without --resume to start it")
+        raise UsageError(f"no unfinished campaign {plan.name!r} from {plan.path} to resume{hint}")
+    return candidates[-1]
+
+
+def _done_indexes(store: EventStore, campaign: Campaign) -> set[int]:
+    done = set()
+    for tid in campaign.trial_ids:
+        if store.trial(tid).outcome in ("recovered", "not_recovered", "error"):
+            done.add(campaign.trial_index[tid])
+    return done
+
+
+@contextlib.contextmanager
+def _campaign_lock(campaign_id: UUID) -> Iterator[None]:
+    """One harness per campaign at a time, so a resume can never run a trial twice."""
+    from opeval.runtimes import runtime_dir
+
+    lock_dir = runtime_dir() / "campaigns"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{campaign_id.hex}.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"campaign {campaign_id.hex[:8]} is being run by another opeval process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+async def run_campaign(
+    store: EventStore,
+    plan: CampaignPlan,
+    *,
+    parallel: int | None = None,
+    resume: bool = False,
+    on_trial_done: Callable[[PlannedTrial, TrialResult], Any] = lambda p, r: None,
+    on_trial_start: Callable[[PlannedTrial], Any] = lambda p: None,
+    handle_signals: bool = True,
+) -> CampaignRun:
+    """Run (or, with ``resume``, continue) the campaign of ``plan``.
+
+    Trials run ``parallel`` at a time, each with its own ports and directories. On
+    SIGINT/SIGTERM the running trials are recorded as aborted and no new one starts;
+    ``resume`` later runs every index that has no finished trial, and only those.
+    """
+    width = max(1, parallel or plan.parallel)
+    requests = {t.index: TrialRequest(subject=plan.subject, runtime=plan.runtime, chaos=t.chaos, agent=t.agent,
+                                      config=plan.config, seed=t.seed) for t in plan.trials}
+    for req in requests.values():
+        prepare(req)  # unknown kinds, missing API keys: before anything is recorded
+    if resume:
+        campaign = _find_resumable(store, plan)
+        done = _done_indexes(store, campaign)
+    else:
+        campaign = Campaign._create(Campaign.CampaignStarted, name=plan.name, spec=plan.spec(),
+                                    trials_planned=len(plan.trials), harness=harness_info())
+        store.save(campaign)
+        done = set()
+    result = CampaignRun(campaign.id, plan.name, len(plan.trials), skipped=sorted(done))
+    todo = [t for t in plan.trials if t.index not in done]
+    caught: list[str] = []
+    running: list[anyio.CancelScope] = []
+    limiter = anyio.CapacityLimiter(width)
+
+    async def watch_signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                caught.append(signal.Signals(signum).name)
+                for s in list(running):  # each running trial records itself as aborted
+                    s.cancel()
+
+    async def one(t: PlannedTrial) -> None:
+        async with limiter:
+            if caught:
+                return
+            on_trial_start(t)
+            trial_scope = anyio.CancelScope()
+            running.append(trial_scope)
+            try:
+                r = await run_trial(store, campaign, t.index, requests[t.index], cancel_scope=trial_scope,
+                                    interrupted=lambda: caught[0] if caught else None)
+            except OpevalError as e:  # already recorded as an error by run_trial; the campaign goes on
+                r = TrialResult(uuid.UUID(int=0), "error", str(e), None, None)
+            finally:
+                running.remove(trial_scope)
+            result.ran.append((t, r))
+            on_trial_done(t, r)
+
+    with _campaign_lock(campaign.id):
+        async with anyio.create_task_group() as outer:
+            if handle_signals:
+                outer.start_soon(watch_signals)
+            async with anyio.create_task_group() as tg:
+                for t in todo:
+                    tg.start_soon(one, t)
+            outer.cancel_scope.cancel()
+        with contextlib.suppress(OpevalError):
+            finish_campaign_if_done(store, campaign.id)
+    result.interrupted = caught[0] if caught else None
+    result.finished = store.campaign(campaign.id).finished
+    return result
+

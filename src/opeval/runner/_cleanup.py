@@ -46,16 +46,27 @@ def mark_aborted(store: EventStore, trial_id: UUID, reason: str, reaped: Iterabl
 
 
 def finish_campaign_if_done(store: EventStore, campaign_id: UUID) -> None:
-    """Record CampaignFinished once every planned trial of the campaign has ended."""
+    """Record CampaignFinished once every planned trial of the campaign has ended.
+
+    In a resumable campaign (a campaign file) an aborted trial does not count: its index
+    runs again on ``--resume``, and the campaign ends when every index has a real outcome.
+    """
     campaign = store.campaign(campaign_id)
     if campaign.finished or len(campaign.trial_ids) < campaign.trials_planned:
         return
+    resumable = campaign.spec.get("resumable") is True
     outcomes: dict[str, int] = {}
+    done: set[int] = set()
     for tid in campaign.trial_ids:
         outcome = store.trial(tid).outcome
         if outcome is None:
             return
+        if resumable and outcome == "aborted":
+            continue
+        done.add(campaign.trial_index.get(tid, -1))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if resumable and not set(range(campaign.trials_planned)) <= done:
+        return
     campaign.trigger_event(Campaign.CampaignFinished, outcomes=outcomes)
     store.save(campaign)
 

@@ -1,0 +1,286 @@
+"""Campaign files: a YAML definition of many trials, validated with precise errors.
+
+```yaml
+name: etcd-process-faults
+subject: etcd
+repetitions: 2            # or seeds: [1, 2] (one repetition per seed)
+parallel: 2
+trial: {timeout_s: 30, settle_s: 1, restart_policy: never}
+chaos:
+  - {kind: node_kill, target: follower}
+  - {kind: pause, target: random, params: {duration_s: 10}}
+variants:
+  - {name: runbook, agent: runbook}
+  - {name: sonnet-terse, agent: anthropic, model: claude-sonnet-4-6, max_steps: 15}
+  - {name: baseline, agent: none}
+```
+
+Every trial of a repetition shares its seed, so trials of different variants or chaos
+kinds are paired by seed in comparisons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from opeval.errors import UsageError
+from opeval.events import AgentSpec, ChaosSpec, Scalar, TrialConfig
+
+TOP_KEYS = ("name", "description", "subject", "runtime", "members", "repetitions", "seeds", "seed", "parallel",
+            "trial", "chaos", "variants")
+CHAOS_KEYS = ("kind", "target", "params")
+VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "max_steps", "command_timeout_s", "max_total_tokens",
+                "temperature", "context", "stop_on_recovery")
+TRIAL_KEYS = tuple(f for f in TrialConfig.__struct_fields__ if f != "members")
+
+
+class CampaignFileError(UsageError):
+    """A campaign file that cannot be used; the message names file, line and key."""
+
+
+class _Mapping(dict[str, Any]):
+    """A YAML mapping that remembers the line of itself and of each key."""
+
+    line = 0
+    lines: dict[str, int]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
+    m = _Mapping()
+    m.line = node.start_mark.line + 1
+    m.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in m:
+            raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+        m[key] = loader.construct_object(value_node, deep=True)
+        m.lines[str(key)] = key_node.start_mark.line + 1
+    return m
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial of the campaign, by its index."""
+
+    index: int
+    chaos: ChaosSpec
+    agent: AgentSpec
+    seed: int
+    repetition: int
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """A validated campaign file, expanded into trials."""
+
+    path: Path
+    name: str
+    subject: str
+    runtime: str
+    config: TrialConfig
+    parallel: int
+    trials: list[PlannedTrial]
+    source: str
+    sha256: str
+
+    def spec(self) -> dict[str, Scalar]:
+        """What CampaignStarted records: enough to resume it and to see what was asked."""
+        return {"file": str(self.path), "sha256": self.sha256, "source": self.source, "resumable": True,
+                "subject": self.subject, "runtime": self.runtime, "parallel": self.parallel}
+
+
+class _Checker:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: _Mapping | None, key: str | None, message: str) -> CampaignFileError:
+        line = (where.lines.get(key or "", where.line) if key else where.line) if where is not None else 1
+        return CampaignFileError(f"{self.path}:{line}: {message}")
+
+    def mapping(self, value: Any, parent: _Mapping, key: str, what: str) -> _Mapping:
+        if not isinstance(value, _Mapping):
+            raise self.fail(parent, key, f"{what}: expected a mapping (key: value), got {type(value).__name__}")
+        return value
+
+    def keys(self, m: _Mapping, allowed: tuple[str, ...], where: str) -> None:
+        for k in m:
+            if k not in allowed:
+                raise self.fail(m, str(k), f"{where}{k}: unknown key (allowed: {', '.join(allowed)})")
+
+    def number(self, m: _Mapping, key: str, where: str, *, integer: bool = False, positive: bool = True) -> Any:
+        v = m[key]
+        ok = isinstance(v, int) if integer else isinstance(v, int | float)
+        if isinstance(v, bool) or not ok or (positive and v <= 0):
+            kind = "a positive whole number" if integer else "a positive number"
+            raise self.fail(m, key, f"{where}{key}: must be {kind}, not {v!r}")
+        return v
+
+    def text(self, m: _Mapping, key: str, where: str) -> str:
+        v = m[key]
+        if not isinstance(v, str) or not v.strip():
+            raise self.fail(m, key, f"{where}{key}: must be a non-empty string, not {v!r}")
+        return v
+
+
+def _scalars(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str | int | float | bool) or v is None for v in value.values())
+
+
+def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 - one check per key, in file order
+    """Read, validate and expand a campaign file; errors name file, line and key."""
+    from opeval.agents import AGENTS
+    from opeval.chaos import CHAOS
+    from opeval.runtimes import RUNTIMES, RestartPolicy
+    from opeval.subjects import SUBJECTS
+
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except OSError as e:
+        raise CampaignFileError(f"{path}: cannot read the campaign file ({e.strerror})") from None
+    try:
+        doc = yaml.load(source, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else 1
+        raise CampaignFileError(f"{path}:{line}: not valid YAML: {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise CampaignFileError(f"{path}: not valid YAML: {e}") from None
+    c = _Checker(path)
+    if not isinstance(doc, _Mapping):
+        raise CampaignFileError(f"{path}:1: a campaign file is a mapping with at least name, chaos and variants")
+    c.keys(doc, TOP_KEYS, "")
+    for required in ("name", "chaos", "variants"):
+        if required not in doc:
+            raise c.fail(doc, None, f"{required}: missing (a campaign needs name, chaos and variants)")
+    name = c.text(doc, "name", "")
+    subject = str(doc.get("subject", "etcd"))
+    if subject not in SUBJECTS.names():
+        raise c.fail(doc, "subject", f"subject: unknown subject {subject!r} (allowed: {', '.join(SUBJECTS.names())})")
+    runtime = str(doc.get("runtime", "local"))
+    if runtime not in RUNTIMES.names():
+        raise c.fail(doc, "runtime", f"runtime: unknown runtime {runtime!r} (allowed: {', '.join(RUNTIMES.names())})")
+    subj = SUBJECTS.get(subject)()
+    members = c.number(doc, "members", "", integer=True) if "members" in doc else subj.default_members
+    names = subj.member_names(members)
+
+    trial_over: dict[str, Any] = {}
+    if "trial" in doc:
+        t = c.mapping(doc["trial"], doc, "trial", "trial")
+        c.keys(t, TRIAL_KEYS, "trial.")
+        for k in t:
+            if k == "restart_policy":
+                if t[k] not in ("on-failure", "never"):
+                    raise c.fail(t, k, f"trial.restart_policy: {t[k]!r} (allowed: on-failure, never)")
+                trial_over[k] = t[k]
+            else:
+                trial_over[k] = float(c.number(t, k, "trial.", positive=k != "settle_s"))
+    try:
+        config = msgspec.convert({"members": members, **trial_over}, TrialConfig)
+    except msgspec.ValidationError as e:
+        raise c.fail(doc, "trial", f"trial: {e}") from None
+    RestartPolicy.parse(config.restart_policy)
+
+    if "seeds" in doc:
+        seeds = doc["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                               for s in seeds):
+            raise c.fail(doc, "seeds", "seeds: must be a non-empty list of whole numbers")
+        if "repetitions" in doc and doc["repetitions"] != len(seeds):
+            raise c.fail(doc, "repetitions", f"repetitions: {doc['repetitions']!r} but {len(seeds)} seeds given "
+                                             "(one repetition per seed; drop one of them)")
+    else:
+        reps = c.number(doc, "repetitions", "", integer=True) if "repetitions" in doc else 1
+        base = doc.get("seed", 1)
+        if isinstance(base, bool) or not isinstance(base, int):
+            raise c.fail(doc, "seed", f"seed: must be a whole number, not {base!r}")
+        seeds = [base + r for r in range(reps)]
+    parallel = c.number(doc, "parallel", "", integer=True) if "parallel" in doc else 1
+
+    if not isinstance(doc["chaos"], list) or not doc["chaos"]:
+        raise c.fail(doc, "chaos", "chaos: must be a non-empty list of faults ({kind: ..., target: ...})")
+    chaos_specs: list[ChaosSpec] = []
+    for i, item in enumerate(doc["chaos"]):
+        where = f"chaos[{i}]."
+        m = c.mapping(item, doc, "chaos", f"chaos[{i}]")
+        c.keys(m, CHAOS_KEYS, where)
+        if "kind" not in m:
+            raise c.fail(m, None, f"{where}kind: missing (allowed: {', '.join(CHAOS.names())})")
+        kind = c.text(m, "kind", where)
+        if kind not in CHAOS.names():
+            raise c.fail(m, "kind", f"{where}kind: unknown chaos kind {kind!r} (allowed: {', '.join(CHAOS.names())})")
+        params = m.get("params", {})
+        if not _scalars(params):
+            raise c.fail(m, "params", f"{where}params: must be a mapping of names to plain values")
+        spec = ChaosSpec(kind=kind, target=str(m.get("target", "random")), params=dict(params))
+        try:
+            CHAOS.get(kind)().validate(spec, names)
+        except UsageError as e:
+            key = "params" if "param" in str(e) or "duration" in str(e) else "target"
+            raise c.fail(m, key if key in m else "kind", f"{where}{key}: {e}") from None
+        chaos_specs.append(spec)
+
+    if not isinstance(doc["variants"], list) or not doc["variants"]:
+        raise c.fail(doc, "variants", "variants: must be a non-empty list ({name: ..., agent: ...})")
+    agents: list[AgentSpec] = []
+    seen: set[str] = set()
+    allowed_agents = ["none", *AGENTS.names()]
+    for i, item in enumerate(doc["variants"]):
+        where = f"variants[{i}]."
+        m = c.mapping(item, doc, "variants", f"variants[{i}]")
+        c.keys(m, VARIANT_KEYS, where)
+        for required in ("name", "agent"):
+            if required not in m:
+                raise c.fail(m, None, f"{where}{required}: missing")
+        vname, agent = c.text(m, "name", where), c.text(m, "agent", where)
+        if vname in seen:
+            raise c.fail(m, "name", f"{where}name: {vname!r} is used by another variant (names must be unique)")
+        seen.add(vname)
+        if agent not in allowed_agents:
+            raise c.fail(m, "agent", f"{where}agent: unknown agent {agent!r} (allowed: {', '.join(allowed_agents)})")
+        cfg: dict[str, Scalar] = {}
+        for k in ("max_steps", "max_total_tokens"):
+            if k in m:
+                cfg[k] = int(c.number(m, k, where, integer=True))
+        for k in ("command_timeout_s", "temperature"):
+            if k in m:
+                cfg[k] = float(c.number(m, k, where, positive=k != "temperature"))
+        for k in ("model", "context"):
+            if k in m:
+                cfg[k] = c.text(m, k, where)
+        if "stop_on_recovery" in m:
+            if not isinstance(m["stop_on_recovery"], bool):
+                raise c.fail(m, "stop_on_recovery", f"{where}stop_on_recovery: must be true or false")
+            cfg["stop_on_recovery"] = m["stop_on_recovery"]
+        if "system_prompt" in m:
+            prompt = c.text(m, "system_prompt", where)
+            file = (path.parent / prompt) if not Path(prompt).is_absolute() else Path(prompt)
+            if "\n" not in prompt and prompt.endswith((".md", ".txt")):
+                try:
+                    prompt = file.read_text()
+                except OSError as e:
+                    raise c.fail(m, "system_prompt", f"{where}system_prompt: cannot read {file} ({e.strerror})") from None
+            cfg["system_prompt"] = prompt
+        if agent == "none" and cfg:
+            raise c.fail(m, next(iter(k for k in m if k not in ("name", "agent"))),
+                         f"{where}: agent none (the baseline) takes no settings")
+        agents.append(AgentSpec(name=agent, variant=vname, config=cfg))
+
+    trials = [PlannedTrial(index=0, chaos=ch, agent=ag, seed=seed, repetition=r)
+              for r, seed in enumerate(seeds) for ch in chaos_specs for ag in agents]
+    trials = [PlannedTrial(index=i, chaos=t.chaos, agent=t.agent, seed=t.seed, repetition=t.repetition)
+              for i, t in enumerate(trials)]
+    return CampaignPlan(path=path, name=name, subject=subject, runtime=runtime, config=config, parallel=parallel,
+                        trials=trials, source=source, sha256=hashlib.sha256(source.encode()).hexdigest())
