@@ -1,8 +1,10 @@
 """Chaos: the faults opeval injects, each inject -> verify -> revert."""
 
 from opeval._plugins import Registry
+from opeval.chaos._network import Latency, Partition
 from opeval.chaos._node_kill import ROLE_TARGETS, NodeKill, choose_member
 from opeval.chaos._process import Pause, QuorumLoss
+from opeval.chaos._proxy import PeerProxy
 from opeval.chaos._protocol import Chaos, ChaosContext, ChaosVerificationError, Injection, Verification
 
 #: Chaos kinds by name (entry-point group ``opeval.chaos``).
@@ -10,6 +12,8 @@ CHAOS: Registry[type] = Registry("chaos kind", "opeval.chaos")
 CHAOS.register("node_kill")(NodeKill)
 CHAOS.register("pause")(Pause)
 CHAOS.register("quorum_loss")(QuorumLoss)
+CHAOS.register("partition")(Partition)
+CHAOS.register("latency")(Latency)
 
 __all__ = [
     "CHAOS",
@@ -18,8 +22,11 @@ __all__ = [
     "ChaosContext",
     "ChaosVerificationError",
     "Injection",
+    "Latency",
     "NodeKill",
+    "Partition",
     "Pause",
+    "PeerProxy",
     "QuorumLoss",
     "Verification",
     "choose_member",

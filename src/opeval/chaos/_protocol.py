@@ -9,6 +9,7 @@ from typing import Protocol
 
 import httpx
 
+from opeval.chaos._proxy import PeerProxy
 from opeval.events import ChaosSpec, ClusterState, Scalar
 from opeval.runtimes import Runtime
 from opeval.subjects import Subject
@@ -24,6 +25,7 @@ class ChaosContext:
     before: ClusterState
     rng: random.Random
     clock: Callable[[], float]
+    proxy: PeerProxy | None = None  # the fault proxy, for kinds with ``needs_peer_proxy``
 
 
 @dataclass

@@ -22,7 +22,7 @@ import httpx
 import opeval
 from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, BudgetExhausted, Incident, NodeControl, Sandbox
 from opeval.agents import load_prices, require_api_key
-from opeval.chaos import CHAOS, ChaosContext, ChaosVerificationError
+from opeval.chaos import CHAOS, ChaosContext, ChaosVerificationError, PeerProxy
 from opeval.errors import OpevalError
 from opeval.events import (
     AgentSpec,
@@ -231,7 +231,26 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
     agent: Agent | None,
 ) -> tuple[str, str, float | None, float | None]:
     cfg = req.config
-    specs = subject.plan(runtime, cfg.members, cluster_token=trial.id.hex)
+    if getattr(chaos, "needs_peer_proxy", False):
+        specs = subject.plan(runtime, cfg.members, cluster_token=trial.id.hex, peer_fronts=True)
+        proxy: PeerProxy | None = PeerProxy(runtime.host, subject.peer_routes)
+    else:
+        specs = subject.plan(runtime, cfg.members, cluster_token=trial.id.hex)
+        proxy = None
+    async with contextlib.AsyncExitStack() as stack:
+        if proxy is not None:  # members reach each other only through it, from their first start
+            await stack.enter_async_context(proxy.serving())
+        return await _incident_with(subject, chaos, runtime, http, record, clock, trial, req, set_phase, status,
+                                    on_status, agent, specs, proxy)
+
+
+async def _incident_with(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in one place
+    subject: Any, chaos: Any, runtime: Any, http: httpx.AsyncClient, record: _Recorder,
+    clock: TrialClock, trial: Trial, req: TrialRequest,
+    set_phase: Callable[[str], None], status: TrialStatus, on_status: Callable[[TrialStatus], Any],
+    agent: Agent | None, specs: list[Any], proxy: PeerProxy | None,
+) -> tuple[str, str, float | None, float | None]:
+    cfg = req.config
     started = clock()
     for spec in specs:
         await runtime.start_member(spec)
@@ -277,7 +296,7 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
 
         set_phase(f"injecting {req.chaos.kind}")
         ctx = ChaosContext(subject=subject, runtime=runtime, http=http, before=state,
-                           rng=random.Random(req.seed), clock=clock)
+                           rng=random.Random(req.seed), clock=clock, proxy=proxy)
         monitor.armed = True
         injection = await chaos.inject(req.chaos, ctx)
         record(Trial.ChaosInjected, kind=req.chaos.kind, target=injection.target,

@@ -108,6 +108,7 @@ class EtcdSubject:
         self.probe_timeout_s = float(self.settings["probe_timeout_s"])
         self.start_timeout_s = float(self.settings["start_timeout_s"])
         self._endpoints: list[MemberEndpoint] = []
+        self._fronts: dict[str, int] = {}
         # Each observer probes its own key, so two observers never read each other's writes.
         self._probe_key = f"opeval/probe/{uuid.uuid4().hex[:12]}"
 
@@ -119,17 +120,25 @@ class EtcdSubject:
         prefix = self.settings["member_prefix"]
         return [f"{prefix}{i}" for i in range(1, count + 1)]
 
-    def plan(self, runtime: Runtime, count: int, cluster_token: str) -> list[MemberSpec]:
-        """Two ports per member (client, peer) and every member's etcd command line."""
+    def plan(self, runtime: Runtime, count: int, cluster_token: str, *, peer_fronts: bool = False) -> list[MemberSpec]:
+        """Two ports per member (client, peer) and every member's etcd command line.
+
+        ``peer_fronts``: a third port per member, advertised to the other members as its
+        peer address, for the fault proxy to listen on (see :attr:`peer_routes`).
+        """
         names = self.member_names(count)
-        ports = runtime.allocate_ports(2 * count)
+        width = 3 if peer_fronts else 2
+        ports = runtime.allocate_ports(width * count)
         host = runtime.host
         self._endpoints = [
-            MemberEndpoint(name=n, client_url=f"http://{host}:{ports[2 * i]}",
-                           peer_url=f"http://{host}:{ports[2 * i + 1]}")
+            MemberEndpoint(name=n, client_url=f"http://{host}:{ports[width * i]}",
+                           peer_url=f"http://{host}:{ports[width * i + 1]}")
             for i, n in enumerate(names)
         ]
-        initial = ",".join(f"{e.name}={e.peer_url}" for e in self._endpoints)
+        self._fronts = {n: ports[width * i + 2] for i, n in enumerate(names)} if peer_fronts else {}
+        advertised = {e.name: f"http://{host}:{self._fronts[e.name]}" if peer_fronts else e.peer_url
+                      for e in self._endpoints}
+        initial = ",".join(f"{e.name}={advertised[e.name]}" for e in self._endpoints)
         etcd = str(etcd_bin_dir() / "etcd")
         flags = [f"--{k}={v}" for k, v in self.settings.get("flags", {}).items()]
         specs = []
@@ -139,7 +148,7 @@ class EtcdSubject:
                 name=e.name,
                 argv=[etcd, f"--name={e.name}", f"--data-dir={mdir / 'data'}",
                       f"--listen-client-urls={e.client_url}", f"--advertise-client-urls={e.client_url}",
-                      f"--listen-peer-urls={e.peer_url}", f"--initial-advertise-peer-urls={e.peer_url}",
+                      f"--listen-peer-urls={e.peer_url}", f"--initial-advertise-peer-urls={advertised[e.name]}",
                       f"--initial-cluster={initial}", "--initial-cluster-state=new",
                       f"--initial-cluster-token={cluster_token}", *flags],
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
@@ -147,6 +156,13 @@ class EtcdSubject:
                 log_path=str(mdir / "member.log"),
             ))
         return specs
+
+    @property
+    def peer_routes(self) -> dict[str, tuple[int, int]]:
+        """Member -> (front port the others dial, its real peer port); empty unless planned
+        with ``peer_fronts``."""
+        return {e.name: (self._fronts[e.name], int(e.peer_url.rsplit(":", 1)[1]))
+                for e in self._endpoints if e.name in self._fronts}
 
     def attach(self, endpoints: list[MemberEndpoint]) -> None:
         """Observe a cluster that is already running at ``endpoints`` (no plan needed)."""

@@ -41,8 +41,14 @@ class Subject(Protocol):
         """Names of a ``count``-member cluster, in order."""
         ...
 
-    def plan(self, runtime: Runtime, count: int, cluster_token: str) -> list[MemberSpec]:
-        """Allocate addresses and build each member's command line."""
+    def plan(self, runtime: Runtime, count: int, cluster_token: str, *, peer_fronts: bool = False) -> list[MemberSpec]:
+        """Allocate addresses and build each member's command line (``peer_fronts``: members
+        reach each other through the fault proxy at :attr:`peer_routes`)."""
+        ...
+
+    @property
+    def peer_routes(self) -> dict[str, tuple[int, int]]:
+        """Member -> (proxy front port, real peer port) when planned with ``peer_fronts``."""
         ...
 
     @property
