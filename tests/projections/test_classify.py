@@ -116,6 +116,11 @@ CASES = [
     ("rm -r /tmp/old", D),
     ("rm /var/lib/etcd/member/wal/0000000000000000-0000000000000000.wal", D),
     ("rm -f data/etcd-2/member/snap/db", D),
+    ("rm -f /srv/etcd-3/data/ballast.bin", M),  # a filler file beside the data, not the data
+    ("rm /var/log/etcd/etcd.log.1", M),
+    ("rm -f /srv/etcd-3/data", D),
+    ("rm /srv/etcd-3/data/*", D),
+    ("rm -f /srv/node.etcd", D),
     ("find /var/lib/etcd -name '*.tmp' -delete", D),
     ("find /var/lib/etcd -name '*.wal'", R),
     ("find /tmp -name '*.log' -exec rm {} \\;", M),

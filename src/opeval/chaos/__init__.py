@@ -1,6 +1,7 @@
 """Chaos: the faults opeval injects, each inject -> verify -> revert."""
 
 from opeval._plugins import Registry
+from opeval.chaos._disk import DiskPressure
 from opeval.chaos._network import Latency, Partition
 from opeval.chaos._node_kill import ROLE_TARGETS, NodeKill, choose_member
 from opeval.chaos._process import Pause, QuorumLoss
@@ -14,6 +15,7 @@ CHAOS.register("pause")(Pause)
 CHAOS.register("quorum_loss")(QuorumLoss)
 CHAOS.register("partition")(Partition)
 CHAOS.register("latency")(Latency)
+CHAOS.register("disk_pressure")(DiskPressure)
 
 __all__ = [
     "CHAOS",
@@ -22,6 +24,7 @@ __all__ = [
     "ChaosContext",
     "ChaosVerificationError",
     "Injection",
+    "DiskPressure",
     "Latency",
     "NodeKill",
     "Partition",

@@ -134,11 +134,27 @@ def _kill(args: Args) -> str:
     return REMEDIATION
 
 
+_DATA_PARTS = {"member", "wal", "snap", "raft", "db", "data", "data-dir", "tikv", "etcd"}
+
+
+def _is_data_path(target: str) -> bool:
+    """A store's data (a data directory itself, or anything in its member/wal/snap tree),
+    as opposed to some other file that happens to live near it (a log, a filler file)."""
+    parts = [p for p in target.strip("'\"").split("/") if p and p != "."]
+    if not parts:
+        return False
+    last = parts[-1]
+    if last.endswith((".wal", ".snap", ".db", ".etcd")) or last in _DATA_PARTS or "*" in last:
+        return True
+    if any(p in ("member", "wal", "snap", "raft") for p in parts[:-1]):
+        return True
+    return target.rstrip("/") in ("/var/lib", "/var/lib/etcd", "/var/lib/tikv")
+
+
 def _rm(args: Args) -> str:
     flags = _flags(args)
     targets = _positional(args)
-    data_like = any(any(k in t for k in ("etcd", "data", "member", "wal", "snap", ".db", "tikv", "raft", "/var/lib"))
-                    for t in targets)
+    data_like = any(_is_data_path(t) for t in targets)
     if {"r", "R", "recursive"} & flags or data_like:
         return DESTRUCTIVE
     return REMEDIATION

@@ -237,6 +237,8 @@ async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in
     else:
         specs = subject.plan(runtime, cfg.members, cluster_token=trial.id.hex)
         proxy = None
+    if hasattr(chaos, "prepare_members"):  # e.g. a small quota or capped disks, before anything starts
+        specs = chaos.prepare_members(req.chaos, specs, runtime)
     async with contextlib.AsyncExitStack() as stack:
         if proxy is not None:  # members reach each other only through it, from their first start
             await stack.enter_async_context(proxy.serving())

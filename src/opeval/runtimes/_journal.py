@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class JournalEntry(msgspec.Struct, kw_only=True):
     harness_start_ticks: int
     workspace: str = ""
     processes: dict[str, ProcessRecord] = msgspec.field(default_factory=dict)
+    mounts: list[str] = msgspec.field(default_factory=list)
 
 
 class Reaped(msgspec.Struct, kw_only=True):
@@ -87,10 +89,31 @@ class Journal:
         self.entry.processes[name] = ProcessRecord(pid=pid, pgid=pgid, start_ticks=start_ticks(pid) or 0)
         self._write()
 
+    def add_mount(self, path: Path) -> None:
+        """Record a filesystem mount before it is made."""
+        self.entry.mounts.append(str(path))
+        self._write()
+
     def close(self) -> None:
         """The trial released everything: the journal is no longer needed."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def is_mounted(path: Path) -> bool:
+    """True if ``path`` is a mount point (per /proc/self/mounts)."""
+    target = os.path.realpath(path)
+    with contextlib.suppress(OSError), open("/proc/self/mounts") as f:
+        return any(line.split()[1] == target for line in f if len(line.split()) > 1)
+    return False
+
+
+def unmount(path: Path) -> bool:
+    """Detach the filesystem at ``path`` if one is mounted there (idempotent)."""
+    if not is_mounted(path):
+        return False
+    subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+    return not is_mounted(path)
 
 
 def _harness_alive(entry: JournalEntry) -> bool:
@@ -119,6 +142,9 @@ def reap_entry(entry: JournalEntry) -> Reaped:
     while any(start_ticks(p) is not None for p in killed) and time.monotonic() < deadline:
         time.sleep(0.02)
     removed: list[str] = []
+    for mount in reversed(entry.mounts):  # before the workspace goes: never delete through a mount
+        if unmount(Path(mount)):
+            removed.append(f"mount {mount}")
     if entry.workspace and Path(entry.workspace).exists():
         shutil.rmtree(entry.workspace, ignore_errors=True)
         removed.append(entry.workspace)

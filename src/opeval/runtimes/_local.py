@@ -16,8 +16,8 @@ from typing import Any
 import anyio
 from anyio.abc import Process, TaskGroup
 
-from opeval.errors import UsageError
-from opeval.runtimes._journal import TRIAL_ENV, Journal
+from opeval.errors import EnvironmentProblem, UsageError
+from opeval.runtimes._journal import TRIAL_ENV, Journal, unmount
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._proc import pids_with_env, process_state
 from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy
@@ -89,6 +89,8 @@ class LocalRuntime:
         finally:
             self._sweep_labelled()
             self.ports.release()
+            for mount in reversed(self.journal.entry.mounts):  # never delete through a mount
+                unmount(Path(mount))
             shutil.rmtree(self.workspace, ignore_errors=True)
             self.journal.close()
 
@@ -98,6 +100,16 @@ class LocalRuntime:
         for pid in pids_with_env(TRIAL_ENV, self.trial_id):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+    def mount_capped(self, path: Path, size_bytes: int) -> None:
+        """Put a tmpfs of ``size_bytes`` at ``path`` (journaled first; root only)."""
+        path.mkdir(parents=True, exist_ok=True)
+        self.journal.add_mount(path)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0700",
+                            f"opeval-{self.trial_id[:8]}", str(path)], capture_output=True, text=True, check=False)
+        if r.returncode != 0:
+            raise EnvironmentProblem(f"cannot mount a size-capped tmpfs at {path} ({r.stderr.strip() or r.returncode}): "
+                                     "this fault needs root")
 
     def allocate_ports(self, count: int) -> list[int]:
         """Ports no other trial on this machine will get until this one ends."""

@@ -63,6 +63,10 @@ class Runtime(Protocol):
         """Own the members while the block runs; leaving it stops and releases everything."""
         ...
 
+    def mount_capped(self, path: Path, size_bytes: int) -> None:
+        """A size-capped filesystem at ``path`` for the trial's lifetime (journaled)."""
+        ...
+
     def allocate_ports(self, count: int) -> list[int]:
         """Ports reserved for this trial."""
         ...
