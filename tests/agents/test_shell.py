@@ -93,3 +93,12 @@ def test_every_command_is_recorded_and_the_step_budget_holds(tmp_path: Path) -> 
     assert (first["command"], first["exit_code"], first["stdout"], first["step"]) == ("echo one", 0, "one\n", 1)
     assert (second["exit_code"], second["step"]) == (3, 3)
     assert recorded[3][1]["cost_usd"] == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)
+
+
+def test_a_variant_can_hand_the_agent_fewer_tools(tmp_path: Path) -> None:
+    (tmp_path / "operator" / "bin").mkdir(parents=True)
+    (tmp_path / "operator" / "bin" / "etcdctl").symlink_to("/bin/true")
+    sb = Sandbox(tmp_path / "operator", LABEL, {}, tmp_path / "ctl.sock", allowed_tools={"etcdctl"})
+    assert sb.tools == ["etcdctl"]
+    r = run(sb, "command -v nodectl || echo missing; command -v etcdctl")
+    assert r.stdout.splitlines() == ["missing", str(sb.bin / "etcdctl")]

@@ -42,20 +42,22 @@ def test_a_campaign_expands_into_paired_trials(tmp_path: Path) -> None:
     # one seed per repetition, shared by every chaos kind and variant (so comparisons pair)
     assert {t.seed for t in plan.trials if t.repetition == 0} == {1}
     assert {t.seed for t in plan.trials if t.repetition == 1} == {2}
+    plan = load_campaign(write(tmp_path, GOOD.replace("    max_steps: 5", "    max_steps: 5\n    tools: [etcdctl]")))
     rb = [t.agent for t in plan.trials if t.agent.variant == "rb"]
-    assert rb[0].name == "runbook" and rb[0].config == {"max_steps": 5}
+    assert rb[0].name == "runbook" and rb[0].config == {"max_steps": 5, "tools": "etcdctl"}
     assert plan.trials[2].chaos.params == {"duration_s": 2} and plan.trials[1].agent.variant == "base"
     assert plan.spec()["sha256"] == plan.sha256 and plan.spec()["resumable"] is True
 
 
 @pytest.mark.parametrize(("change", "line", "message"), [
     (("    target: follower", "    target: nobody"), 7, "chaos[0].target: unknown target 'nobody'"),
-    (("  - kind: pause", "  - kind: flood"), 8, "chaos[1].kind: unknown chaos kind 'flood' (allowed: node_kill, pause"),
+    (("  - kind: pause", "  - kind: flood"), 8, "chaos[1].kind: unknown chaos kind 'flood' (allowed: disk_pressure, latency, node_kill"),
     (("    params: {duration_s: 2}", "    params: {duration_s: -2}"), 9, "chaos[1].params: pause: duration_s must be"),
     (("  timeout_s: 9", "  timeout_s: soon"), 4, "trial.timeout_s: must be a positive number, not 'soon'"),
     (("  timeout_s: 9", "  timeot_s: 9"), 4, "trial.timeot_s: unknown key (allowed: restart_policy, timeout_s"),
     (("    agent: runbook", "    agent: gpt"), 12, "variants[0].agent: unknown agent 'gpt' (allowed: none, anthropic, runbook)"),
     (("    max_steps: 5", "    max_steps: many"), 13, "variants[0].max_steps: must be a positive whole number"),
+    (("    max_steps: 5", "    tools: [kubectl]"), 13, "variants[0].tools: a list of the harness's tools to hand"),
     (("  - name: base", "  - name: rb"), 14, "variants[1].name: 'rb' is used by another variant"),
     (("repetitions: 2", "repetitions: 0"), 2, "repetitions: must be a positive whole number, not 0"),
     (("repetitions: 2", "repetitions: 2\nseeds: [5]"), 2, "repetitions: 2 but 1 seeds given"),

@@ -102,3 +102,15 @@ def test_the_quickstart_campaign_runs_as_it_is(store_path: Path, no_leaks: None)
     assert best[("all", 1)] == "runbook" and best[("node_kill", 1)] == "runbook" and best[("all", 2)] == "baseline"
     top = next(g for g in ranking if g["scope"] == "all" and g["rank"] == 1)
     assert top["trials"] == 2 and top["ci_low"] <= top["mean_composite"] <= top["ci_high"]
+
+
+def test_the_network_and_disk_campaign_runs_as_it_is(store_path: Path, no_leaks: None) -> None:
+    proc = _opeval("run", "campaign", str(CAMPAIGNS / "network-and-disk.yaml"), "--store", str(store_path), "--json")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["finished"] is True and summary["outcomes"] == {"recovered": 6}, err
+    _, rows = _campaign_trials(store_path)
+    with EventStore(store_path, writable=False) as store:
+        verified = [e for _, e in store.iter_events(topics=["opeval.trial:ChaosVerified"])]
+    assert len(verified) == 6 and len(rows) == 6

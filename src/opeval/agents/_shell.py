@@ -78,7 +78,8 @@ class _Captured:
 class Sandbox:
     """Where an agent's commands run for one trial."""
 
-    def __init__(self, root: Path, trial_id: str, tool_env: dict[str, str], control_socket: Path) -> None:
+    def __init__(self, root: Path, trial_id: str, tool_env: dict[str, str], control_socket: Path,
+                 allowed_tools: set[str] | None = None) -> None:
         self.root = root
         self.bin = root / "bin"
         self.bin.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,10 @@ class Sandbox:
             TRIAL_ENV: trial_id,  # ownership label: whatever escapes its group dies with the trial
             **tool_env,
         }
+        if allowed_tools is not None:  # a variant may hand the agent fewer of the harness's tools
+            for p in self.bin.iterdir():
+                if p.name not in allowed_tools:
+                    p.unlink()
         self.tools = sorted(p.name for p in self.bin.iterdir())
 
     async def run(self, command: str, *, timeout_s: float, output_cap: int, clock: Callable[[], float]) -> CommandResult:

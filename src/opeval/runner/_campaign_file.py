@@ -35,8 +35,9 @@ from opeval.events import AgentSpec, ChaosSpec, Scalar, TrialConfig
 TOP_KEYS = ("name", "description", "subject", "runtime", "members", "repetitions", "seeds", "seed", "parallel",
             "trial", "chaos", "variants")
 CHAOS_KEYS = ("kind", "target", "params")
-VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "max_steps", "command_timeout_s", "max_total_tokens",
-                "temperature", "context", "stop_on_recovery")
+VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps", "command_timeout_s",
+                "max_total_tokens", "temperature", "context", "stop_on_recovery")
+TOOLS = ("etcdctl", "nodectl")
 TRIAL_KEYS = tuple(f for f in TrialConfig.__struct_fields__ if f != "members")
 
 
@@ -260,6 +261,12 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         for k in ("model", "context"):
             if k in m:
                 cfg[k] = c.text(m, k, where)
+        if "tools" in m:
+            tools = m["tools"]
+            if not isinstance(tools, list) or not all(t in TOOLS for t in tools):
+                raise c.fail(m, "tools", f"{where}tools: a list of the harness's tools to hand the agent "
+                                         f"(allowed: {', '.join(TOOLS)}), not {tools!r}")
+            cfg["tools"] = ",".join(tools)
         if "stop_on_recovery" in m:
             if not isinstance(m["stop_on_recovery"], bool):
                 raise c.fail(m, "stop_on_recovery", f"{where}stop_on_recovery: must be true or false")

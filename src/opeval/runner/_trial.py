@@ -379,7 +379,10 @@ async def _run_agent(  # noqa: PLR0913
     if req.agent.config.get("context") == "full":
         alert += f" (injected fault: {req.chaos.kind}, target {req.chaos.target})"
     root = runtime.workspace / "operator"
-    sandbox = Sandbox(root, trial.id.hex, subject.operator_tools(root / "bin"), runtime.workspace / "ctl.sock")
+    tools_cfg = req.agent.config.get("tools")
+    allowed = None if tools_cfg is None else {t.strip() for t in str(tools_cfg).split(",") if t.strip()}
+    sandbox = Sandbox(root, trial.id.hex, subject.operator_tools(root / "bin"), runtime.workspace / "ctl.sock",
+                      allowed_tools=allowed)
     incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
                         tools=sandbox.tools)
     tools = AgentTools(sandbox=sandbox, record=record, clock=clock, spec=req.agent,
