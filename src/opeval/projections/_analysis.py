@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import html
 import json
-import random
 import statistics
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from opeval.errors import UsageError
 from opeval.projections._engine import query
@@ -40,19 +40,24 @@ def _num(v: Any) -> float | None:
 
 def bootstrap_ci(a: list[float], b: list[float], *, paired: bool, iterations: int = 2000,
                  seed: int = 0) -> tuple[float, float] | None:
-    """95 % bootstrap interval of mean(b) - mean(a) (paired: of the mean difference)."""
-    rng = random.Random(seed)  # fixed: the same data always gives the same interval
+    """95 % bootstrap interval of mean(b) - mean(a) (paired: of the mean difference).
+
+    Resampled with numpy in one pass; the fixed seed gives the same data the same interval.
+    """
+    rng = np.random.default_rng(seed)
     if paired:
         if len(a) < 2:
             return None
-        diffs = [y - x for x, y in zip(a, b, strict=True)]
-        stats = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(iterations))
+        diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+        stats = diffs[rng.integers(0, len(diffs), (iterations, len(diffs)))].mean(axis=1)
     else:
         if len(a) < 2 or len(b) < 2:
             return None
-        stats = sorted(statistics.fmean(rng.choices(b, k=len(b))) - statistics.fmean(rng.choices(a, k=len(a)))
-                       for _ in range(iterations))
-    return stats[int(0.025 * iterations)], stats[int(0.975 * iterations) - 1]
+        av, bv = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        stats = (bv[rng.integers(0, len(bv), (iterations, len(bv)))].mean(axis=1)
+                 - av[rng.integers(0, len(av), (iterations, len(av)))].mean(axis=1))
+    stats.sort()
+    return float(stats[int(0.025 * iterations)]), float(stats[int(0.975 * iterations) - 1])
 
 
 def compare_groups(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,9 +102,9 @@ def mean_ci(values: list[float], *, iterations: int = 2000, seed: int = 0) -> tu
     """95 % bootstrap interval of the mean (None below two values)."""
     if len(values) < 2:
         return None
-    rng = random.Random(seed)
-    stats = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(iterations))
-    return stats[int(0.025 * iterations)], stats[int(0.975 * iterations) - 1]
+    v = np.asarray(values, dtype=float)
+    stats = np.sort(v[np.random.default_rng(seed).integers(0, len(v), (iterations, len(v)))].mean(axis=1))
+    return float(stats[int(0.025 * iterations)]), float(stats[int(0.975 * iterations) - 1])
 
 
 def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

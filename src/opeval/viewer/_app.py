@@ -1,0 +1,295 @@
+"""The Litestar application: pages, the JSON API (OpenAPI at ``/schema``), live updates.
+
+Read-only by construction: every route is a GET, the event log is opened read-only.
+Pages carry a strict Content-Security-Policy (scripts and styles from this origin only),
+so even text that slipped past escaping could not run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import msgspec
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import MutableScopeHeaders, State
+from litestar.enums import MediaType
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.params import FromPath, FromQuery, HeaderParameter, PathParameter, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.static_files import create_static_files_router
+from litestar.types import Message, Scope
+
+import opeval
+from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
+from opeval.viewer._charts import outcome_bar
+from opeval.viewer._data import FILTERS, SORTABLE, StoreView, WrongKindError, default_rules
+from opeval.viewer._models import (
+    CampaignComparison,
+    CampaignDetail,
+    CampaignItem,
+    RuleSetInfo,
+    TrialDetail,
+)
+from opeval.viewer._pages import Pages, campaign_charts, summary_rows, trial_charts, trial_rows, viewer_dir
+
+log = logging.getLogger("opeval.viewer")
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+# The exported postmortem is a standalone page with its own inline stylesheet; no scripts.
+EXPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"
+EXPORTS = {"md": "text/plain; charset=utf-8", "json": "application/json", "html": "text/html; charset=utf-8"}
+
+Query = FromQuery[str | None]
+RulesParam = Annotated[str | None, QueryParameter(description="Rule set: name@hash, hash prefix or name (default: "
+                                                              "the shipped default rule set).")]
+CampaignId = Annotated[str, PathParameter(description="Campaign id or a unique prefix of it.")]
+TrialId = Annotated[str, PathParameter(description="Trial id or a unique prefix of it.")]
+
+
+def _view(state: State) -> StoreView:
+    return state.view  # type: ignore[no-any-return]
+
+
+def _render(state: State, name: str, **context: Any) -> Response[str]:
+    pages: Pages = state.pages
+    return _html(pages.render(name, **context))
+
+
+def _html(text: str, status: int = 200) -> Response[str]:
+    return Response(text, media_type=MediaType.HTML, status_code=status)
+
+
+# --- pages --------------------------------------------------------------------------------------
+@get("/", include_in_schema=False, sync_to_thread=True)
+def campaigns_page(state: State, subject: Query = None, chaos: Query = None, agent: Query = None,
+                   variant: Query = None) -> Response[str]:
+    """The campaigns, newest first, filtered by subject, chaos, agent and variant."""
+    filters = {"subject": subject, "chaos": chaos, "agent": agent, "variant": variant}
+    items, options = _view(state).campaigns(filters)
+    bars = {c.campaign_id: outcome_bar(msgspec.structs.asdict(c.outcomes)) for c in items}
+    return _render(state, "campaigns.html", campaigns=items, options=options, filters=filters, bars=bars,
+                   filter_names=FILTERS)
+
+
+@get("/campaigns/{campaign_id:str}", include_in_schema=False, sync_to_thread=True)
+def campaign_page(state: State, campaign_id: CampaignId, rules: RulesParam = None, sort: Query = None,
+                  order: Query = None) -> Response[str]:
+    """One campaign: scores, aggregates, charts, the baseline comparison."""
+    view = _view(state)
+    with view.burst():
+        detail = view.campaign(campaign_id, rules, sort, order == "desc")
+        rule_sets = view.rule_sets()
+    return _render(state, "campaign.html", c=detail, charts=campaign_charts(detail), rows=trial_rows(detail.trials),
+                   groups=summary_rows(detail.summary), rule_sets=rule_sets, sort=sort, order=order,
+                   sortable=SORTABLE, rules=rules)
+
+
+@get("/trials/{trial_id:str}", include_in_schema=False, sync_to_thread=True)
+def trial_page(state: State, trial_id: TrialId, rules: RulesParam = None) -> Response[str]:
+    """One trial: timeline, members, workload, the agent's steps, data safety, exports."""
+    detail = _view(state).trial(trial_id, rules)
+    last = detail.events[-1].version if detail.events else 0
+    return _render(state, "trial.html", t=detail, charts=trial_charts(detail), last_version=last,
+                   commands={c.version: c for c in detail.commands}, rules=rules)
+
+
+@get("/trials/{trial_id:str}/export/{fmt:str}", include_in_schema=False, sync_to_thread=True)
+def export_page(state: State, trial_id: TrialId, fmt: FromPath[str], rules: RulesParam = None) -> Response[str]:
+    """The trial's postmortem as Markdown, JSON or a standalone HTML page."""
+    if fmt not in EXPORTS:
+        raise NotFoundError(f"no export format {fmt!r}: choose md, json or html")
+    view = _view(state)
+    tid = view.resolve(trial_id, "trial")  # the file name carries the id, never the raw path
+    return Response(view.export(tid, fmt, rules), media_type=EXPORTS[fmt], headers={
+        "Content-Security-Policy": EXPORT_CSP,
+        "Content-Disposition": f'inline; filename="postmortem-{tid[:8]}.{fmt}"'})
+
+
+@get("/compare", include_in_schema=False, sync_to_thread=True)
+def compare_page(state: State, a: Query = None, b: Query = None, campaign: Query = None,
+                 rules: RulesParam = None, rules_a: Query = None, rules_b: Query = None) -> Response[str]:
+    """Two campaigns side by side, or one campaign under two rule sets; forms to choose."""
+    view = _view(state)
+    with view.burst():
+        result = _compare(view, a, b, campaign, rules, rules_a, rules_b, required=False)
+        items, _ = view.campaigns({})
+        rule_sets = view.rule_sets()
+    return _render(state, "compare.html", result=result, campaigns=items, rule_sets=rule_sets,
+                   default_key=default_rules().key,
+                   query={"a": a, "b": b, "campaign": campaign, "rules": rules, "rules_a": rules_a,
+                          "rules_b": rules_b},
+                   a_groups=summary_rows(result.a_summary or []) if result else [],
+                   b_groups=summary_rows(result.b_summary or []) if result else [])
+
+
+def _compare(view: StoreView, a: str | None, b: str | None, campaign: str | None, rules: str | None,
+             rules_a: str | None, rules_b: str | None, *, required: bool) -> CampaignComparison | None:
+    if a or b:
+        if not (a and b):
+            raise UsageError("comparing campaigns needs both a= and b=")
+        if campaign:
+            raise UsageError("give a= and b= (two campaigns) or campaign= (two rule sets), not both")
+        return view.compare_campaigns(a, b, rules)
+    if campaign:
+        return view.compare_rule_sets(campaign, rules_a, rules_b or rules)
+    if required:
+        raise UsageError("give a= and b= (two campaigns), or campaign= with rules_a= and rules_b= (two rule sets)")
+    return None
+
+
+# --- JSON API -------------------------------------------------------------------------------------
+@get("/api/campaigns", tags=["campaigns"], sync_to_thread=True)
+def api_campaigns(state: State, subject: Query = None, chaos: Query = None, agent: Query = None,
+                  variant: Query = None) -> list[CampaignItem]:
+    """Campaigns, newest first, with the outcomes of their trials (matching the filters)."""
+    items, _ = _view(state).campaigns({"subject": subject, "chaos": chaos, "agent": agent, "variant": variant})
+    return items
+
+
+@get("/api/campaigns/{campaign_id:str}", tags=["campaigns"], sync_to_thread=True)
+def api_campaign(state: State, campaign_id: CampaignId,
+                 rules: RulesParam = None,
+                 sort: Annotated[str | None, QueryParameter(description="Sort the trials by this column.")] = None,
+                 order: Annotated[str | None, QueryParameter(description="asc or desc.")] = None) -> CampaignDetail:
+    """A campaign: each trial's metrics and score, aggregates per agent/variant with 95 %
+    confidence intervals, and the agent against self-healing on the same chaos."""
+    return _view(state).campaign(campaign_id, rules, sort, order == "desc")
+
+
+@get("/api/trials/{trial_id:str}", tags=["trials"], sync_to_thread=True)
+def api_trial(state: State, trial_id: TrialId,
+              rules: RulesParam = None) -> TrialDetail:
+    """A trial: its setup, score (once finished), every command with its class, every event."""
+    return _view(state).trial(trial_id, rules)
+
+
+@get("/api/trials/{trial_id:str}/events", tags=["trials"])
+async def api_trial_events(
+    state: State, trial_id: TrialId,
+    after: Annotated[int, QueryParameter(description="Send the events after this version.", ge=0)] = 0,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+) -> ServerSentEvent:
+    """Server-sent events: the trial's events as they are recorded (``trial-event``), then
+    ``finished`` once the trial has ended, and the stream closes."""
+    view = _view(state)
+    tid = await anyio.to_thread.run_sync(view.resolve, trial_id, "trial")
+    if last_event_id and last_event_id.isdigit():  # a reconnecting browser resumes where it was
+        after = max(after, int(last_event_id))
+    return ServerSentEvent(_live(view, tid, after, float(state.poll_interval_s)))
+
+
+async def _live(view: StoreView, tid: str, after: int, poll_s: float, heartbeat_s: float = 15.0
+                ) -> AsyncIterator[ServerSentEventMessage]:
+    last, quiet = after, 0.0
+    while True:
+        events, finished = await anyio.to_thread.run_sync(view.trial_events_after, tid, last)
+        for e in events:
+            last = e.version
+            yield ServerSentEventMessage(data=msgspec.json.encode(e).decode(), event="trial-event", id=e.version)
+        if finished:
+            yield ServerSentEventMessage(data=msgspec.json.encode({"version": last}).decode(), event="finished")
+            return
+        quiet = 0.0 if events else quiet + poll_s
+        if quiet >= heartbeat_s:  # keeps proxies and idle timeouts from closing a quiet stream
+            quiet = 0.0
+            yield ServerSentEventMessage(comment="waiting for events", data=None)
+        await anyio.sleep(poll_s)
+
+
+@get("/api/compare", tags=["comparisons"], sync_to_thread=True)
+def api_compare(state: State, a: Query = None, b: Query = None, campaign: Query = None,
+                rules: RulesParam = None, rules_a: Query = None, rules_b: Query = None,
+                ) -> CampaignComparison:
+    """``a`` and ``b``: two campaigns under one rule set (``rules``). ``campaign``: one
+    campaign under two rule sets (``rules_a``, default the default rule set, and
+    ``rules_b``). Bootstrap 95 % intervals; paired by chaos, target and seed when possible."""
+    result = _compare(_view(state), a, b, campaign, rules, rules_a, rules_b, required=True)
+    assert result is not None
+    return result
+
+
+@get("/api/rule-sets", tags=["comparisons"], sync_to_thread=True)
+def api_rule_sets(state: State) -> list[RuleSetInfo]:
+    """The scoring rule sets the read models hold scores for."""
+    return _view(state).rule_sets()
+
+
+# --- errors and headers ----------------------------------------------------------------------------
+_TITLES = {400: "Bad request", 404: "Not found", 405: "Not allowed", 503: "Busy or unavailable",
+           500: "Something went wrong"}
+
+
+def _status(exc: Exception) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, UsageError):
+        return 400
+    if isinstance(exc, StoreError):
+        return 503
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    return 500
+
+
+def _on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    status = _status(exc)
+    if isinstance(exc, OpevalError):
+        message = str(exc)
+    elif isinstance(exc, HTTPException):
+        message = exc.detail if status != 404 else f"there is no page at {request.url.path}"
+    else:
+        log.exception("error serving %s", request.url.path)
+        message = "the viewer failed to answer this request; the details are in its log"
+    url = exc.url if isinstance(exc, WrongKindError) else None
+    if request.url.path.startswith("/api/"):
+        body: dict[str, Any] = {"status_code": status, "detail": message}
+        if url:
+            body["see"] = url
+        return Response(body, status_code=status)
+    pages: Pages = request.app.state.pages
+    return _html(pages.render("error.html", status=status, title=_TITLES.get(status, "Error"), message=message,
+                              url=url), status)
+
+
+async def _security_headers(message: Message, scope: Scope) -> None:
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message)
+        if "content-security-policy" not in headers:
+            headers["Content-Security-Policy"] = CSP
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "no-referrer"
+
+
+def create_app(store_path: Path, *, poll_interval_s: float = 0.5, busy_timeout_s: float = 5.0,
+               cache_size: int = 32) -> Litestar:
+    """The viewer of the store at ``store_path`` as an ASGI application.
+
+    ``poll_interval_s`` is how often a live page's stream looks for new events;
+    ``busy_timeout_s`` how long a request waits for read models another process holds;
+    ``cache_size`` how many answers are kept while the store does not change (0: none).
+    """
+    path = Path(store_path)
+    view = StoreView(path, busy_timeout_s=busy_timeout_s, cache_size=cache_size)
+    return Litestar(
+        on_shutdown=[view.close],
+        route_handlers=[
+            campaigns_page, campaign_page, trial_page, export_page, compare_page,
+            api_campaigns, api_campaign, api_trial, api_trial_events, api_compare, api_rule_sets,
+            create_static_files_router(path="/static", directories=[viewer_dir() / "static"]),
+        ],
+        state=State({"view": view, "pages": Pages(path), "poll_interval_s": poll_interval_s}),
+        exception_handlers={Exception: _on_error},
+        before_send=[_security_headers],
+        openapi_config=OpenAPIConfig(
+            title="opeval viewer", version=opeval.__version__, path="/schema",
+            description="Read-only JSON over an opeval store's read models: campaigns, trials, comparisons.",
+            render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])]),
+        debug=False,
+    )

@@ -1,0 +1,260 @@
+"""What the viewer's JSON API returns (and its pages render): msgspec Structs, so the
+OpenAPI schema documents every field."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class Interval(msgspec.Struct, frozen=True):
+    """A 95 % confidence interval."""
+
+    low: float
+    high: float
+
+
+class OutcomeCounts(msgspec.Struct, kw_only=True):
+    """Trials by outcome; ``running`` have no TrialFinished yet."""
+
+    recovered: int = 0
+    not_recovered: int = 0
+    error: int = 0
+    aborted: int = 0
+    running: int = 0
+
+
+class CampaignItem(msgspec.Struct, kw_only=True):
+    """One campaign in the list, with the outcomes of its (matching) trials."""
+
+    campaign_id: str
+    name: str
+    started_at: str | None
+    trials_planned: int | None
+    trials: int
+    finished: bool
+    subjects: list[str]
+    chaos: list[str]
+    agents: list[str]
+    outcomes: OutcomeCounts
+
+
+class CampaignFilters(msgspec.Struct, kw_only=True):
+    """The values each filter of the campaign list can take."""
+
+    subject: list[str]
+    chaos: list[str]
+    agent: list[str]
+    variant: list[str]
+
+
+class TrialScore(msgspec.Struct, kw_only=True):
+    """A trial as the read models know it, with its metrics and score under one rule set."""
+
+    trial_id: str
+    campaign_id: str
+    idx: int | None = None
+    subject: str | None = None
+    runtime: str | None = None
+    chaos: str | None = None
+    target: str | None = None
+    victim: str | None = None
+    agent: str | None = None
+    variant: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    restart_policy: str | None = None
+    timeout_s: float | None = None
+    settle_s: float | None = None
+    started_at: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    recovered: bool | None = None
+    ttd_s: float | None = None
+    ttr_s: float | None = None
+    first_diagnostic_s: float | None = None
+    first_remediation_s: float | None = None
+    availability: float | None = None
+    longest_unavailable_s: float | None = None
+    lost_writes: int | None = None
+    safe: bool | None = None
+    commands: int | None = None
+    unique_commands: int | None = None
+    thrashing: int | None = None
+    destructive: int | None = None
+    tokens: int | None = None
+    cost_usd: float | None = None
+    speed: float | None = None
+    composite: float | None = None
+
+
+class GroupSummary(msgspec.Struct, kw_only=True):
+    """Aggregates of one agent/variant: rates with Wilson intervals, means with t intervals."""
+
+    agent: str
+    variant: str
+    trials: int
+    recovered: int
+    recovery_rate: float
+    recovery_rate_ci: Interval | None
+    mean_ttr_s: float | None
+    mean_ttr_ci: Interval | None
+    mean_composite: float | None
+    mean_composite_ci: Interval | None
+    mean_commands: float | None
+    destructive: int
+    lost_writes: int
+
+
+class MetricComparison(msgspec.Struct, kw_only=True):
+    """One metric of two groups: mean, median, delta (b - a) and its bootstrap 95 % CI."""
+
+    metric: str
+    higher_is_better: bool
+    a_n: int
+    a_mean: float | None
+    a_median: float | None
+    b_n: int
+    b_mean: float | None
+    b_median: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class Comparison(msgspec.Struct, kw_only=True):
+    """Two groups of trials metric by metric (paired by chaos, target and seed when possible)."""
+
+    paired: bool
+    a_trials: int
+    b_trials: int
+    metrics: list[MetricComparison]
+    baseline_trials: int | None = None
+
+
+class RuleSetInfo(msgspec.Struct, kw_only=True):
+    """A scoring rule set the read models hold scores for."""
+
+    name: str
+    hash: str
+    key: str
+    is_default: bool
+
+
+class CampaignDetail(msgspec.Struct, kw_only=True):
+    """A campaign: its trials scored under ``rule_set``, aggregates, and the agent
+    against self-healing (``baseline``, or ``baseline_note`` saying why there is none)."""
+
+    campaign_id: str
+    name: str
+    started_at: str | None
+    trials_planned: int | None
+    trials_scheduled: int | None
+    finished: bool
+    spec: dict[str, Any] | None
+    rule_set: str
+    outcomes: OutcomeCounts
+    summary: list[GroupSummary]
+    trials: list[TrialScore]
+    baseline: Comparison | None
+    baseline_note: str | None
+
+
+class CommandRecord(msgspec.Struct, kw_only=True):
+    """One command the agent ran, its class, and what it printed (untrusted text)."""
+
+    version: int
+    step: int
+    offset_s: float
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    duration_s: float
+    truncated: bool
+    command_class: str = msgspec.field(name="class")
+    labelled_by: str | None
+    thrashing: bool
+    stdout: str
+    stderr: str
+
+
+class TrialEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One event of a trial: its version (order), type, offset, a line for people, its data."""
+
+    version: int
+    type: str
+    offset_s: float
+    text: str
+    data: dict[str, Any] | None = None
+
+
+class DataSafety(msgspec.Struct, kw_only=True):
+    """Were the acknowledged writes still readable after the incident?"""
+
+    safe: bool
+    acknowledged: int
+    present: int
+    missing: int
+    wrong: int
+    unreadable: int
+    sample_missing: list[str]
+    error: str | None
+
+
+class TrialDetail(msgspec.Struct, kw_only=True):
+    """A trial: what it was, how it went (``score`` once finished), every command and event."""
+
+    trial_id: str
+    campaign_id: str
+    campaign_name: str | None
+    running: bool
+    outcome: str | None
+    reason: str | None
+    subject: str
+    runtime: str
+    chaos: str
+    target: str
+    victim: str | None
+    agent: str
+    variant: str
+    model: str | None
+    seed: int
+    restart_policy: str
+    timeout_s: float
+    settle_s: float
+    started_at: str
+    rule_set: str | None
+    score: TrialScore | None
+    data_safety: DataSafety | None
+    commands: list[CommandRecord]
+    events: list[TrialEvent]
+
+
+class ScoreChange(msgspec.Struct, kw_only=True):
+    """One trial's verdict and score under two rule sets."""
+
+    trial_id: str
+    agent: str | None
+    a_recovered: bool | None
+    b_recovered: bool | None
+    a_score: float | None
+    b_score: float | None
+    delta: float | None
+
+
+class CampaignComparison(msgspec.Struct, kw_only=True):
+    """Two campaigns under one rule set (``mode`` campaigns), or one campaign under two
+    rule sets (``mode`` rule_sets, with each trial's change)."""
+
+    mode: Literal["campaigns", "rule_sets"]
+    a: str
+    b: str
+    a_label: str
+    b_label: str
+    rule_set: str | None
+    campaign_id: str | None
+    comparison: Comparison
+    a_summary: list[GroupSummary] | None = None
+    b_summary: list[GroupSummary] | None = None
+    changes: list[ScoreChange] | None = None

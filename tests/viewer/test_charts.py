@@ -1,0 +1,77 @@
+"""Charts escape what they draw; intervals are the textbook ones."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from opeval.viewer import _charts as charts
+from opeval.viewer._models import Interval
+from opeval.viewer._stats import mean_interval, t_quantile, wilson
+
+HOSTILE = "<script>alert('x')</script>&"
+
+
+def parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)  # noqa: S314 - our own output: it must be well-formed XML
+
+
+def test_every_chart_escapes_its_labels_and_is_well_formed_svg() -> None:
+    scale = charts.TimeScale(12.0)
+    drawn = [
+        charts.timeline(scale, ["fault", HOSTILE], [charts.Mark(HOSTILE, 3.0, "circle", "m-unknown", HOSTILE,
+                                                                ring=True)],
+                        [charts.Span("fault", 1.0, 2.0, "span-agent", HOSTILE)], (2.0, 9.0), [(2.0, HOSTILE)]),
+        charts.member_health(scale, [HOSTILE, "etcd-2"], [(0.0, {HOSTILE: "healthy", "etcd-2": "down"}, HOSTILE),
+                                                          (5.0, {HOSTILE: "down"}, None)], (2.0, 9.0)),
+        charts.workload(scale, [(0.0, 1.0, 10, 2), (1.0, 2.0, 0, 0)], None),
+        charts.histogram([(HOSTILE, [1.0, 2.5, 2.6]), ("b", [])], unit=HOSTILE, label=HOSTILE,
+                         extra=[(HOSTILE, 3)], extra_label=HOSTILE),
+        charts.histogram([("cmds", [0.0, 3.0, 3.0, 17.0])], unit="commands", label="c", integer=True),
+        charts.rate_bars([(HOSTILE, 0.5, Interval(0.3, 0.7), HOSTILE), ("b", 1.0, None, "")], HOSTILE),
+        charts.outcome_bar({"recovered": 3, HOSTILE: 1}),
+        charts.outcome_bar({}),
+    ]
+    for svg in drawn:
+        text = str(svg)
+        assert "<script" not in text
+        root = parse(text)
+        assert root.tag.endswith("svg")
+        labels = "".join(root.itertext()) + "".join(str(e.attrib) for e in root.iter())
+        if HOSTILE in labels:  # it survives as text, not as markup
+            assert not any(e.tag.endswith("script") for e in root.iter())
+
+
+def test_the_time_axis_has_round_ticks_and_the_timeline_a_legend() -> None:
+    assert [charts.nice_step(s) for s in (0.8, 9.0, 40.0, 600.0)] == pytest.approx([0.1, 1.0, 5.0, 100.0])
+    svg = str(charts.timeline(charts.TimeScale(40.0), ["fault"], [], [], None))
+    ticks = [t.text for t in parse(svg).iter() if t.tag.endswith("text") and t.get("class") == "tick"]
+    assert ticks == ["0", "5", "10", "15", "20", "25", "30", "35", "40"]
+    assert "seconds from trial start" in svg and "recovery criteria met" in svg
+    scale = charts.TimeScale(10.0)
+    assert scale.x(0) == charts.LEFT and scale.x(10) == charts.LEFT + charts.PLOT and scale.x(99) == scale.x(10)
+
+
+def test_member_health_merges_runs_and_marks_the_leader() -> None:
+    samples = [(float(t), {"a": "healthy" if t < 3 or t > 6 else "down"}, "a" if t < 3 else None) for t in range(10)]
+    root = parse(str(charts.member_health(charts.TimeScale(10.0), ["a"], samples, None)))
+    titles = [e.text for e in root.iter() if e.tag.endswith("title")]
+    assert titles == ["a: healthy (leader), 0.0 s to 3.0 s", "a: down, 3.0 s to 7.0 s", "a: healthy, 7.0 s to 10.0 s"]
+    names = [t.text for t in root.iter() if t.tag.endswith("text") and t.get("class", "").startswith("leader")]
+    assert names == ["a", "no leader"]
+
+
+def test_wilson_and_t_intervals() -> None:
+    assert wilson(0, 0) is None
+    ci = wilson(8, 10)
+    assert ci is not None and ci.low == pytest.approx(0.4902, abs=1e-3) and ci.high == pytest.approx(0.9433, abs=1e-3)
+    all_ok = wilson(10, 10)
+    assert all_ok is not None and all_ok.high == pytest.approx(1.0) and all_ok.low < 0.75
+    assert t_quantile(1) == 12.706 and t_quantile(30) == 2.042
+    assert t_quantile(60) == pytest.approx(2.000, abs=2e-3) and t_quantile(10_000) == pytest.approx(1.960, abs=1e-3)
+    assert mean_interval([1.0]) is None
+    m = mean_interval([1.0, 2.0, 3.0, 4.0])
+    half = 3.182 * math.sqrt(5 / 3) / 2
+    assert m is not None and m.low == pytest.approx(2.5 - half) and m.high == pytest.approx(2.5 + half)
