@@ -64,6 +64,8 @@ class Monitor:
         self.on_state = on_state
         self.armed = False  # set when the fault is injected: symptoms count from then
         self.verified = False  # set when the fault is verified: recovery counts from then
+        self.verified_at = 0.0  # the trial offset of ChaosVerified (set with ``verified``)
+        self._early_symptoms: list[str] = []
         self.fault_detected_at: float | None = None
         self.symptoms: list[str] = []
         self.met_since: float | None = None
@@ -84,9 +86,13 @@ class Monitor:
                 self.record(Trial.StateSnapshot, phase="periodic", state=state)
                 last_snapshot = observed_at
             if self.armed and self.fault_detected_at is None:
-                found = symptoms(self.baseline, state)
-                if found:
-                    self.fault_detected_at = observed_at
+                found = symptoms(self.baseline, state) or (self._early_symptoms if self.verified else [])
+                if found and not self.verified:
+                    # Seen before the fault's own verification finished: held back, so the log
+                    # keeps ChaosVerified -> FaultDetected and detection never predates the clock.
+                    self._early_symptoms = found
+                elif found:
+                    self.fault_detected_at = max(observed_at, self.verified_at)
                     self.symptoms = found
                     self.record(Trial.FaultDetected, symptoms=found)
             if self.verified and not self.recovered.is_set():

@@ -311,7 +311,7 @@ async def _incident_with(  # noqa: PLR0913, PLR0915 - the trial's steps, in orde
         verified_at = clock()  # TTD and TTR count from this very offset
         record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
                offset_s=verified_at)
-        monitor.verified = True
+        monitor.verified_at, monitor.verified = verified_at, True
         duration = req.chaos.params.get("duration_s")
         if duration:
             async def end_fault() -> None:  # the fault lasts its duration unless repaired first
