@@ -155,3 +155,13 @@ def test_read_models_from_another_version_are_rebuilt_not_mixed(store_with_trial
     assert rm.content_hash() == expected
     with rm.connect() as con:
         assert con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall() != [("older",)]
+
+
+def test_read_models_opened_first_by_a_reader_still_score_every_trial(store_with_trials: Path, tmp_path: Path) -> None:
+    rm = ReadModels(store_with_trials, tmp_path / "rm.duckdb")
+    with rm.connect() as con:  # a reader (the viewer, say) is the first to open them
+        assert len(trial_scores(con, RuleSet.default())) == 40
+    strict = RuleSet.parse(RuleSet.default().source.replace("min_settle_s: 2.0", "min_settle_s: 9.0"))
+    rm.score(strict)
+    with rm.connect() as con:
+        assert len(trial_scores(con, strict)) == 40

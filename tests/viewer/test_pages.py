@@ -434,3 +434,26 @@ def test_an_unexpected_failure_is_a_500_without_details(viewer_store: ViewerStor
         assert "secret internals" not in text and "Back to the campaigns" in text
         r = client.get("/api/campaigns")
         assert r.status_code == 500 and "secret" not in r.text
+
+
+def test_a_campaign_of_variants_ranks_them(store_path: Path) -> None:
+    import random
+
+    from opeval.projections.synthetic import make_trial
+
+    with EventStore(store_path) as es:
+        campaign = new_campaign("variants", 8)
+        es.save(campaign)
+        rng = random.Random(4)
+        trials = [make_trial(campaign, i, rng, seconds=12, seed=i // 2,
+                             variant="careful" if i % 2 else "hasty", agent="none" if i % 2 == 0 else "runbook")
+                  for i in range(8)]
+        es.save(campaign, *trials)
+    with TestClient(app=create_app(store_path)) as client:
+        ranking = json.loads(page(client, f"/api/campaigns/{campaign.id.hex[:8]}"))["ranking"]
+        html = page(client, f"/campaigns/{campaign.id.hex[:8]}")
+    overall = [g for g in ranking if g["scope"] == "all"]
+    assert [g["rank"] for g in overall] == [1, 2] and {g["variant"] for g in overall} == {"careful", "hasty"}
+    assert overall[0]["mean_composite"] >= overall[1]["mean_composite"]
+    assert {g["scope"] for g in ranking} == {"all", "node_kill"}
+    assert "Which configuration performs best" in html and "careful" in html and "hasty" in html

@@ -122,11 +122,13 @@ class ReadModels:
     def _open(self) -> duckdb.DuckDBPyConnection:
         """The read models, rebuilt first if another version of opeval built them."""
         con = self._connect(self.db_path)
-        if self._schema(con) == schema_version():
-            return con
-        con.close()
-        self.rebuild()
-        return self._connect(self.db_path)
+        if self._schema(con) != schema_version():
+            con.close()
+            self.rebuild()
+            con = self._connect(self.db_path)
+        if not self._has_rules(con):  # every trial always has its scores under the default rules
+            self._register(con, RuleSet.default())
+        return con
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -236,8 +238,6 @@ class ReadModels:
         """Bring the read models up to date; return how many events were new."""
         con = self._open()
         try:
-            if not self._has_rules(con):
-                self._register(con, RuleSet.default())
             return self._catch_up(con)
         finally:
             con.close()
@@ -271,6 +271,14 @@ class ReadModels:
     def _has_rules(self, con: duckdb.DuckDBPyConnection) -> bool:
         return bool(con.execute("SELECT count(*) FROM rule_sets").fetchall()[0][0])
 
+    @staticmethod
+    def _unscored(con: duckdb.DuckDBPyConnection, rules: RuleSet) -> bool:
+        """True if some trial has no score under ``rules`` (read models scored before the
+        rule set was registered, say)."""
+        return bool(con.execute(
+            "SELECT count(*) FROM trials t WHERE NOT EXISTS (SELECT 1 FROM scores s WHERE s.trial_id = t.trial_id "
+            "AND s.rule_set = ? AND s.rule_hash = ?)", [rules.name, rules.hash]).fetchall()[0][0])
+
     def _register(self, con: duckdb.DuckDBPyConnection, rules: RuleSet) -> bool:
         known = con.execute("SELECT count(*) FROM rule_sets WHERE name = ? AND hash = ?",
                             [rules.name, rules.hash]).fetchall()[0][0]
@@ -301,11 +309,9 @@ class ReadModels:
         rebuilds keep those scores current. ``force`` recomputes them all."""
         con = self._open()
         try:
-            if not self._has_rules(con):
-                self._register(con, RuleSet.default())
             self._catch_up(con)
             con.execute("BEGIN")
-            if self._register(con, rules) or force:
+            if self._register(con, rules) or force or self._unscored(con, rules):
                 con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials")
                 self._score(con, rules, replace_scope=False)
             con.execute("COMMIT")

@@ -47,13 +47,13 @@ def new_campaign(name: str, planned: int) -> Campaign:
 
 def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str = "runbook",
                seconds: int = 40, seed: int | None = None, command_output: str = "ok\n",
-               commands: list[str] | None = None) -> Trial:
+               commands: list[str] | None = None, variant: str = "default") -> Trial:
     """One finished trial with all its events pending; the agent picks its commands from
     ``commands`` (``{v}`` stands for the victim) or from a typical operator's."""
     seed = rng.randrange(2**31) if seed is None else seed
     trial = Trial._create(
         Trial.TrialStarted, id=uuid.uuid4(), campaign_id=campaign.id, index=index, subject="etcd", runtime="local",
-        chaos=ChaosSpec(kind="node_kill", target="random"), agent=AgentSpec(name=agent), seed=seed,
+        chaos=ChaosSpec(kind="node_kill", target="random"), agent=AgentSpec(name=agent, variant=variant), seed=seed,
         config=TrialConfig(restart_policy="never"), harness=_HARNESS, offset_s=0.0)
     campaign.trigger_event(Campaign.TrialScheduled, trial_id=trial.id, index=index)
     rec = trial.record

@@ -38,10 +38,12 @@ from opeval.projections import (
     compare_groups,
     export_trial,
     query,
+    rank_variants,
     summary,
 )
 from opeval.store import EventStore
 from opeval.viewer._models import (
+    VariantRank,
     CampaignComparison,
     CampaignDetail,
     CampaignFilters,
@@ -363,7 +365,8 @@ class StoreView:
             campaign_id=cid, name=c["name"] or "", started_at=c["started_at"], trials_planned=c["trials_planned"],
             trials_scheduled=c["trials_scheduled"], finished=bool(c["finished"]),
             spec=spec if isinstance(spec, dict) else None, rule_set=rules.key, outcomes=_outcomes(trials),
-            summary=group_summaries(rows), trials=trials, baseline=baseline, baseline_note=note,
+            summary=group_summaries(rows), ranking=_rows_to(rank_variants(rows), VariantRank), trials=trials,
+            baseline=baseline, baseline_note=note,
         )
 
     # --- trials -------------------------------------------------------------------------------

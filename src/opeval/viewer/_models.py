@@ -107,6 +107,22 @@ class GroupSummary(msgspec.Struct, kw_only=True):
     lost_writes: int
 
 
+class VariantRank(msgspec.Struct, kw_only=True):
+    """One configuration's place by mean composite score, over all trials (``scope``
+    ``all``) or one chaos kind, with a bootstrap 95 % interval of that mean."""
+
+    scope: str
+    rank: int
+    variant: str
+    agent: str
+    trials: int
+    mean_composite: float
+    ci_low: float | None
+    ci_high: float | None
+    recovery_rate: float
+    mean_ttr_s: float | None
+
+
 class MetricComparison(msgspec.Struct, kw_only=True):
     """One metric of two groups: mean, median, delta (b - a) and its bootstrap 95 % CI."""
 
@@ -156,6 +172,7 @@ class CampaignDetail(msgspec.Struct, kw_only=True):
     rule_set: str
     outcomes: OutcomeCounts
     summary: list[GroupSummary]
+    ranking: list[VariantRank]
     trials: list[TrialScore]
     baseline: Comparison | None
     baseline_note: str | None
