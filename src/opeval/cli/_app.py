@@ -22,7 +22,7 @@ from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig
 from opeval.runner import TrialRequest, TrialStatus, cleanup, run_single
 from opeval.store import EventStore, resolve_store_path
 
-from ._render import describe, event_json, member_summary
+from opeval.events import describe, event_json, member_summary
 
 app = App(
     name="opeval",

@@ -11,6 +11,7 @@ from eventsourcing.utils import get_topic
 from opeval.events._campaign import Campaign
 from opeval.events._codec import MsgspecMapper, MsgspecTranscoder
 from opeval.events._labels import CommandLabels
+from opeval.events._render import describe, event_json, member_summary
 from opeval.events._trial import OUTCOMES, Trial, TrialClosedError
 from opeval.events._types import (
     AgentSpec,
@@ -93,5 +94,8 @@ __all__ = [
     "Trial",
     "TrialClosedError",
     "TrialConfig",
+    "describe",
+    "event_json",
     "event_name",
+    "member_summary",
 ]

@@ -153,9 +153,10 @@ class EventStore:
         except AggregateNotFoundError:
             return None
 
-    def events(self, originator_id: UUID) -> list[Any]:
-        """Every event of one aggregate, in order, decoded."""
-        return list(self.app.events.get(originator_id))
+    def events(self, originator_id: UUID, *, after: int = 0, limit: int | None = None) -> list[Any]:
+        """The events of one aggregate, in order, decoded: those after version ``after``
+        (a reader following a live trial asks only for what is new), at most ``limit``."""
+        return list(self.app.events.get(originator_id, gt=after or None, limit=limit))
 
     def notifications(self, start: int = 1, limit: int = 1000,
                       topics: Sequence[str] = ()) -> Sequence[Notification]:

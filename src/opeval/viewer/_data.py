@@ -26,7 +26,7 @@ from uuid import UUID
 import duckdb
 import msgspec
 
-from opeval.cli._render import describe, event_json
+from opeval.events import describe, event_json
 from opeval.errors import NotFoundError, StoreError, UsageError
 from opeval.events import Trial
 from opeval.projections import (
@@ -512,7 +512,7 @@ def group_summaries(rows: list[dict[str, Any]]) -> list[GroupSummary]:
 
 def _events_after(es: EventStore, oid: UUID, after: int, limit: int | None = None) -> list[Any]:
     # Only the new part of the aggregate's sequence: a live page polls this twice a second.
-    return list(es.app.events.get(oid, gt=after or None, limit=limit))
+    return es.events(oid, after=after, limit=limit)
 
 
 def _campaign_name(es: EventStore, campaign_id: UUID) -> str | None:

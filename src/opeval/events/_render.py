@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from eventsourcing.utils import get_topic
 
-from opeval.events import ClusterState, Trial, event_name
+from opeval.events._trial import Trial
+from opeval.events._types import ClusterState
 
 
 def member_summary(state: ClusterState | None) -> str:
@@ -86,7 +88,7 @@ def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per even
 def event_json(notification_id: int | None, event: Any) -> dict[str, Any]:
     """An event as plain JSON-able data, tagged with its type."""
     data = msgspec.to_builtins({k: v for k, v in vars(event).items()})
-    data["type"] = event_name(type(event))
+    data["type"] = get_topic(type(event)).rpartition(":")[2]
     if notification_id is not None:
         data["position"] = notification_id
     return data  # type: ignore[no-any-return]
