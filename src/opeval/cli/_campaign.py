@@ -32,12 +32,12 @@ def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: 
             task = progress.add_task(f"campaign {plan.name}", total=len(plan.trials))
 
             def started(t: PlannedTrial) -> None:
-                progress.log(f"start  {_label(t)}")
+                progress.console.print(f"start  {_label(t)}", highlight=False)
 
             def done(t: PlannedTrial, r: TrialResult) -> None:
                 outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
                 ttr = f", TTR {r.time_to_recover_s:.1f}s" if r.time_to_recover_s is not None else ""
-                progress.log(f"{r.outcome:<13} {_label(t)}{ttr}")
+                progress.console.print(f"{r.outcome:<13} {_label(t)}{ttr}", highlight=False)
                 progress.advance(task)
 
             async def go() -> Any:
