@@ -49,7 +49,8 @@ def test_follower_kill_with_restart_policy_recovers(store_path: Path, no_leaks: 
 
 
 def test_leader_kill_without_restarts_is_not_recovered_but_stays_available(store_path: Path, no_leaks: None) -> None:
-    result, events = run_trial(store_path, target="leader", policy="never", timeout=4.0)
+    # 6 s: room after the election (1-2 s, longer on a loaded machine) for samples that prove service is back
+    result, events = run_trial(store_path, target="leader", policy="never", timeout=6.0)
     assert result.outcome == "not_recovered"
     assert "unreachable" in result.reason
     (injected,) = of(events, Trial.ChaosInjected)
@@ -58,10 +59,10 @@ def test_leader_kill_without_restarts_is_not_recovered_but_stays_available(store
     assert not [e for e in of(events, Trial.MemberProcessStarted) if e.restarts]
     (verified,) = of(events, Trial.ChaosVerified)
     (finished,) = of(events, Trial.TrialFinished)
-    assert finished.offset_s - verified.offset_s >= 4.0
+    assert finished.offset_s - verified.offset_s >= 6.0
     # the survivors elected a new leader and kept serving: the outage is a window, recorded
     (stopped,) = of(events, Trial.WorkloadStopped)
-    assert stopped.unavailable and 0 < stopped.longest_unavailable_s < 4.0
+    assert stopped.unavailable and 0 < stopped.longest_unavailable_s < 6.0
     late = [s for s in of(events, Trial.WorkloadSampled) if s.window.start_s > stopped.unavailable[-1].end_s]
     assert late and all(s.writes_ok > 0 for s in late)
     after = [s for s in of(events, Trial.StateSnapshot) if s.phase == "after"][0]
