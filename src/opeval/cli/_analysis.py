@@ -28,7 +28,8 @@ from opeval.projections import (
 )
 from opeval.store import EventStore, resolve_store_path
 
-from ._app import JsonFlag, StoreOption, _print_json, app, out
+from ._app import app
+from ._common import JsonFlag, StoreOption, out, print_json
 
 RulesOption = Annotated[
     Path | None, Parameter(name="--rules", help="Scoring rule set (YAML); default: the shipped default rule set."),
@@ -81,7 +82,7 @@ def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption =
     groups = summary(rows)
     ranking = rank_variants(rows)
     if json:
-        _print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups, "ranking": ranking})
+        print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups, "ranking": ranking})
         return 0
     table = Table("trial", "agent", "chaos:target", "outcome", "TTD", "TTR", "avail", "lost", "cmds", "destr.",
                   "thrash", "cost $", "score", title=f"campaign {cid[:8]} under {rs.key}")
@@ -139,7 +140,7 @@ def compare(campaign_a: str, campaign_b: str, /, *, rules: RulesOption = None, s
         result = compare_groups(campaign_rows(con, rs, a), campaign_rows(con, rs, b))
     result.update({"campaign_a": a, "campaign_b": b, "rule_set": rs.key})
     if json:
-        _print_json(result)
+        print_json(result)
     else:
         _print_comparison(result, a[:8], b[:8])
     return 0
@@ -163,7 +164,7 @@ def compare_baseline_(campaign: str, /, *, rules: RulesOption = None, store: Sto
         result = compare_baseline(con, rs, cid)
     result.update({"campaign": cid, "rule_set": rs.key})
     if json:
-        _print_json(result)
+        print_json(result)
     else:
         _print_comparison(result, "baseline", "agent")
     return 0
@@ -201,7 +202,7 @@ def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, s
              "new_score": r["composite"], "delta": r["composite"] - before[r["trial_id"]]["composite"]}
             for r in after]
     if json:
-        _print_json({"old_rule_set": old.key, "new_rule_set": new.key, "trials": rows})
+        print_json({"old_rule_set": old.key, "new_rule_set": new.key, "trials": rows})
         return 0
     table = Table("trial", "agent", f"recovered ({old.key})", f"recovered ({new.key})", "old score", "new score",
                   "delta", title=f"{len(rows)} trials re-scored")
@@ -284,7 +285,7 @@ def classify(campaign: str | None = None, /, *, all: bool = False, model: str | 
         pending = pending[:max(0, limit)]
     if dry_run or not pending:
         if json:
-            _print_json({"model": model, "pending": pending, "labels": []})
+            print_json({"model": model, "pending": pending, "labels": []})
         else:
             out.print(f"{len(pending)} unknown command(s) to classify with {model}"
                       + (":" if pending else " (nothing to do)"), highlight=False)
@@ -296,7 +297,7 @@ def classify(campaign: str | None = None, /, *, all: bool = False, model: str | 
         result = anyio.run(lambda: CommandLabeller(model).label(es, pending, prices=load_prices()))
     rm.update()
     if json:
-        _print_json({"model": model, "pending": pending, "labels": result.labels, "unanswered": result.unanswered,
+        print_json({"model": model, "pending": pending, "labels": result.labels, "unanswered": result.unanswered,
                      "calls": result.calls, "input_tokens": result.input_tokens,
                      "output_tokens": result.output_tokens, "cost_usd": result.cost_usd})
         return 0

@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 import os
 import secrets
-import uuid
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
 from cyclopts import App, Parameter
-from rich.console import Console
 from rich.table import Table
 
 import opeval
-from opeval.errors import OpevalError, UsageError
 from opeval.agents import DEFAULT_MODEL
-from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig
+from opeval.errors import OpevalError, UsageError
+from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig, describe, event_json, member_summary
 from opeval.runner import TrialRequest, TrialStatus, cleanup, run_single
 from opeval.store import EventStore, resolve_store_path
 
-from opeval.events import describe, event_json, member_summary
+from ._common import JsonFlag, StoreOption, err, out, print_json, refresh_read_models
 
 app = App(
     name="opeval",
     help="Chaos evaluation harness for AI operator agents: break a real cluster, record every step.",
     version=opeval.__version__,
 )
-out = Console()
-err = Console(stderr=True)
-
-StoreOption = Annotated[
-    Path | None,
-    Parameter(name="--store", help="Event store file (env OPEVAL_STORE; default ~/.local/share/opeval/events.db)."),
-]
-JsonFlag = Annotated[bool, Parameter(name="--json", negative=(), help="Print JSON instead of tables.")]
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(jsonlib.dumps(data, indent=2, default=str) + "\n")
 
 
 class _StatusLine:
@@ -186,9 +172,9 @@ def run(
             err.print(problem, highlight=False)
         with _StatusLine(quiet=json) as line:
             result = anyio.run(lambda: run_single(es, req, on_status=line.update))
-    _refresh_read_models(path)
+    refresh_read_models(path)
     if json:
-        _print_json({"trial_id": str(result.trial_id), "outcome": result.outcome, "reason": result.reason,
+        print_json({"trial_id": str(result.trial_id), "outcome": result.outcome, "reason": result.reason,
                      "time_to_detect_s": result.time_to_detect_s, "time_to_recover_s": result.time_to_recover_s,
                      "store": str(path)})
     else:
@@ -197,16 +183,6 @@ def run(
                   ("" if store is None and "OPEVAL_STORE" not in os.environ else f" --store {path}"),
                   highlight=False)
     return {"recovered": 0, "not_recovered": 0, "aborted": 130}.get(result.outcome, 1)
-
-
-def _refresh_read_models(path: Path) -> None:
-    """Fold the new trial into the read models now, so analysis starts warm."""
-    from opeval.projections import ReadModels
-
-    try:
-        ReadModels(path).update()
-    except OpevalError as e:
-        err.print(f"note: read models not updated ({e}); the next analysis command will catch up", highlight=False)
 
 
 def _trial_rows(es: EventStore) -> list[dict[str, Any]]:
@@ -256,7 +232,7 @@ def list_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
         except OpevalError:  # read models unavailable (busy, read-only directory): read the log itself
             rows = _trial_rows(es)
     if json:
-        _print_json(rows)
+        print_json(rows)
         return 0
     if not rows:
         out.print("no trials yet: run `opeval run --baseline`")
@@ -289,7 +265,7 @@ def show(id: str, /, *, store: StoreOption = None, json: JsonFlag = False) -> in
         data: dict[str, Any] = {"kind": kind, "id": str(oid), "events": [event_json(None, e) for e in events]}
         if kind == "campaign":
             data["trials"] = [{"trial_id": str(t), "outcome": tr.outcome} for t, tr in trials]
-        _print_json(data)
+        print_json(data)
         return 0
     if kind == "campaign":
         c = events[0]
@@ -316,7 +292,7 @@ def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
     else:
         report = cleanup(None)
     if json:
-        _print_json({
+        print_json({
             "reaped": [{"trial_id": r.trial_id, "killed": r.killed, "removed": r.removed} for r in report.reaped],
             "aborted": [str(t) for t in report.aborted], "problems": report.problems,
         })

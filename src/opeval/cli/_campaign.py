@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from opeval.runner import PlannedTrial, TrialResult, cleanup, load_campaign, run_campaign
 from opeval.store import EventStore, resolve_store_path
 
-from ._app import _print_json, _refresh_read_models, err
+from ._common import err, print_json, refresh_read_models
 
 
 def _label(t: PlannedTrial) -> str:
@@ -48,12 +48,12 @@ def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: 
                 progress.update(task, completed=0)
             result = anyio.run(go)
             progress.update(task, completed=len(result.skipped) + sum(1 for _, r in result.ran if r.outcome != "aborted"))
-    _refresh_read_models(path)
+    refresh_read_models(path)
     summary = {"campaign_id": result.campaign_id.hex, "name": plan.name, "planned": result.planned,
                "skipped_as_done": len(result.skipped), "ran": len(result.ran), "outcomes": outcomes,
                "finished": result.finished, "interrupted": result.interrupted}
     if json:
-        _print_json(summary)
+        print_json(summary)
     else:
         counts = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "no trials run"
         err.print(f"campaign {plan.name} ({result.campaign_id.hex[:8]}): {counts}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from opeval.store import resolve_store_path
 
-from ._app import StoreOption, app, err, out
+from ._app import app
+from ._common import StoreOption, err, out
 
 
 @app.command
