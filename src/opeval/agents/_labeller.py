@@ -8,15 +8,16 @@ keeps what it paid for, and the next run asks only about what is still unlabelle
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from opeval.agents._anthropic import require_api_key
+from opeval.agents._protocol import cost_usd
 from opeval.errors import OpevalError
 from opeval.events import CommandLabels, HarnessInfo
+from opeval.runtimes import self_identity
 
 DEFAULT_LABEL_MODEL = "claude-haiku-4-5"
 #: Bump when the prompt or tool changes meaning; recorded with every label.
@@ -75,14 +76,6 @@ class LabellingResult:
     unanswered: list[str] = field(default_factory=list)
 
 
-def _price(model: str, prices: dict[str, tuple[float, float]], inp: int, out: int) -> float | None:
-    prefixes = [m for m in prices if model.startswith(m)]
-    if not prefixes:
-        return None
-    p_in, p_out = prices[max(prefixes, key=len)]
-    return round((inp * p_in + out * p_out) / 1e6, 8)
-
-
 class CommandLabeller:
     """Claude as the classifier of last resort (``http_client`` puts a transport at the edge
     in tests; the real SDK does the rest, retries included)."""
@@ -128,15 +121,15 @@ class CommandLabeller:
 
         client = anthropic.AsyncAnthropic(api_key=require_api_key(), http_client=self.http_client,
                                           max_retries=self.max_retries, timeout=120.0)
+        pid, ticks = self_identity()
         stream = store.labels(self.model) or CommandLabels.start(
-            self.model, HarnessInfo(host=socket.gethostname(), pid=os.getpid(), start_ticks=0,
-                                    version=opeval.__version__))
+            self.model, HarnessInfo(host=socket.gethostname(), pid=pid, start_ticks=ticks, version=opeval.__version__))
         result = LabellingResult(self.model)
         for start in range(0, len(commands), self.batch):
             chunk = commands[start:start + self.batch]
             answers, resp = await self._ask(client, chunk)
             inp, out = resp.usage.input_tokens, resp.usage.output_tokens
-            cost = _price(resp.model or self.model, prices, inp, out)
+            cost = cost_usd(resp.model or self.model, prices, inp, out)
             stream.trigger_event(CommandLabels.ModelCalled, model=resp.model or self.model, commands=len(answers),
                                  input_tokens=inp, output_tokens=out, cost_usd=cost)
             for i, command in enumerate(chunk):

@@ -12,6 +12,15 @@ from opeval.agents._shell import CommandResult, Sandbox
 from opeval.events import AgentSpec, Trial
 
 
+def cost_usd(model: str, prices: dict[str, tuple[float, float]], input_tokens: int,
+             output_tokens: int) -> float | None:
+    """What a call cost by the longest price prefix matching ``model`` (None: no price known)."""
+    prefixes = [m for m in prices if model.startswith(m)]
+    if not prefixes:
+        return None
+    per_in, per_out = prices[max(prefixes, key=len)]
+    return round((input_tokens * per_in + output_tokens * per_out) / 1e6, 8)
+
 class BudgetExhausted(Exception):
     """The agent used up a budget (steps or tokens); ``reason`` names which."""
 
@@ -100,9 +109,7 @@ class AgentTools:
         """Record one API call's usage; stop the agent once its token budget is spent."""
         self.calls += 1
         self.tokens += input_tokens + output_tokens
-        prefixes = [m for m in self.prices if model.startswith(m)]
-        price = self.prices[max(prefixes, key=len)] if prefixes else None
-        cost = None if price is None else round((input_tokens * price[0] + output_tokens * price[1]) / 1e6, 8)
+        cost = cost_usd(model, self.prices, input_tokens, output_tokens)
         self.record(Trial.AgentUsage, call=self.calls, model=model, input_tokens=input_tokens,
                     output_tokens=output_tokens, cost_usd=cost)
         if self.tokens >= self.max_total_tokens:
