@@ -3,10 +3,17 @@
 from opeval._plugins import Registry
 from opeval.chaos._disk import DiskPressure
 from opeval.chaos._network import Latency, Partition
-from opeval.chaos._node_kill import ROLE_TARGETS, NodeKill, choose_member
+from opeval.chaos._node_kill import NodeKill
 from opeval.chaos._process import Pause, QuorumLoss
+from opeval.chaos._protocol import (
+    Chaos,
+    ChaosContext,
+    ChaosVerificationError,
+    Injection,
+    Verification,
+)
 from opeval.chaos._proxy import PeerProxy
-from opeval.chaos._protocol import Chaos, ChaosContext, ChaosVerificationError, Injection, Verification
+from opeval.chaos._targets import ROLE_TARGETS, choose_member
 
 #: Chaos kinds by name (entry-point group ``opeval.chaos``).
 CHAOS: Registry[type] = Registry("chaos kind", "opeval.chaos")

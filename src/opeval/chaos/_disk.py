@@ -22,9 +22,13 @@ from pathlib import Path
 import anyio
 import httpx
 
-from opeval.chaos._node_kill import choose_member
-from opeval.chaos._process import _duration, _validate_target
-from opeval.chaos._protocol import ChaosContext, ChaosVerificationError, Injection, Verification
+from opeval.chaos._protocol import (
+    ChaosContext,
+    ChaosVerificationError,
+    Injection,
+    Verification,
+)
+from opeval.chaos._targets import choose_member, validate_duration, validate_target
 from opeval.errors import EnvironmentProblem, UsageError
 from opeval.events import ChaosSpec
 from opeval.runtimes import MemberSpec, Runtime
@@ -51,13 +55,13 @@ class DiskPressure:
         mode = spec.params.get("mode", "nospace")
         if mode not in MODES:
             raise UsageError(f"disk_pressure: mode {mode!r} (allowed: {', '.join(MODES)})")
-        _duration(spec)
+        validate_duration(spec)
         if mode == "nospace":
             _int_param(spec, "quota_mb", 8, 2, 1024)
             if spec.target not in ("cluster", "random"):
                 raise UsageError("disk_pressure mode nospace hits the whole cluster: target cluster")
         else:
-            _validate_target(self.kind, spec, member_names)
+            validate_target(self.kind, spec, member_names)
             _int_param(spec, "size_mb", 192, 130, 4096)  # etcd preallocates 64 MiB WAL segments
             _int_param(spec, "free_kb", 0, 0, 1 << 20)
             if os.geteuid() != 0:

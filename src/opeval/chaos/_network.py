@@ -12,10 +12,14 @@ import time
 import anyio
 import httpx
 
-from opeval.chaos._node_kill import ROLE_TARGETS, choose_member
-from opeval.chaos._process import _duration, _validate_target
-from opeval.chaos._protocol import ChaosContext, ChaosVerificationError, Injection, Verification
+from opeval.chaos._protocol import (
+    ChaosContext,
+    ChaosVerificationError,
+    Injection,
+    Verification,
+)
 from opeval.chaos._proxy import PeerProxy
+from opeval.chaos._targets import choose_member, validate_duration, validate_target
 from opeval.errors import UsageError
 from opeval.events import ChaosSpec
 
@@ -36,10 +40,10 @@ class Partition:
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """A role, a member or ``split``; at least 3 members; optional ``duration_s``."""
         if spec.target != "split":
-            _validate_target(self.kind, spec, member_names)
+            validate_target(self.kind, spec, member_names)
         if len(member_names) < 3:
             raise UsageError("partition needs at least 3 members (a majority on one side)")
-        _duration(spec)
+        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Cut the links between the two sides, open connections included."""
@@ -93,15 +97,13 @@ class Latency:
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """A role or a member; ``delay_ms`` between 1 and 10000; optional ``duration_s``."""
-        _validate_target(self.kind, spec, member_names)
-        if spec.target not in (*ROLE_TARGETS, *member_names):
-            raise UsageError(f"unknown target {spec.target!r} for latency")
+        validate_target(self.kind, spec, member_names)
         delay = spec.params.get("delay_ms", 200)
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 1 <= delay <= 10_000:
             raise UsageError(f"latency: delay_ms must be between 1 and 10000, not {delay!r}")
         if len(member_names) < 2:
             raise UsageError("latency needs at least 2 members (it slows the links between them)")
-        _duration(spec)
+        validate_duration(spec)
 
     async def _put_ms(self, ctx: ChaosContext, member: str) -> float | None:
         url = ctx.subject.endpoint(member).client_url + "/v3/kv/put"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import signal
 import socket
 import time
@@ -10,33 +9,14 @@ from urllib.parse import urlparse
 
 import anyio
 
-from opeval.chaos._protocol import ChaosContext, ChaosVerificationError, Injection, Verification
-from opeval.errors import UsageError
+from opeval.chaos._protocol import (
+    ChaosContext,
+    ChaosVerificationError,
+    Injection,
+    Verification,
+)
+from opeval.chaos._targets import choose_member, validate_target
 from opeval.events import ChaosSpec
-
-ROLE_TARGETS = ("leader", "follower", "random")
-
-
-def choose_member(target: str, before_leader: str | None, names: list[str], rng: random.Random) -> str:
-    """Resolve a role (``leader``/``follower``/``random``) or a member name to a member.
-
-    Roles are resolved against one seeded order of the members: ``random`` is its first
-    member, ``follower`` its first member that does not lead. So one seed hits the same
-    member in every trial whenever the roles allow it.
-    """
-    if target == "leader":
-        if before_leader is None:
-            raise UsageError("target leader: the cluster has no leader to kill")
-        return before_leader
-    order = rng.sample(sorted(names), len(names))
-    if target == "random":
-        return order[0]
-    if target == "follower":
-        followers = [n for n in order if n != before_leader]
-        if not followers:
-            raise UsageError("target follower: a one-member cluster has no follower")
-        return followers[0]
-    return target
 
 
 def _port_refuses(url: str) -> bool:
@@ -55,13 +35,7 @@ class NodeKill:
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """The target must be a role or one of the members."""
-        if spec.target not in ROLE_TARGETS and spec.target not in member_names:
-            raise UsageError(
-                f"unknown target {spec.target!r} for node_kill: choose one of "
-                f"{', '.join([*ROLE_TARGETS, *member_names])}"
-            )
-        if spec.target == "follower" and len(member_names) < 2:
-            raise UsageError("target follower needs at least 2 members")
+        validate_target(self.kind, spec, member_names)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """SIGKILL the chosen member's process."""

@@ -9,25 +9,17 @@ import time
 import anyio
 import httpx
 
-from opeval.chaos._node_kill import ROLE_TARGETS, _port_refuses, choose_member
-from opeval.chaos._protocol import ChaosContext, ChaosVerificationError, Injection, Verification
+from opeval.chaos._node_kill import _port_refuses
+from opeval.chaos._protocol import (
+    ChaosContext,
+    ChaosVerificationError,
+    Injection,
+    Verification,
+)
+from opeval.chaos._targets import choose_member, validate_duration, validate_target
 from opeval.errors import UsageError
 from opeval.events import ChaosSpec
 from opeval.runtimes import process_state
-
-
-def _validate_target(kind: str, spec: ChaosSpec, member_names: list[str]) -> None:
-    if spec.target not in ROLE_TARGETS and spec.target not in member_names:
-        raise UsageError(f"unknown target {spec.target!r} for {kind}: choose one of "
-                         f"{', '.join([*ROLE_TARGETS, *member_names])}")
-    if spec.target == "follower" and len(member_names) < 2:
-        raise UsageError("target follower needs at least 2 members")
-
-
-def _duration(spec: ChaosSpec) -> None:
-    d = spec.params.get("duration_s")
-    if d is not None and (isinstance(d, bool) or not isinstance(d, int | float) or d <= 0):
-        raise UsageError(f"{spec.kind}: duration_s must be a positive number of seconds, not {d!r}")
 
 
 class Pause:
@@ -39,8 +31,8 @@ class Pause:
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """A role or a member; an optional positive ``duration_s``."""
-        _validate_target(self.kind, spec, member_names)
-        _duration(spec)
+        validate_target(self.kind, spec, member_names)
+        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """SIGSTOP the chosen member's process."""
