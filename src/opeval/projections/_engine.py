@@ -90,7 +90,6 @@ class ReadModels:
         self._upcast_topics = {f"{c.TOPIC}": getattr(c, "class_version", 1) for c in ALL_EVENTS
                                if getattr(c, "class_version", 1) > 1}
         self._mapper = MsgspecMapper()
-        self._relabelled = False  # the events being folded in carry model labels
 
     # --- connections -----------------------------------------------------------------
     def _connect(self, path: Path) -> duckdb.DuckDBPyConnection:
@@ -200,9 +199,10 @@ class ReadModels:
             con.execute("CREATE OR REPLACE TEMP TABLE scoped AS SELECT * FROM events "
                         "WHERE aggregate_id IN (SELECT aggregate_id FROM touched)")
             # Only aggregates read before can have rows to replace (most updates bring new ones).
+            # (a trial re-derived for a new model label was read before, so it counts here too)
             before = con.execute("SELECT DISTINCT aggregate_id FROM scoped WHERE position <= ?",
                                  [self._position(con)]).fetchall()
-            if before or self._relabelled:
+            if before:
                 for table in DERIVED:
                     key = _KEYS.get(table, "trial_id")
                     con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT aggregate_id FROM touched)")
@@ -225,10 +225,10 @@ class ReadModels:
                 con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT aggregate_id FROM events "
                             f"WHERE position > {before}")
                 # A new model label changes the commands (and scores) of trials already read.
-                self._relabelled = bool(con.execute(
+                relabelled = con.execute(
                     "SELECT count(*) FROM events WHERE type = 'CommandClassified' AND position > ?", [before]
-                ).fetchall()[0][0])
-                if self._relabelled:
+                ).fetchall()[0][0]
+                if relabelled:
                     con.execute("INSERT INTO touched SELECT DISTINCT trial_id FROM commands WHERE command IN "
                                 "(SELECT state ->> '$.command' FROM events WHERE type = 'CommandClassified' "
                                 f"AND position > {before}) AND trial_id NOT IN (SELECT aggregate_id FROM touched)")
