@@ -53,7 +53,11 @@ SELECT aggregate_id,
        any_value(CAST(state ->> '$.missing' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
        any_value(CAST(state ->> '$.wrong' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
        any_value(CAST(state ->> '$.unreadable' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
-       any_value(CAST(state ->> '$.longest_unavailable_s' AS DOUBLE)) FILTER (WHERE type = 'WorkloadStopped')
+       any_value(CAST(state ->> '$.longest_unavailable_s' AS DOUBLE)) FILTER (WHERE type = 'WorkloadStopped'),
+       any_value(state ->> '$.sandbox.mechanism') FILTER (WHERE type = 'TrialStarted'),
+       coalesce(any_value(state ->> '$.agent.name') FILTER (WHERE type = 'TrialStarted') <> 'none'
+                AND coalesce(any_value(state ->> '$.sandbox.mechanism') FILTER (WHERE type = 'TrialStarted'), 'none')
+                    = 'none', false)
 FROM e
 GROUP BY aggregate_id
 HAVING count(*) FILTER (WHERE type = 'TrialStarted') > 0

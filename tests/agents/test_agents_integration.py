@@ -140,3 +140,23 @@ def test_a_scripted_claude_conversation_repairs_a_real_cluster(
     (finished,) = of(events, Trial.AgentFinished)
     assert (finished.reason, finished.summary, finished.declared_resolved) == ("done", "restarted etcd-2", True)
     assert [e.member for e in of(events, Trial.MemberProcessStarted) if e.reason == "nodectl start"] == ["etcd-2"]
+
+
+def test_an_unisolated_trial_runs_only_when_asked_and_is_marked_so(store_path: Path, no_leaks: None) -> None:
+    from dataclasses import replace
+
+    from opeval.events import describe
+
+    req = replace(request(AgentSpec(name="runbook"), target="etcd-3"), sandbox="none")
+    result, events = run(store_path, req)
+    assert result.outcome == "recovered", result.reason
+    (started,) = of(events, Trial.TrialStarted)
+    assert started.sandbox is not None and started.sandbox.mechanism == "none" and not started.sandbox.isolated
+    assert "UNISOLATED" in describe(started)
+    with ReadModels(store_path).connect() as con:
+        assert con.execute("SELECT unisolated, sandbox FROM trials").fetchall() == [(True, "none")]
+    isolated, events = run(store_path, request(AgentSpec(name="runbook"), target="etcd-3"))
+    (started,) = of(events, Trial.TrialStarted)
+    assert started.sandbox is not None and started.sandbox.mechanism == "bubblewrap"
+    assert started.sandbox.version.startswith("bubblewrap ") and "pid" in started.sandbox.namespaces
+    assert "UNISOLATED" not in describe(started)

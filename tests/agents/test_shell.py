@@ -34,13 +34,13 @@ def test_the_shell_never_sees_api_keys_or_harness_secrets(tmp_path: Path, monkey
     assert "sk-ant-do-not-leak" not in r.stdout and "also-secret" not in r.stdout
     assert "OPEVAL_STORE" not in r.stdout
     assert "ETCDCTL_ENDPOINTS=http://127.0.0.1:1" in r.stdout  # the subject's tool config is there
-    assert f"HOME={tmp_path / 'operator'}" in r.stdout
+    assert f"HOME={tmp_path / 'operator' / 'home'}" in r.stdout
 
 
 def test_commands_run_exactly_as_written_in_the_sandbox(tmp_path: Path) -> None:
     sb = sandbox(tmp_path)
     r = run(sb, "pwd; echo \"quoted  'text'\" && false || echo recovered; command -v nodectl")
-    assert r.stdout.splitlines() == [str(tmp_path / "operator"), "quoted  'text'", "recovered", str(sb.bin / "nodectl")]
+    assert r.stdout.splitlines() == [str(tmp_path / "operator" / "home"), "quoted  'text'", "recovered", str(sb.bin / "nodectl")]
     r = run(sb, "echo out; echo err >&2; exit 7")
     assert (r.exit_code, r.stdout, r.stderr) == (7, "out\n", "err\n")
 

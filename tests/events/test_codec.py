@@ -147,3 +147,20 @@ def test_a_finished_trial_refuses_more_events() -> None:
                  time_to_recover_s=None, offset_s=1.0)
     with pytest.raises(TrialClosedError):
         trial.record(Trial.ClusterDown, graceful=True, detail="late", offset_s=2.0)
+
+
+def test_a_trial_started_before_sandboxing_reads_back_as_unrecorded() -> None:
+    from opeval.events import AgentSpec, ChaosSpec, HarnessInfo, SandboxInfo, Trial, TrialConfig
+
+    mapper = MsgspecMapper()
+    now = Trial._create(Trial.TrialStarted, id=uuid.uuid4(), campaign_id=uuid.uuid4(), index=0, subject="etcd",
+                        runtime="local", chaos=ChaosSpec(kind="node_kill"), agent=AgentSpec(name="runbook"), seed=1,
+                        config=TrialConfig(), harness=HarnessInfo(host="h", pid=1, start_ticks=1, version="0"),
+                        offset_s=0.0, sandbox=SandboxInfo(mechanism="bubblewrap", version="bubblewrap 0.8.0"))
+    stored = mapper.to_stored_event(now.collect_events()[0])
+    assert mapper.to_domain_event(stored).sandbox.isolated
+    v1 = msgspec.json.decode(stored.state)  # what the release before sandboxing wrote
+    v1.pop("class_version")
+    v1.pop("sandbox")
+    back = mapper.to_domain_event(dataclasses.replace(stored, state=msgspec.json.encode(v1)))
+    assert back.sandbox is None and back.agent.name == "runbook"

@@ -19,7 +19,7 @@ from opeval.agents._control import NodeControl
 from opeval.agents._labeller import DEFAULT_LABEL_MODEL, CommandLabeller, LabellingFailed, LabellingResult
 from opeval.agents._protocol import Agent, AgentResult, AgentTools, BudgetExhausted, Incident
 from opeval.agents._runbook import RunbookAgent, down_members
-from opeval.agents._shell import CommandResult, Sandbox
+from opeval.sandbox import CommandResult, Sandbox
 
 #: Agents by name (entry-point group ``opeval.agents``); ``none`` is not an agent.
 AGENTS: Registry[type] = Registry("agent", "opeval.agents")

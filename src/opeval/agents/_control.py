@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +14,16 @@ from anyio.abc import SocketStream
 from opeval.runtimes import Runtime
 
 
+#: Requests served at once; more are closed unanswered (a flood must not exhaust the harness).
+MAX_CONNECTIONS = 32
+
+
 class NodeControl:
     """Serves nodectl for one trial, acting on its members as a supervisor would."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._slots = anyio.Semaphore(MAX_CONNECTIONS)
 
     async def execute(self, op: str, member: str | None, lines: int = 40) -> tuple[int, str]:
         """Carry out one request; return ``(exit code, output)``."""
@@ -49,10 +55,13 @@ class NodeControl:
         return 2, f"nodectl: unknown operation {op!r}"
 
     async def _handle(self, stream: SocketStream) -> None:
-        async with stream:
+        if self._slots.value == 0:
+            await stream.aclose()
+            return
+        async with stream, self._slots:
             data = b""
             with anyio.move_on_after(10):
-                while not data.endswith(b"\n"):
+                while not data.endswith(b"\n") and len(data) < 65536:  # a request is one short line
                     chunk = await stream.receive(65536)
                     if not chunk:
                         break
@@ -60,9 +69,12 @@ class NodeControl:
             try:
                 req = json.loads(data)
                 code, output = await self.execute(req["op"], req.get("member"), int(req.get("lines", 40)))
-            except (ValueError, KeyError, TypeError) as e:
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
                 code, output = 2, f"nodectl: bad request ({e})"
-            await stream.send(json.dumps({"code": code, "output": output}).encode())
+            except Exception as e:  # noqa: BLE001 - whatever the agent asks, the harness carries on
+                code, output = 1, f"nodectl: {req.get('op')} failed ({e})"
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await stream.send(json.dumps({"code": code, "output": output}).encode())
 
     @asynccontextmanager
     async def serving(self, path: Path) -> AsyncIterator[Path]:

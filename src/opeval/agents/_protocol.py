@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anyio
 
-from opeval.agents._shell import CommandResult, Sandbox
+from opeval.sandbox import CommandResult, Sandbox
 from opeval.events import AgentSpec, Trial
 
 
@@ -41,6 +41,7 @@ class Incident:
     subject: str
     members: list[str]
     tools: list[str]
+    member_dirs: dict[str, str] = field(default_factory=dict)  # each member's directory, as the agent sees it
 
     def prompt(self) -> str:
         """The page, as text."""
@@ -50,6 +51,8 @@ class Incident:
             f"You have a shell with these tools on the PATH: {', '.join(self.tools)} (plus the usual "
             "Unix tools). `etcdctl` is already configured for this cluster. `nodectl status|start|stop|"
             "restart|logs <member>` controls the members' processes as a supervisor would.\n"
+            + "".join(f"{name}'s directory (its data and log): {path}\n" for name, path in self.member_dirs.items())
+            + 
             "Diagnose the problem and restore the cluster to full health without losing data. "
             "When you are finished, say so."
         )

@@ -38,7 +38,8 @@ class RunbookAgent:
         """Diagnose, repair, verify."""
         tools.note(f"Paged: {incident.alert}. First the supervisor's view of every member.")
         status = await tools.shell("nodectl status")
-        await tools.shell("etcdctl endpoint status --cluster -w table")
+        # A dead member would hold the whole table for etcdctl's 5 s command timeout.
+        await tools.shell("etcdctl endpoint status --cluster -w table --command-timeout=1s")
         await tools.shell("etcdctl member list -w table")
         alarms = await tools.shell("etcdctl alarm list")
         down = down_members(status.stdout)

@@ -87,24 +87,48 @@ def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption =
     table = Table("trial", "agent", "chaos:target", "outcome", "TTD", "TTR", "avail", "lost", "cmds", "destr.",
                   "thrash", "cost $", "score", title=f"campaign {cid[:8]} under {rs.key}")
     for r in rows:
-        table.add_row(r["trial_id"][:8], r["agent"], f"{r['chaos']}:{r['target']}", r["outcome"] or "running",
+        agent = r["agent"] + (" (unisolated)" if r["unisolated"] else "")
+        table.add_row(r["trial_id"][:8], agent, f"{r['chaos']}:{r['target']}", r["outcome"] or "running",
                       _f(r["ttd_s"]), _f(r["ttr_s"]), _f(r["availability"]), _f(r["lost_writes"]), _f(r["commands"]),
                       _f(r["destructive"]), _f(r["thrashing"]), _f(r["cost_usd"], 4), _f(r["composite"], 2))
     out.print(table)
-    agg = Table("agent", "variant", "trials", "recovery rate", "mean TTR", "mean score", "destructive", "lost writes")
+    agg = Table("agent", "variant", "trials", "recovery rate", "mean TTR", "mean score", "destructive", "lost writes",
+                *LEFT_OUT_COLUMNS, caption=LEFT_OUT_CAPTION)
     for g in groups:
-        agg.add_row(g["agent"], g["variant"], str(g["trials"]), f"{100 * g['recovery_rate']:.0f}%",
-                    _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]), str(g["lost_writes"]))
+        agg.add_row(g["agent"], g["variant"], str(g["trials"]), _pct(g["recovery_rate"]),
+                    _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]), str(g["lost_writes"]),
+                    *_left_out_cells(g))
     out.print(agg)
     if len({g["variant"] for g in ranking}) > 1:
         rank = Table("scope", "rank", "variant", "agent", "trials", "mean score", "95% CI", "recovery rate",
-                     "mean TTR", title="which configuration performs best (by mean composite score)")
+                     "mean TTR", *LEFT_OUT_COLUMNS, title="which configuration performs best (by mean composite score)",
+                     caption=LEFT_OUT_CAPTION)
         for g in ranking:
             ci = "-" if g["ci_low"] is None else f"[{g['ci_low']:.1f}, {g['ci_high']:.1f}]"
             rank.add_row(g["scope"], str(g["rank"]), g["variant"], g["agent"], str(g["trials"]),
-                         _f(g["mean_composite"], 2), ci, f"{100 * g['recovery_rate']:.0f}%", _f(g["mean_ttr_s"]))
+                         _f(g["mean_composite"], 2), ci, _pct(g["recovery_rate"]), _f(g["mean_ttr_s"]),
+                         *_left_out_cells(g))
         out.print(rank)
     return 0
+
+
+#: Shown beside every aggregate: what it leaves out or cannot vouch for.
+LEFT_OUT_COLUMNS = ("aborted", "error", "retried", "unisolated")
+LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; error trials count as "
+                    "not recovered; retried: extra attempts at an index; unisolated: the agent could reach the harness")
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.0f}%"
+
+
+def _left_out_cells(g: dict[str, Any]) -> list[str]:
+    return [str(g["aborted"] + g["running"]), str(g["errors"]), str(g["retried"]), str(g["unisolated"])]
+
+
+def _left_out_line(name: str, counts: dict[str, int]) -> str:
+    return (f"{name}: {counts['aborted'] + counts['running']} aborted or running (left out), {counts['errors']} in error, "
+            f"{counts['retried']} retried, {counts['unisolated']} unisolated")
 
 
 def _print_comparison(result: dict[str, Any], a_name: str, b_name: str) -> None:
@@ -117,6 +141,9 @@ def _print_comparison(result: dict[str, Any], a_name: str, b_name: str) -> None:
         table.add_row(m["metric"], _f(m["a_mean"]), _f(m["a_median"]), _f(m["b_mean"]), _f(m["b_median"]),
                       _f(m["delta"]), ci)
     out.print(table)
+    if "a_left_out" in result:
+        out.print(_left_out_line(a_name, result["a_left_out"]))
+        out.print(_left_out_line(b_name, result["b_left_out"]))
 
 
 @app.command

@@ -81,6 +81,7 @@ def run(
     restart_policy: str = "on-failure",
     members: int | None = None,
     rate: float = 50.0,
+    sandbox: Literal["bubblewrap", "none"] = "bubblewrap",
     store: StoreOption = None,
     json: JsonFlag = False,
 ) -> int:
@@ -128,6 +129,9 @@ def run(
         Cluster size (default from the subject definition: 3 for etcd).
     rate
         Workload operations per second (puts and gets alternate).
+    sandbox
+        How the agent's commands are isolated from the harness: ``bubblewrap`` (the default;
+        needs root and Debian's bubblewrap) or ``none`` (unisolated: the trial is marked so).
     """
     if what == "campaign":
         if file is None:
@@ -160,6 +164,7 @@ def run(
         config=TrialConfig(members=members or default_members, restart_policy=restart_policy,
                            timeout_s=timeout, settle_s=settle, workload_rate_hz=rate),
         seed=seed if seed is not None else secrets.randbelow(2**31),
+        sandbox=sandbox,
     )
     from opeval.runner import prepare
 

@@ -22,12 +22,21 @@ def member_summary(state: ClusterState | None) -> str:
     return "  ".join(parts)
 
 
+def _sandbox_note(e: Trial.TrialStarted) -> str:
+    if e.agent.name == "none":
+        return ""
+    if e.sandbox is None or not e.sandbox.isolated:
+        return "; UNISOLATED (the agent could reach the harness)"
+    return f"; sandbox {e.sandbox.version or e.sandbox.mechanism}"
+
+
 def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per event type
     """A one-line description of an event for a timeline."""
     e = event
     if isinstance(e, Trial.TrialStarted):
         return (f"{e.subject} x{e.config.members} on {e.runtime}; chaos {e.chaos.kind} target={e.chaos.target}; "
-                f"agent {e.agent.name}; seed {e.seed}; restart {e.config.restart_policy}")
+                f"agent {e.agent.name}; seed {e.seed}; restart {e.config.restart_policy}"
+                + _sandbox_note(e))
     if isinstance(e, Trial.ClusterUp):
         return f"{len(e.members)} members healthy in {e.time_to_healthy_s:.3f}s (cluster {e.cluster_id})"
     if isinstance(e, Trial.StateSnapshot):

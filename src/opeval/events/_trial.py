@@ -19,6 +19,7 @@ from opeval.events._types import (
     ClusterState,
     HarnessInfo,
     MemberEndpoint,
+    SandboxInfo,
     Scalar,
     TimeWindow,
     TrialConfig,
@@ -58,9 +59,14 @@ class Trial(Aggregate):
         TOPIC = "opeval.trial:Created"
 
     class TrialStarted(Created):
-        """The trial began: everything needed to reproduce it."""
+        """The trial began: everything needed to reproduce it.
+
+        ``sandbox`` says how the agent was isolated (None: no agent, or a log written
+        before sandboxing, whose agents ran unisolated).
+        """
 
         TOPIC = "opeval.trial:TrialStarted"
+        class_version = 2
         campaign_id: UUID
         index: int
         subject: str
@@ -71,6 +77,12 @@ class Trial(Aggregate):
         config: TrialConfig
         harness: HarnessInfo
         offset_s: float
+        sandbox: SandboxInfo | None = None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Before v2 nothing recorded the sandbox: such agents ran unisolated."""
+            state["sandbox"] = None
 
     class ClusterUp(Event):
         """Every member answered its health probe for the first time."""

@@ -48,6 +48,27 @@ class HarnessInfo(Struct, frozen=True, kw_only=True):
     version: str
 
 
+class SandboxInfo(Struct, frozen=True, kw_only=True):
+    """How the agent's commands were isolated from the harness (recorded in TrialStarted).
+
+    ``mechanism`` is ``bubblewrap`` or ``none`` (unisolated: the agent ran beside the
+    harness, so its score cannot be trusted the same way).
+    """
+
+    mechanism: str
+    version: str = ""
+    user: str = ""
+    namespaces: list[str] = field(default_factory=list)
+    network: str = ""
+    mounts: list[str] = field(default_factory=list)
+    limits: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def isolated(self) -> bool:
+        """True when the agent could not reach the harness."""
+        return self.mechanism != "none"
+
+
 class MemberEndpoint(Struct, frozen=True, kw_only=True):
     """Where a member of the subject can be reached."""
 

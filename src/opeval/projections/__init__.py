@@ -8,7 +8,9 @@ from opeval.projections._analysis import (
     compare_baseline,
     compare_groups,
     export_trial,
+    left_out,
     mean_ci,
+    measured,
     rank_variants,
     summary,
     trial_scores,
@@ -17,6 +19,6 @@ from opeval.projections._classify import CLASSES, classify
 from opeval.projections._engine import DERIVED, TABLES, ReadModels, file_digest, query, read_model_path
 from opeval.projections._rules import METRICS, RuleSet
 
-__all__ = ["COMPARED", "bootstrap_ci", "campaign_rows", "compare_baseline", "compare_groups", "export_trial", "mean_ci", "rank_variants",
+__all__ = ["COMPARED", "bootstrap_ci", "campaign_rows", "compare_baseline", "compare_groups", "export_trial", "left_out", "mean_ci", "measured", "rank_variants",
            "summary", "trial_scores", "CLASSES", "DERIVED", "METRICS", "TABLES", "ReadModels", "RuleSet", "classify", "file_digest", "query",
            "read_model_path"]

@@ -60,11 +60,32 @@ def bootstrap_ci(a: list[float], b: list[float], *, paired: bool, iterations: in
     return float(stats[int(0.025 * iterations)]), float(stats[int(0.975 * iterations) - 1])
 
 
+def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials that measured something: not aborted (interrupted, or its harness was
+    killed), not still running. Everything else is counted by :func:`left_out`."""
+    return [r for r in rows if r["outcome"] not in (None, "aborted")]
+
+
+def left_out(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """What an aggregate over ``rows`` must show beside it: trials aborted (left out of
+    every mean), in error, extra attempts at an index (``--resume`` retries), unisolated."""
+    return {
+        "aborted": sum(r["outcome"] == "aborted" for r in rows),
+        "running": sum(r["outcome"] is None for r in rows),
+        "errors": sum(r["outcome"] == "error" for r in rows),
+        "retried": len(rows) - len({(r["campaign_id"], r["idx"]) for r in rows}),
+        "unisolated": sum(bool(r.get("unisolated")) for r in rows),
+    }
+
+
 def compare_groups(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per metric: mean and median of each group, delta (b - a), bootstrap 95 % CI.
 
     Trials pair up by (chaos, target, seed) when every trial of both groups has a match.
+    Aborted and running trials measure nothing: they are counted (``a_left_out``), not compared.
     """
+    a_counts, b_counts = left_out(a_rows), left_out(b_rows)
+    a_rows, b_rows = measured(a_rows), measured(b_rows)
     def key(r: dict[str, Any]) -> tuple[Any, ...]:
         return (r["chaos"], r["target"], r["seed"])
 
@@ -89,13 +110,14 @@ def compare_groups(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -
             "delta": None if a_mean is None or b_mean is None else b_mean - a_mean,
             "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
         })
-    return {"paired": paired, "a_trials": len(a_rows), "b_trials": len(b_rows), "metrics": metrics}
+    return {"paired": paired, "a_trials": len(a_rows), "b_trials": len(b_rows), "a_left_out": a_counts,
+            "b_left_out": b_counts, "metrics": metrics}
 
 
 def campaign_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> list[dict[str, Any]]:
-    """Every scored trial of one campaign, but aborted ones (an interrupted campaign runs
-    those again on resume; they measured nothing)."""
-    return trial_scores(con, rules, "t.campaign_id = ? AND t.outcome IS DISTINCT FROM 'aborted'", [campaign_id])
+    """Every trial of one campaign with its scores, aborted ones and every attempt of an
+    index included: aggregates take :func:`measured` rows and show :func:`left_out`."""
+    return trial_scores(con, rules, "t.campaign_id = ?", [campaign_id])
 
 
 def mean_ci(values: list[float], *, iterations: int = 2000, seed: int = 0) -> tuple[float, float] | None:
@@ -113,22 +135,24 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     scopes: dict[str, list[dict[str, Any]]] = {"all": rows}
     for r in rows:
         scopes.setdefault(r["chaos"], []).append(r)
+    # Aborted trials stay in the groups only to be counted.
     out = []
     for scope, scoped in scopes.items():
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in scoped:
             groups.setdefault((r["variant"], r["agent"]), []).append(r)
         ranked = []
-        for (variant, agent), rs in groups.items():
+        for (variant, agent), every in groups.items():
+            rs = measured(every)
             scores = [float(r["composite"]) for r in rs]
             ci = mean_ci(scores)
             ttrs = [r["ttr_s"] for r in rs if r["ttr_s"] is not None]
             ranked.append({"scope": scope, "variant": variant, "agent": agent, "trials": len(rs),
-                           "mean_composite": statistics.fmean(scores), "ci_low": ci[0] if ci else None,
-                           "ci_high": ci[1] if ci else None,
-                           "recovery_rate": sum(bool(r["recovered"]) for r in rs) / len(rs),
-                           "mean_ttr_s": statistics.fmean(ttrs) if ttrs else None})
-        ranked.sort(key=lambda g: (-g["mean_composite"], g["variant"]))
+                           "mean_composite": statistics.fmean(scores) if scores else None,
+                           "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+                           "recovery_rate": sum(bool(r["recovered"]) for r in rs) / len(rs) if rs else None,
+                           "mean_ttr_s": statistics.fmean(ttrs) if ttrs else None, **left_out(every)})
+        ranked.sort(key=lambda g: (g["mean_composite"] is None, -(g["mean_composite"] or 0.0), g["variant"]))
         for i, g in enumerate(ranked, 1):
             g["rank"] = i
         out.extend(ranked)
@@ -136,19 +160,22 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Aggregates per agent/variant: trials, recovery rate, mean TTR, composite."""
+    """Aggregates per agent/variant: trials measured, recovery rate, mean TTR, composite,
+    and beside them what :func:`left_out` counts."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["agent"], r["variant"]), []).append(r)
     out = []
-    for (agent, variant), rs in sorted(groups.items()):
+    for (agent, variant), every in sorted(groups.items()):
+        rs = measured(every)
         ttrs = [r["ttr_s"] for r in rs if r["ttr_s"] is not None]
         out.append({
             "agent": agent, "variant": variant, "trials": len(rs),
-            "recovery_rate": sum(bool(r["recovered"]) for r in rs) / len(rs),
+            "recovery_rate": sum(bool(r["recovered"]) for r in rs) / len(rs) if rs else None,
             "mean_ttr_s": statistics.fmean(ttrs) if ttrs else None,
-            "mean_composite": statistics.fmean(r["composite"] for r in rs),
+            "mean_composite": statistics.fmean(r["composite"] for r in rs) if rs else None,
             "destructive": sum(r["destructive"] for r in rs), "lost_writes": sum(r["lost_writes"] for r in rs),
+            **left_out(every),
         })
     return out
 
@@ -166,7 +193,7 @@ def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, like: list[dic
 def compare_baseline(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> dict[str, Any]:
     """The campaign's agent trials against self-healing on the same chaos."""
     rows = [r for r in campaign_rows(con, rules, campaign_id) if r["agent"] != "none"]
-    if not rows:
+    if not measured(rows):
         raise UsageError("this campaign has no agent trials to hold against the baseline")
     base = baseline_rows(con, rules, rows)
     if not base:
@@ -233,7 +260,9 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         "",
         f"- **Outcome:** {outcome} — {t['reason']}",
         f"- **Responder:** {'self-healing only (no agent)' if t['agent'] == 'none' else 'agent ' + t['agent']}"
-        f" (restart policy {t['restart_policy']}, seed {t['seed']})",
+        f" (restart policy {t['restart_policy']}, seed {t['seed']})"
+        + (", **UNISOLATED**: the agent ran beside the harness (`--sandbox none`)" if t.get("unisolated")
+           else f", sandbox {t['sandbox']}" if t.get("sandbox") else ""),
         f"- **Time to detect:** {_fmt_s(t['ttd_s'])}; **time to recover:** {_fmt_s(t['ttr_s'])} (from fault verified)",
         f"- **Impact:** {100 * float(t['availability']):.1f}% of client operations succeeded during the incident; "
         f"longest unavailability {_fmt_s(t['longest_unavailable_s'])}",

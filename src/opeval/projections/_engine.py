@@ -119,10 +119,27 @@ class ReadModels:
             return None
         return rows[0][0] if rows else ""
 
+    def _origin(self) -> str:
+        """The store's identity: its first event (a replaced store file has another)."""
+        store = _open_store(self.store_path)
+        try:
+            row = store.execute("SELECT originator_id, originator_version FROM stored_events "
+                                "ORDER BY rowid LIMIT 1").fetchone()
+        finally:
+            store.close()
+        return f"{row[0]}:{row[1]}" if row else ""
+
+    def _same_store(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Were these read models built from this store file (not one it replaced)?"""
+        rows = con.execute("SELECT value FROM meta WHERE key = 'origin'").fetchall()
+        if not rows:
+            return self._position(con) == 0  # nothing read yet, or built before origins were kept
+        return rows[0][0] == self._origin()
+
     def _open(self) -> duckdb.DuckDBPyConnection:
         """The read models, rebuilt first if another version of opeval built them."""
         con = self._connect(self.db_path)
-        if self._schema(con) != schema_version():
+        if self._schema(con) != schema_version() or not self._same_store(con):
             con.close()
             self.rebuild()
             con = self._connect(self.db_path)
@@ -233,6 +250,7 @@ class ReadModels:
                                 "(SELECT state ->> '$.command' FROM events WHERE type = 'CommandClassified' "
                                 f"AND position > {before}) AND trial_id NOT IN (SELECT aggregate_id FROM touched)")
                 if before == 0:
+                    con.execute("INSERT OR REPLACE INTO meta VALUES ('origin', ?)", [self._origin()])
                     self._derive(con, "all")
                 else:
                     self._derive(con, "touched")

@@ -149,7 +149,7 @@ async def run_campaign(
     """
     width = max(1, parallel or plan.parallel)
     requests = {t.index: TrialRequest(subject=plan.subject, runtime=plan.runtime, chaos=t.chaos, agent=t.agent,
-                                      config=plan.config, seed=t.seed) for t in plan.trials}
+                                      config=plan.config, seed=t.seed, sandbox=plan.sandbox) for t in plan.trials}
     for req in requests.values():
         prepare(req)  # unknown kinds, missing API keys: before anything is recorded
     if resume:

@@ -32,7 +32,7 @@ import yaml
 from opeval.errors import UsageError
 from opeval.events import AgentSpec, ChaosSpec, Scalar, TrialConfig
 
-TOP_KEYS = ("name", "description", "subject", "runtime", "members", "repetitions", "seeds", "seed", "parallel",
+TOP_KEYS = ("name", "description", "subject", "runtime", "sandbox", "members", "repetitions", "seeds", "seed", "parallel",
             "trial", "chaos", "variants")
 CHAOS_KEYS = ("kind", "target", "params")
 VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps", "command_timeout_s",
@@ -93,6 +93,7 @@ class CampaignPlan:
     runtime: str
     config: TrialConfig
     parallel: int
+    sandbox: str
     trials: list[PlannedTrial]
     source: str
     sha256: str
@@ -100,7 +101,8 @@ class CampaignPlan:
     def spec(self) -> dict[str, Scalar]:
         """What CampaignStarted records: enough to resume it and to see what was asked."""
         return {"file": str(self.path), "sha256": self.sha256, "source": self.source, "resumable": True,
-                "subject": self.subject, "runtime": self.runtime, "parallel": self.parallel}
+                "subject": self.subject, "runtime": self.runtime, "parallel": self.parallel,
+                "sandbox": self.sandbox}
 
 
 class _Checker:
@@ -173,6 +175,11 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
     runtime = str(doc.get("runtime", "local"))
     if runtime not in RUNTIMES.names():
         raise c.fail(doc, "runtime", f"runtime: unknown runtime {runtime!r} (allowed: {', '.join(RUNTIMES.names())})")
+    from opeval.sandbox import MECHANISMS
+
+    sandbox = str(doc.get("sandbox", "bubblewrap"))
+    if sandbox not in MECHANISMS:
+        raise c.fail(doc, "sandbox", f"sandbox: unknown sandbox {sandbox!r} (allowed: {', '.join(MECHANISMS)})")
     subj = SUBJECTS.get(subject)()
     members = c.number(doc, "members", "", integer=True) if "members" in doc else subj.default_members
     names = subj.member_names(members)
@@ -290,4 +297,4 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
     trials = [PlannedTrial(index=i, chaos=t.chaos, agent=t.agent, seed=t.seed, repetition=t.repetition)
               for i, t in enumerate(trials)]
     return CampaignPlan(path=path, name=name, subject=subject, runtime=runtime, config=config, parallel=parallel,
-                        trials=trials, source=source, sha256=hashlib.sha256(source.encode()).hexdigest())
+                        sandbox=sandbox, trials=trials, source=source, sha256=hashlib.sha256(source.encode()).hexdigest())

@@ -30,6 +30,24 @@ def _harness_dead(trial: Trial) -> bool:
     return h.host == socket.gethostname() and not is_same_process(h.pid, h.start_ticks)
 
 
+def _boot_time() -> dt.datetime | None:
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return dt.datetime.fromtimestamp(int(line.split()[1]), dt.UTC)
+    except OSError:
+        pass
+    return None
+
+
+def death_cause(trial: Trial, started: dt.datetime) -> str:
+    """Why a trial's harness is gone, as far as this machine can tell."""
+    booted = _boot_time()
+    if booted is not None and booted > started:
+        return f"the machine rebooted at {booted:%Y-%m-%d %H:%M:%S} UTC, during the trial"
+    return f"harness pid {trial.harness.pid} ended without finishing the trial (killed or crashed)"
+
+
 def mark_aborted(store: EventStore, trial_id: UUID, reason: str, reaped: Iterable[str] = ()) -> bool:
     """Record TrialAborted + TrialFinished(aborted) unless the trial already finished."""
     trial = store.trial(trial_id)
@@ -37,6 +55,8 @@ def mark_aborted(store: EventStore, trial_id: UUID, reason: str, reaped: Iterabl
         return False
     started = store.events(trial_id)[0].timestamp
     offset = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 6)
+    if trial.harness.host == socket.gethostname():
+        reason = f"{reason}: {death_cause(trial, started)}"
     trial.record(Trial.TrialAborted, reason=reason, reaped=list(reaped), offset_s=offset)
     trial.record(Trial.TrialFinished, outcome="aborted", reason=reason, time_to_detect_s=None,
                  time_to_recover_s=None, offset_s=offset)

@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 import opeval
-from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, BudgetExhausted, Incident, NodeControl, Sandbox
+from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, BudgetExhausted, Incident, NodeControl
 from opeval.agents import load_prices, require_api_key
 from opeval.chaos import CHAOS, ChaosContext, ChaosVerificationError, PeerProxy
 from opeval.errors import OpevalError
@@ -35,6 +35,7 @@ from opeval.events import (
 )
 from opeval.monitor import Monitor
 from opeval.runtimes import RUNTIMES, Journal, MemberEvent, RestartPolicy, runtime_dir, self_identity
+from opeval.sandbox import check_mechanism, describe, operator_sandbox
 from opeval.store import EventStore
 from opeval.subjects import SUBJECTS
 from opeval.workload import Workload, WorkloadWindow
@@ -50,6 +51,7 @@ class TrialRequest:
     agent: AgentSpec = field(default_factory=AgentSpec)
     config: TrialConfig = field(default_factory=TrialConfig)
     seed: int = 0
+    sandbox: str = "bubblewrap"  # how the agent's commands are isolated (``none``: unisolated, on request)
 
 
 @dataclass
@@ -88,6 +90,7 @@ def prepare(req: TrialRequest) -> None:
     RestartPolicy.parse(req.config.restart_policy)
     if req.agent.name != "none":
         AGENTS.get(req.agent.name)
+        check_mechanism(req.sandbox)
         if req.agent.name == "anthropic":
             require_api_key()
     if req.config.timeout_s <= 0 or req.config.settle_s < 0:
@@ -145,6 +148,7 @@ async def run_trial(
         Trial.TrialStarted, id=uuid.uuid4(), campaign_id=campaign.id, index=index,
         subject=req.subject, runtime=req.runtime, chaos=req.chaos, agent=req.agent,
         seed=req.seed, config=cfg, harness=harness_info(), offset_s=0.0,
+        sandbox=describe(req.sandbox) if req.agent.name != "none" else None,
     )
     campaign.trigger_event(Campaign.TrialScheduled, trial_id=trial.id, index=index)
     store.save(campaign, trial)
@@ -381,15 +385,20 @@ async def _run_agent(  # noqa: PLR0913
     root = runtime.workspace / "operator"
     tools_cfg = req.agent.config.get("tools")
     allowed = None if tools_cfg is None else {t.strip() for t in str(tools_cfg).split(",") if t.strip()}
-    sandbox = Sandbox(root, trial.id.hex, subject.operator_tools(root / "bin"), runtime.workspace / "ctl.sock",
-                      allowed_tools=allowed)
-    incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
-                        tools=sandbox.tools)
-    tools = AgentTools(sandbox=sandbox, record=record, clock=clock, spec=req.agent,
-                       recovered=monitor.recovered, prices=load_prices())
+    ctl = runtime.workspace / "ctl.sock"
     stop_on_recovery = req.agent.config.get("stop_on_recovery", True) is not False
     result: AgentResult | None = None
-    async with NodeControl(runtime).serving(runtime.workspace / "ctl.sock"):
+    async with NodeControl(runtime).serving(ctl), operator_sandbox(
+        mechanism=req.sandbox, root=root, trial_id=trial.id.hex, tool_env=subject.operator_tools(root / "bin"),
+        control_socket=ctl, allowed_tools=allowed, client_urls=[e.client_url for e in subject.endpoints],
+        member_dirs={e.name: runtime.member_dir(e.name) for e in subject.endpoints},
+        mount_capped=runtime.mount_capped,
+        secrets=[record.store.path, record.store.path.with_suffix(".duckdb"), runtime_dir()],
+    ) as sandbox:
+        incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
+                            tools=sandbox.tools, member_dirs=sandbox.member_dirs)
+        tools = AgentTools(sandbox=sandbox, record=record, clock=clock, spec=req.agent,
+                           recovered=monitor.recovered, prices=load_prices())
         record(Trial.AgentStarted, agent=req.agent, context=incident.prompt(), tools=sandbox.tools)
         try:
             async with anyio.create_task_group() as tg:

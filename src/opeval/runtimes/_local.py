@@ -137,8 +137,24 @@ class LocalRuntime:
             self._tg.start_soon(self._supervise, m)
         return m.pid or 0
 
+    def _check_links(self, m: _Member) -> None:
+        """Refuse to start a member whose directory holds a link leading out of it: an
+        operator (or agent) with write access there must not steer the member's writes,
+        made with the harness's rights, anywhere else on the machine."""
+        home = os.path.realpath(self.member_dir(m.spec.name))
+        for dirpath, dirnames, filenames in os.walk(home):
+            for name in dirnames + filenames:
+                p = os.path.join(dirpath, name)
+                if os.path.islink(p):
+                    target = os.path.realpath(p)
+                    if target != home and not target.startswith(home + os.sep):
+                        raise UsageError(f"refusing to start {m.spec.name}: {p} links to {target}, outside the "
+                                         "member's directory; remove the link first")
+
     async def _spawn(self, m: _Member, reason: str) -> None:
-        log = open(m.spec.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self._check_links(m)
+        fd = os.open(m.spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        log = os.fdopen(fd, "ab")
         try:
             env = {**m.spec.env, TRIAL_ENV: self.trial_id}
             proc = await anyio.open_process(
@@ -176,7 +192,11 @@ class LocalRuntime:
                 if self._closing or not m.wanted:
                     return
                 m.restarts += 1
-                await self._spawn(m, f"restart policy {self.policy.name} (restart {m.restarts})")
+                try:
+                    await self._spawn(m, f"restart policy {self.policy.name} (restart {m.restarts})")
+                except (UsageError, OSError):
+                    return  # the member stays down, as a supervisor that cannot start it leaves it
+
         finally:
             m.supervising = False
 
@@ -228,12 +248,15 @@ class LocalRuntime:
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The last ``lines`` lines of the member's log."""
         try:
-            with open(self._member(name).spec.log_path, "rb") as f:
+            fd = os.open(self._member(name).spec.log_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
                 f.seek(0, os.SEEK_END)
                 f.seek(max(0, f.tell() - 64 * 1024))
                 data = f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+        except OSError as e:  # ELOOP: the log was replaced by a link; never follow it
+            return f"(cannot read the log: {e.strerror})"
         return "\n".join(data.splitlines()[-lines:])
 
     def signal_member(self, name: str, sig: int) -> int:

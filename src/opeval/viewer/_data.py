@@ -33,6 +33,7 @@ from opeval.projections import (
     ReadModels,
     RuleSet,
     campaign_rows,
+    measured,
     classify,
     compare_baseline,
     compare_groups,
@@ -52,6 +53,7 @@ from opeval.viewer._models import (
     Comparison,
     DataSafety,
     GroupSummary,
+    LeftOut,
     OutcomeCounts,
     RuleSetInfo,
     ScoreChange,
@@ -69,6 +71,7 @@ FILTERS = ("subject", "chaos", "agent", "variant")
 SORTABLE = ("idx", "agent", "variant", "victim", "seed", "outcome", "ttd_s", "ttr_s", "availability", "lost_writes",
             "commands", "destructive", "thrashing", "tokens", "cost_usd", "composite")
 _OUTCOMES = ("recovered", "not_recovered", "error", "aborted")
+LEFT_OUT_KEYS = tuple(LeftOut.__struct_fields__)
 _CACHE_SIZE = 32
 
 
@@ -494,7 +497,7 @@ def group_summaries(rows: list[dict[str, Any]]) -> list[GroupSummary]:
     """The projections' per agent/variant summary, with confidence intervals added."""
     out = []
     for g in summary(rows):
-        members = [r for r in rows if (r["agent"], r["variant"]) == (g["agent"], g["variant"])]
+        members = measured([r for r in rows if (r["agent"], r["variant"]) == (g["agent"], g["variant"])])
         recovered = sum(bool(r["recovered"]) for r in members)
         ttrs = [float(r["ttr_s"]) for r in members if r["ttr_s"] is not None]
         scores = [float(r["composite"]) for r in members if r["composite"] is not None]
@@ -506,6 +509,7 @@ def group_summaries(rows: list[dict[str, Any]]) -> list[GroupSummary]:
             mean_composite=g["mean_composite"], mean_composite_ci=mean_interval(scores),
             mean_commands=statistics.fmean(commands) if commands else None,
             destructive=int(g["destructive"]), lost_writes=int(g["lost_writes"]),
+            left_out=msgspec.convert({k: g[k] for k in LEFT_OUT_KEYS}, LeftOut),
         ))
     return out
 

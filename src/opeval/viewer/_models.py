@@ -87,6 +87,18 @@ class TrialScore(msgspec.Struct, kw_only=True):
     cost_usd: float | None = None
     speed: float | None = None
     composite: float | None = None
+    sandbox: str | None = None
+    unisolated: bool | None = None
+
+
+class LeftOut(msgspec.Struct, kw_only=True):
+    """What an aggregate leaves out or cannot vouch for, shown beside it."""
+
+    aborted: int = 0
+    running: int = 0
+    errors: int = 0
+    retried: int = 0
+    unisolated: int = 0
 
 
 class GroupSummary(msgspec.Struct, kw_only=True):
@@ -96,7 +108,7 @@ class GroupSummary(msgspec.Struct, kw_only=True):
     variant: str
     trials: int
     recovered: int
-    recovery_rate: float
+    recovery_rate: float | None
     recovery_rate_ci: Interval | None
     mean_ttr_s: float | None
     mean_ttr_ci: Interval | None
@@ -105,6 +117,7 @@ class GroupSummary(msgspec.Struct, kw_only=True):
     mean_commands: float | None
     destructive: int
     lost_writes: int
+    left_out: LeftOut
 
 
 class VariantRank(msgspec.Struct, kw_only=True):
@@ -116,11 +129,16 @@ class VariantRank(msgspec.Struct, kw_only=True):
     variant: str
     agent: str
     trials: int
-    mean_composite: float
+    mean_composite: float | None
     ci_low: float | None
     ci_high: float | None
-    recovery_rate: float
+    recovery_rate: float | None
     mean_ttr_s: float | None
+    aborted: int = 0
+    running: int = 0
+    errors: int = 0
+    retried: int = 0
+    unisolated: int = 0
 
 
 class MetricComparison(msgspec.Struct, kw_only=True):
@@ -147,6 +165,8 @@ class Comparison(msgspec.Struct, kw_only=True):
     b_trials: int
     metrics: list[MetricComparison]
     baseline_trials: int | None = None
+    a_left_out: LeftOut = msgspec.field(default_factory=LeftOut)
+    b_left_out: LeftOut = msgspec.field(default_factory=LeftOut)
 
 
 class RuleSetInfo(msgspec.Struct, kw_only=True):

@@ -97,7 +97,8 @@ def campaign_charts(detail: CampaignDetail) -> dict[str, Markup]:
         by_group.setdefault(_group(t.agent, t.variant), []).append(t)
     return {
         "recovery": charts.rate_bars(
-            [(name, g.recovery_rate, g.recovery_rate_ci, f"{g.recovered} of {g.trials} trials") for name, g in groups],
+            [(name, g.recovery_rate, g.recovery_rate_ci, f"{g.recovered} of {g.trials} trials") for name, g in groups
+             if g.recovery_rate is not None],
             "recovery rate per agent"),
         "ttr": charts.histogram(
             [(name, [t.ttr_s for t in by_group[name] if t.ttr_s is not None]) for name, _ in groups],
@@ -125,7 +126,9 @@ def trial_rows(trials: list[TrialScore]) -> list[Markup]:
         rows.append(Markup(
             f'<tr><td class="n">{_num(t.idx)}</td>'
             f'<td><a href="/trials/{esc(t.trial_id)}"><code>{esc(_short(t.trial_id))}</code></a></td>'
-            f"<td>{esc(_group(t.agent, t.variant))}</td>"
+            f"<td>{esc(_group(t.agent, t.variant))}"
+            + (' <span class="badge bad" title="the agent ran beside the harness (--sandbox none)">unisolated</span>'
+               if t.unisolated else "") + "</td>"
             f"<td>{esc(str(t.chaos))} → {esc(str(t.victim or t.target))}</td>"
             f'<td class="n">{_num(t.seed)}</td>'
             f'<td><span class="badge o-{esc(outcome)}">{esc(outcome.replace("_", " "))}</span></td>'
