@@ -76,3 +76,27 @@ def test_read_models_of_a_replaced_store_are_rebuilt(store_path: Path, tmp_path:
         _trial(es, second, 1, "error", None)
     with ReadModels(store_path, models).connect() as con:
         assert con.execute("SELECT campaign_id, count(*) FROM trials GROUP BY ALL").fetchall() == [(second.id.hex, 2)]
+
+
+def test_the_viewer_shows_what_each_aggregate_left_out(store_path: Path) -> None:
+    from litestar.testing import TestClient
+
+    from opeval.viewer import create_app
+
+    with EventStore(store_path) as es:
+        campaign = new_campaign("left-out-viewer", 2)
+        es.save(campaign)
+        _trial(es, campaign, 0, "aborted", ISOLATED)
+        _trial(es, campaign, 0, "recovered", OPEN)
+        _trial(es, campaign, 1, "recovered", ISOLATED, agent="none")
+    with TestClient(app=create_app(store_path)) as client:
+        page = client.get(f"/campaigns/{campaign.id.hex[:8]}")
+        api = client.get(f"/api/campaigns/{campaign.id.hex[:8]}").json()
+    assert page.status_code == 200
+    assert "unisolated</span>" in page.text  # the unisolated trial is marked in the trials table
+    assert "aborted trials are left out of every figure" in page.text.replace("(or still running) ", "")
+    runbook = next(g for g in api["summary"] if g["agent"] == "runbook")
+    assert runbook["trials"] == 1
+    assert runbook["left_out"] == {"aborted": 1, "running": 0, "errors": 0, "retried": 1, "unisolated": 1}
+    ranked = next(g for g in api["ranking"] if g["agent"] == "runbook" and g["scope"] == "all")
+    assert (ranked["aborted"], ranked["retried"], ranked["unisolated"]) == (1, 1, 1)

@@ -137,3 +137,17 @@ def test_an_unknown_or_missing_mechanism_is_refused_in_one_line() -> None:
     with pytest.raises(UsageError, match="unknown sandbox 'jail'"):
         check_mechanism("jail")
     check_mechanism("none")
+
+
+def test_a_machine_without_bubblewrap_or_root_gets_one_line_saying_what_to_do(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opeval.errors import EnvironmentProblem
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing to be found
+    with pytest.raises(EnvironmentProblem, match=r"apt-get install bubblewrap\), or pass --sandbox none") as e:
+        check_mechanism("bubblewrap")
+    assert "\n" not in str(e.value)
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(EnvironmentProblem, match="needs root"):
+        check_mechanism("bubblewrap")
