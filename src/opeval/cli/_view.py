@@ -5,7 +5,7 @@ from __future__ import annotations
 from opeval.store import resolve_store_path
 
 from ._app import app
-from ._common import StoreOption, err, out
+from ._common import StoreOption, out
 
 
 @app.command
@@ -14,6 +14,7 @@ def view(
     store: StoreOption = None,
     host: str = "127.0.0.1",
     port: int = 8765,
+    token: str | None = None,
 ) -> int:
     """Serve the web viewer: campaigns, trials and their timelines, comparisons, live trials,
     and a JSON API (OpenAPI at /schema). Read-only; Ctrl-C stops it.
@@ -21,25 +22,40 @@ def view(
     Parameters
     ----------
     host
-        Address to listen on (default: this machine only). Anything but loopback exposes
-        the store's trials, agent output included, to the network without authentication.
+        Address to listen on (default: this machine only). Anything but loopback needs a
+        ``--token``.
     port
         TCP port (0 picks a free one).
+    token
+        Lock the viewer: every page and API call needs this token (API: ``Authorization:
+        Bearer TOKEN``; pages: a login form). ``generate`` makes one and prints it once.
+        Default: ``$OPEVAL_VIEW_TOKEN``.
     """
-    from opeval.viewer import StoreView, bind, is_loopback, serve
+    import os
 
+    from opeval.errors import UsageError
+    from opeval.viewer import StoreView, bind, is_loopback, serve
+    from opeval.viewer._lock import TOKEN_ENV, generate_token
+
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    if token == "generate":
+        token = generate_token()
+        out.print(f"viewer token (shown once): {token}", highlight=False, soft_wrap=True)
+    if token is not None and (len(token) < 16 or not token.isprintable() or " " in token):
+        raise UsageError("--token must be at least 16 printable characters without spaces "
+                         "(or `generate` to make one)")
+    if not is_loopback(host) and token is None:
+        raise UsageError(f"listening on {host} would open this store to the network: lock it with --token SECRET, "
+                         f"${TOKEN_ENV}, or --token generate")
     path = resolve_store_path(store)
     StoreView(path).check()  # a missing or unreadable store fails here, in one line
     sock = bind(host, port)
-    if not is_loopback(host):
-        err.print(f"warning: listening on {host}: anyone who can reach it can read this store (no authentication)",
-                  highlight=False)
 
     def ready(url: str) -> None:
         out.print(f"opeval viewer on {url} (store {path}); Ctrl-C stops it", highlight=False, soft_wrap=True)
 
     try:
-        serve(path, sock, on_ready=ready)
+        serve(path, sock, on_ready=ready, token=token)
     except KeyboardInterrupt:
         pass  # the server already shut down gracefully; Ctrl-C is how it is meant to stop
     finally:

@@ -194,6 +194,13 @@ class EventStore:
         oid, topic = rows[0]
         return ("trial" if topic == _TRIAL_STARTED else "campaign"), UUID(oid)
 
+    def is_finished(self, trial_id: UUID) -> bool:
+        """Has the trial recorded its TrialFinished (one indexed lookup, no replay)?"""
+        with self.recorder.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT 1 FROM {_TABLE} WHERE originator_id = ? AND topic = ? LIMIT 1",
+                      (trial_id.hex, _TRIAL_FINISHED))
+            return c.fetchone() is not None
+
     def unfinished_trials(self) -> list[UUID]:
         """Trials with a TrialStarted but no TrialFinished."""
         with self.recorder.datastore.transaction(commit=False) as c:

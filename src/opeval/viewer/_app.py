@@ -1,26 +1,30 @@
 """The Litestar application: pages, the JSON API (OpenAPI at ``/schema``), live updates.
 
-Read-only by construction: every route is a GET, the event log is opened read-only.
+Read-only by construction: every route is a GET (but a locked viewer's login form), the
+event log is opened read-only.
 Pages carry a strict Content-Security-Policy (scripts and styles from this origin only),
 so even text that slipped past escaping could not run.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import msgspec
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import MutableScopeHeaders, State
-from litestar.enums import MediaType
+from litestar.datastructures import Cookie
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.params import FromPath, FromQuery, HeaderParameter, PathParameter, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, HeaderParameter, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
@@ -28,6 +32,7 @@ from litestar.types import Message, Scope
 import opeval
 from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
 from opeval.viewer._charts import outcome_bar
+from opeval.viewer._lock import COOKIE, TokenLock, session_value
 from opeval.viewer._data import FILTERS, SORTABLE, StoreView, WrongKindError, default_rules
 from opeval.viewer._models import (
     CampaignComparison,
@@ -47,10 +52,39 @@ EXPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; fr
 EXPORTS = {"md": "text/plain; charset=utf-8", "json": "application/json", "html": "text/html; charset=utf-8"}
 
 Query = FromQuery[str | None]
+_ID = r"^[0-9a-fA-F-]{1,36}$"
+_TEXT = r"^[\x21-\x7e]{1,200}$"  # a printable, non-blank name: rule sets, filters
 RulesParam = Annotated[str | None, QueryParameter(description="Rule set: name@hash, hash prefix or name (default: "
-                                                              "the shipped default rule set).")]
-CampaignId = Annotated[str, PathParameter(description="Campaign id or a unique prefix of it.")]
-TrialId = Annotated[str, PathParameter(description="Trial id or a unique prefix of it.")]
+                                                              "the shipped default rule set).", pattern=_TEXT)]
+FilterParam = Annotated[str | None, QueryParameter(description="Only campaigns with trials of this value.",
+                                                   pattern=_TEXT)]
+CampaignId = Annotated[str, PathParameter(description="Campaign id or a unique prefix of it.", pattern=_ID)]
+TrialId = Annotated[str, PathParameter(description="Trial id or a unique prefix of it.", pattern=_ID)]
+# Pages take any text as an id and answer a helpful 404 page for what is not one.
+PageCampaignId = Annotated[str, PathParameter(description="Campaign id or a unique prefix of it.")]
+PageTrialId = Annotated[str, PathParameter(description="Trial id or a unique prefix of it.")]
+CampaignRef = Annotated[str, QueryParameter(description="Campaign id or a unique prefix of it.", pattern=_ID)]
+#: The highest event version the API takes (a trial has thousands; kept exact in JSON Schema's numbers).
+MAX_VERSION = 2**31 - 1
+
+
+SortColumn = Literal[SORTABLE]  # type: ignore[valid-type]
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every error answer of the API: the status, what went wrong and what to do, and
+    (for an id of the other kind) where to look instead."""
+
+    status_code: int
+    detail: str
+    see: str | None = None
+
+
+def _errors(*codes: int) -> dict[int, ResponseSpec]:
+    what = {400: "A parameter out of its documented range or form.",
+            404: "No campaign, trial or rule set matches (or an id of the other kind: see `see`).",
+            503: "The read models are busy (another opeval process holds them) or unreadable: try again."}
+    return {c: ResponseSpec(ErrorBody, description=what[c], generate_examples=False) for c in codes}
 
 
 def _view(state: State) -> StoreView:
@@ -79,7 +113,7 @@ def campaigns_page(state: State, subject: Query = None, chaos: Query = None, age
 
 
 @get("/campaigns/{campaign_id:str}", include_in_schema=False, sync_to_thread=True)
-def campaign_page(state: State, campaign_id: CampaignId, rules: RulesParam = None, sort: Query = None,
+def campaign_page(state: State, campaign_id: PageCampaignId, rules: RulesParam = None, sort: Query = None,
                   order: Query = None) -> Response[str]:
     """One campaign: scores, aggregates, charts, the baseline comparison."""
     view = _view(state)
@@ -92,7 +126,7 @@ def campaign_page(state: State, campaign_id: CampaignId, rules: RulesParam = Non
 
 
 @get("/trials/{trial_id:str}", include_in_schema=False, sync_to_thread=True)
-def trial_page(state: State, trial_id: TrialId, rules: RulesParam = None) -> Response[str]:
+def trial_page(state: State, trial_id: PageTrialId, rules: RulesParam = None) -> Response[str]:
     """One trial: timeline, members, workload, the agent's steps, data safety, exports."""
     detail = _view(state).trial(trial_id, rules)
     last = detail.events[-1].version if detail.events else 0
@@ -101,7 +135,7 @@ def trial_page(state: State, trial_id: TrialId, rules: RulesParam = None) -> Res
 
 
 @get("/trials/{trial_id:str}/export/{fmt:str}", include_in_schema=False, sync_to_thread=True)
-def export_page(state: State, trial_id: TrialId, fmt: FromPath[str], rules: RulesParam = None) -> Response[str]:
+def export_page(state: State, trial_id: PageTrialId, fmt: FromPath[str], rules: RulesParam = None) -> Response[str]:
     """The trial's postmortem as Markdown, JSON or a standalone HTML page."""
     if fmt not in EXPORTS:
         raise NotFoundError(f"no export format {fmt!r}: choose md, json or html")
@@ -145,42 +179,47 @@ def _compare(view: StoreView, a: str | None, b: str | None, campaign: str | None
 
 
 # --- JSON API -------------------------------------------------------------------------------------
-@get("/api/campaigns", tags=["campaigns"], sync_to_thread=True)
-def api_campaigns(state: State, subject: Query = None, chaos: Query = None, agent: Query = None,
-                  variant: Query = None) -> list[CampaignItem]:
+@get("/api/campaigns", tags=["campaigns"], sync_to_thread=True, responses=_errors(400, 503))
+def api_campaigns(state: State, subject: FilterParam = None, chaos: FilterParam = None, agent: FilterParam = None,
+                  variant: FilterParam = None) -> list[CampaignItem]:
     """Campaigns, newest first, with the outcomes of their trials (matching the filters)."""
     items, _ = _view(state).campaigns({"subject": subject, "chaos": chaos, "agent": agent, "variant": variant})
     return items
 
 
-@get("/api/campaigns/{campaign_id:str}", tags=["campaigns"], sync_to_thread=True)
+@get("/api/campaigns/{campaign_id:str}", tags=["campaigns"], sync_to_thread=True, responses=_errors(400, 404, 503))
 def api_campaign(state: State, campaign_id: CampaignId,
                  rules: RulesParam = None,
-                 sort: Annotated[str | None, QueryParameter(description="Sort the trials by this column.")] = None,
-                 order: Annotated[str | None, QueryParameter(description="asc or desc.")] = None) -> CampaignDetail:
+                 sort: Annotated[SortColumn | None, QueryParameter(description="Sort the trials by this column.")] = None,
+                 order: Annotated[Literal["asc", "desc"] | None, QueryParameter(description="asc or desc.")] = None,
+                 ) -> CampaignDetail:
     """A campaign: each trial's metrics and score, aggregates per agent/variant with 95 %
     confidence intervals, and the agent against self-healing on the same chaos."""
     return _view(state).campaign(campaign_id, rules, sort, order == "desc")
 
 
-@get("/api/trials/{trial_id:str}", tags=["trials"], sync_to_thread=True)
+@get("/api/trials/{trial_id:str}", tags=["trials"], sync_to_thread=True, responses=_errors(400, 404, 503))
 def api_trial(state: State, trial_id: TrialId,
               rules: RulesParam = None) -> TrialDetail:
     """A trial: its setup, score (once finished), every command with its class, every event."""
     return _view(state).trial(trial_id, rules)
 
 
-@get("/api/trials/{trial_id:str}/events", tags=["trials"])
+@get("/api/trials/{trial_id:str}/events", tags=["trials"], media_type="text/event-stream",
+     response_description="A stream of server-sent events (text/event-stream).", responses=_errors(400, 404, 503))
 async def api_trial_events(
     state: State, trial_id: TrialId,
-    after: Annotated[int, QueryParameter(description="Send the events after this version.", ge=0)] = 0,
-    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+    after: Annotated[int, QueryParameter(description="Send the events after this version.", ge=0,
+                                         le=MAX_VERSION)] = 0,
+    last_event_id: Annotated[str, HeaderParameter(
+        name="Last-Event-ID", required=False, description="The last event id received (a browser reconnecting).",
+        pattern=r"^[0-9]{0,10}$")] = "",
 ) -> ServerSentEvent:
     """Server-sent events: the trial's events as they are recorded (``trial-event``), then
     ``finished`` once the trial has ended, and the stream closes."""
     view = _view(state)
     tid = await anyio.to_thread.run_sync(view.resolve, trial_id, "trial")
-    if last_event_id and last_event_id.isdigit():  # a reconnecting browser resumes where it was
+    if last_event_id and last_event_id.isdigit() and int(last_event_id) <= MAX_VERSION:  # a reconnecting browser
         after = max(after, int(last_event_id))
     return ServerSentEvent(_live(view, tid, after, float(state.poll_interval_s)))
 
@@ -203,26 +242,58 @@ async def _live(view: StoreView, tid: str, after: int, poll_s: float, heartbeat_
         await anyio.sleep(poll_s)
 
 
-@get("/api/compare", tags=["comparisons"], sync_to_thread=True)
-def api_compare(state: State, a: Query = None, b: Query = None, campaign: Query = None,
-                rules: RulesParam = None, rules_a: Query = None, rules_b: Query = None,
-                ) -> CampaignComparison:
-    """``a`` and ``b``: two campaigns under one rule set (``rules``). ``campaign``: one
-    campaign under two rule sets (``rules_a``, default the default rule set, and
-    ``rules_b``). Bootstrap 95 % intervals; paired by chaos, target and seed when possible."""
-    result = _compare(_view(state), a, b, campaign, rules, rules_a, rules_b, required=True)
-    assert result is not None
-    return result
+@get("/api/compare", tags=["comparisons"], sync_to_thread=True, responses=_errors(400, 404, 503))
+def api_compare(state: State, a: CampaignRef, b: CampaignRef, rules: RulesParam = None) -> CampaignComparison:
+    """Two campaigns, ``a`` and ``b``, under one rule set (``rules``), metric by metric:
+    bootstrap 95 % intervals; paired by chaos, target and seed when possible."""
+    return _view(state).compare_campaigns(a, b, rules)
 
 
-@get("/api/rule-sets", tags=["comparisons"], sync_to_thread=True)
+@get("/api/campaigns/{campaign_id:str}/rescored", tags=["comparisons"], sync_to_thread=True,
+     responses=_errors(400, 404, 503))
+def api_rescored(state: State, campaign_id: CampaignId, rules_a: RulesParam = None,
+                 rules_b: RulesParam = None) -> CampaignComparison:
+    """One campaign under two rule sets (``rules_a``, by default the default rule set, and
+    ``rules_b``, by default another scored one): metrics side by side and each trial's change."""
+    return _view(state).compare_rule_sets(campaign_id, rules_a, rules_b)
+
+
+@get("/api/rule-sets", tags=["comparisons"], sync_to_thread=True, responses=_errors(503))
 def api_rule_sets(state: State) -> list[RuleSetInfo]:
     """The scoring rule sets the read models hold scores for."""
     return _view(state).rule_sets()
 
 
+# --- the lock of a shared viewer -------------------------------------------------------------------------
+def _safe_next(target: str | None) -> str:
+    # Only a path of this viewer: never an absolute or scheme-relative URL (an open redirect).
+    return target if target and target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
+@get("/login", include_in_schema=False, sync_to_thread=False)
+def login_form(state: State, next: Query = None) -> Response[str]:  # noqa: A002 - the form's field
+    """The login form of a locked viewer."""
+    return _render(state, "login.html", message="Give the viewer's token to open it.", next=_safe_next(next))
+
+
+@post("/login", include_in_schema=False, sync_to_thread=False, status_code=303)
+def login(state: State, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+          ) -> Response[str]:
+    """Check the token; on success set the session cookie and go where the user was going."""
+    token: str | None = state.token
+    given = str(data.get("token", ""))
+    if token is None or not hmac.compare_digest(given.encode(), token.encode()):
+        page = _render(state, "login.html", message="That is not the token of this viewer.",
+                       next=_safe_next(data.get("next")))
+        page.status_code = 401
+        return page
+    return Response("", status_code=303, headers={"Location": _safe_next(data.get("next"))},
+                    cookies=[Cookie(key=COOKIE, value=session_value(token), httponly=True, samesite="strict",
+                                    path="/")])
+
+
 # --- errors and headers ----------------------------------------------------------------------------
-_TITLES = {400: "Bad request", 404: "Not found", 405: "Not allowed", 503: "Busy or unavailable",
+_TITLES = {400: "Bad request", 401: "Locked", 404: "Not found", 405: "Not allowed", 503: "Busy or unavailable",
            500: "Something went wrong"}
 
 
@@ -248,14 +319,22 @@ def _on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         log.exception("error serving %s", request.url.path)
         message = "the viewer failed to answer this request; the details are in its log"
     url = exc.url if isinstance(exc, WrongKindError) else None
-    if request.url.path.startswith("/api/"):
-        body: dict[str, Any] = {"status_code": status, "detail": message}
-        if url:
-            body["see"] = url
-        return Response(body, status_code=status)
+    # Every route of the viewer is a GET, but the login form's.
+    headers = {"Allow": "GET, POST" if request.url.path == "/login" else "GET"} if status == 405 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="opeval viewer"'}
+    if request.url.path.startswith("/api/") or request.url.path.startswith("/schema"):
+        return Response(ErrorBody(status_code=status, detail=message, see=url), status_code=status, headers=headers)
     pages: Pages = request.app.state.pages
-    return _html(pages.render("error.html", status=status, title=_TITLES.get(status, "Error"), message=message,
+    if status == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return _html(pages.render("login.html", message="Give the viewer's token to open it.",
+                                  next=_safe_next(target)), 401)
+    page = _html(pages.render("error.html", status=status, title=_TITLES.get(status, "Error"), message=message,
                               url=url), status)
+    if headers:
+        page.headers.update(headers)
+    return page
 
 
 async def _security_headers(message: Message, scope: Scope) -> None:
@@ -268,23 +347,25 @@ async def _security_headers(message: Message, scope: Scope) -> None:
 
 
 def create_app(store_path: Path, *, poll_interval_s: float = 0.5, busy_timeout_s: float = 5.0,
-               cache_size: int = 32) -> Litestar:
+               cache_size: int = 32, token: str | None = None) -> Litestar:
     """The viewer of the store at ``store_path`` as an ASGI application.
 
     ``poll_interval_s`` is how often a live page's stream looks for new events;
     ``busy_timeout_s`` how long a request waits for read models another process holds;
-    ``cache_size`` how many answers are kept while the store does not change (0: none).
+    ``cache_size`` how many answers are kept while the store does not change (0: none);
+    ``token``: every page and API call needs it (see ``_lock``).
     """
     path = Path(store_path)
     view = StoreView(path, busy_timeout_s=busy_timeout_s, cache_size=cache_size)
     return Litestar(
         on_shutdown=[view.close],
         route_handlers=[
-            campaigns_page, campaign_page, trial_page, export_page, compare_page,
-            api_campaigns, api_campaign, api_trial, api_trial_events, api_compare, api_rule_sets,
+            campaigns_page, campaign_page, trial_page, export_page, compare_page, login_form, login,
+            api_campaigns, api_campaign, api_trial, api_trial_events, api_compare, api_rescored, api_rule_sets,
             create_static_files_router(path="/static", directories=[viewer_dir() / "static"]),
         ],
-        state=State({"view": view, "pages": Pages(path), "poll_interval_s": poll_interval_s}),
+        state=State({"view": view, "pages": Pages(path), "poll_interval_s": poll_interval_s, "token": token}),
+        middleware=[TokenLock(token)] if token else [],
         exception_handlers={Exception: _on_error},
         before_send=[_security_headers],
         openapi_config=OpenAPIConfig(

@@ -414,9 +414,12 @@ class StoreView:
         """A trial's events after version ``after``, and whether it has finished."""
         with self.events_store() as es:
             new = _events_after(es, UUID(trial_hex), after)
+            # A reader already past the end (``after`` beyond the last version) is told it has ended too.
+            finished = any(isinstance(e, Trial.TrialFinished) for e in new) or (
+                not new and es.is_finished(UUID(trial_hex)))
         out = [TrialEvent(version=e.originator_version, type=type(e).__name__, offset_s=float(e.offset_s),
                           text=describe(e)) for e in new]
-        return out, any(isinstance(e, Trial.TrialFinished) for e in new)
+        return out, finished
 
     def export(self, prefix: str, fmt: str, rules_key: str | None = None) -> str:
         """A postmortem of one trial (md, json or html), as ``opeval export`` writes it."""
@@ -463,7 +466,7 @@ class StoreView:
                 others = [r for r in con.execute("SELECT name, hash FROM rule_sets ORDER BY name, hash").fetchall()
                           if f"{r[0]}@{r[1]}" != ra.key]
                 if not others:
-                    raise UsageError("the read models hold scores under one rule set only: "
+                    raise NotFoundError("the read models hold scores under one rule set only: "
                                      "score another with `opeval rescore --all --rules FILE`")
                 rb = self._rules(con, f"{others[0][0]}@{others[0][1]}")
             a_rows, b_rows = campaign_rows(con, ra, cid), campaign_rows(con, rb, cid)

@@ -57,9 +57,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(store_path: Path, sock: socket.socket, *, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve the viewer of ``store_path`` on ``sock`` until interrupted (Ctrl-C, SIGTERM)."""
-    app = create_app(store_path)
+def serve(store_path: Path, sock: socket.socket, *, on_ready: Callable[[str], None] | None = None,
+          token: str | None = None) -> None:
+    """Serve the viewer of ``store_path`` on ``sock`` until interrupted (Ctrl-C, SIGTERM);
+    with ``token``, locked."""
+    app = create_app(store_path, token=token)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
