@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from opeval.projections.synthetic import write_campaign
 from opeval.store import EventStore

@@ -27,6 +27,7 @@ from opeval.events import ALL_EVENTS, MsgspecMapper
 from opeval.projections import _classify as _classify_module
 from opeval.projections._classify import classify
 from opeval.projections._rules import RuleSet
+from opeval.store import read_model_path
 
 DERIVED = ("campaigns", "trials", "command_labels", "commands", "snapshots", "workload", "usage")
 #: The column that names the aggregate each derived table's rows come from.
@@ -43,11 +44,6 @@ def _sql_cached(name: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _parsed_rules(source: str, origin: str) -> RuleSet:
     return RuleSet.parse(source, origin)
-
-
-def read_model_path(store_path: Path) -> Path:
-    """Where the read models of a store live: beside it, ``<store>.duckdb``."""
-    return store_path.with_suffix(".duckdb")
 
 
 def _sql(name: str) -> str:

@@ -36,7 +36,7 @@ from opeval.events import (
 from opeval.monitor import Monitor
 from opeval.runtimes import RUNTIMES, Journal, MemberEvent, RestartPolicy, runtime_dir, self_identity
 from opeval.sandbox import check_mechanism, describe, operator_sandbox
-from opeval.store import EventStore
+from opeval.store import EventStore, read_model_path
 from opeval.subjects import SUBJECTS
 from opeval.workload import Workload, WorkloadWindow
 
@@ -393,7 +393,7 @@ async def _run_agent(  # noqa: PLR0913
         control_socket=ctl, allowed_tools=allowed, client_urls=[e.client_url for e in subject.endpoints],
         member_dirs={e.name: runtime.member_dir(e.name) for e in subject.endpoints},
         mount_capped=runtime.mount_capped,
-        secrets=[record.store.path, record.store.path.with_suffix(".duckdb"), runtime_dir()],
+        secrets=[record.store.path, read_model_path(record.store.path), runtime_dir()],
     ) as sandbox:
         incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
                             tools=sandbox.tools, member_dirs=sandbox.member_dirs)

@@ -133,11 +133,6 @@ class Sandbox:
             return {}
         return {name: f"{MEMBERS}/{name}" for name in self.isolation.members}
 
-    @property
-    def mechanism(self) -> str:
-        """``bubblewrap`` or ``none``."""
-        return "none" if self.isolation is None else "bubblewrap"
-
     def argv(self, command: str) -> tuple[list[str], tuple[int, ...]]:
         """The command line of one command, and the descriptors it must inherit."""
         if self.isolation is None:

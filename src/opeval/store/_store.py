@@ -27,6 +27,11 @@ _TRIAL_FINISHED = "opeval.trial:TrialFinished"
 _CAMPAIGN_STARTED = "opeval.campaign:CampaignStarted"
 
 
+def read_model_path(store_path: Path) -> Path:
+    """Where the read models of a store live: beside it, ``<store>.duckdb``."""
+    return Path(store_path).with_suffix(".duckdb")
+
+
 def default_store_path() -> Path:
     """``$OPEVAL_STORE``, else ``$XDG_DATA_HOME/opeval/events.db`` (``~/.local/share``)."""
     env = os.environ.get(ENV_VAR)
