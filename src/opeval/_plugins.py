@@ -1,12 +1,14 @@
 """One registry for every plugin kind (subjects, runtimes, chaos kinds, agents).
 
-Built-ins register with :meth:`Registry.register`; third parties add an entry point in
-the registry's group (``opeval.subjects`` ...) and need not edit opeval.
+Built-ins register with :meth:`Registry.register` and are entry points too; third parties
+add an entry point in the registry's group (``opeval.subjects`` ...) and need not edit
+opeval. A name registered in code wins over an entry point of the same name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -21,37 +23,59 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, group: str) -> None:
         self.kind = kind
         self.group = group
-        self._items: dict[str, T] = {}
-        self._loaded_entry_points = False
+        self._code: dict[str, T] = {}
+        self._entry_points: dict[str, T] | None = None  # loaded on first need
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name``."""
 
         def decorate(obj: T) -> T:
-            self._items[name] = obj
+            self._code[name] = obj
             return obj
 
         return decorate
 
-    def _load_entry_points(self) -> None:
-        if self._loaded_entry_points:
-            return
-        self._loaded_entry_points = True
-        for ep in entry_points(group=self.group):
-            if ep.name not in self._items:
-                self._items[ep.name] = ep.load()
+    @contextlib.contextmanager
+    def registered(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` under ``name`` while the block runs (tests, the testing kit)."""
+        missing = object()
+        previous = self._code.get(name, missing)
+        self._code[name] = obj
+        try:
+            yield obj
+        finally:
+            if previous is missing:
+                del self._code[name]
+            else:
+                self._code[name] = previous  # type: ignore[assignment]
+
+    def reload(self) -> None:
+        """Read the entry points again (a plugin was installed or removed in this process)."""
+        self._entry_points = None
+
+    def _loaded(self) -> dict[str, T]:
+        if self._entry_points is None:
+            self._entry_points = {}
+            for ep in entry_points(group=self.group):
+                if ep.name not in self._code:
+                    try:
+                        self._entry_points[ep.name] = ep.load()
+                    except Exception as e:  # noqa: BLE001 - one broken plugin must not hide the others
+                        raise UsageError(f"the {self.kind} plugin {ep.name!r} ({ep.value}) cannot be loaded: "
+                                         f"{type(e).__name__}: {e}; reinstall or remove it") from None
+        return {**self._entry_points, **self._code}
 
     def names(self) -> list[str]:
         """Every registered name, sorted."""
-        self._load_entry_points()
-        return sorted(self._items)
+        return sorted(self._loaded())
 
     def get(self, name: str) -> T:
         """The plugin called ``name``, or a UsageError listing the choices."""
-        if name not in self._items:
-            self._load_entry_points()
+        found = self._code.get(name)
+        if found is not None:
+            return found
         try:
-            return self._items[name]
+            return self._loaded()[name]
         except KeyError:
             choices = ", ".join(self.names()) or "none installed"
             raise UsageError(f"unknown {self.kind} {name!r}: choose one of {choices}") from None

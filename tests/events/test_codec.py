@@ -14,7 +14,7 @@ import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
-from opeval.events import ALL_EVENTS, EVENT_BY_TOPIC, MsgspecMapper, Trial
+from opeval.events import ALL_EVENTS, EVENT_BY_TOPIC, ClusterState, MsgspecMapper, Trial
 from opeval.store import EventStore
 
 
@@ -164,3 +164,34 @@ def test_a_trial_started_before_sandboxing_reads_back_as_unrecorded() -> None:
     v1.pop("sandbox")
     back = mapper.to_domain_event(dataclasses.replace(stored, state=msgspec.json.encode(v1)))
     assert back.sandbox is None and back.agent.name == "runbook"
+
+
+def test_a_snapshot_written_when_states_were_etcd_shaped_reads_back_generic() -> None:
+    """Logs from before subjects owned their state carried etcd's fields at the top of each
+    member; they read back with those fields in ``detail`` and the role derived."""
+    mapper = MsgspecMapper()
+    trial_id = uuid.uuid4()
+    v1_state = {
+        "phase": "before", "offset_s": 1.5, "originator_topic": "x",
+        "state": {"members": [
+            {"name": "etcd-1", "process_up": True, "reachable": True, "healthy": True, "member_id": "11",
+             "leader_id": "11", "is_leader": True, "cluster_id": "c1", "raft_term": 2, "raft_index": 9,
+             "revision": 5, "db_size": 20480, "alarms": [], "member_names": ["etcd-1", "etcd-2"], "error": None},
+            {"name": "etcd-2", "process_up": False, "reachable": False, "healthy": False, "member_id": None,
+             "leader_id": None, "is_leader": False, "cluster_id": None, "raft_term": None, "raft_index": None,
+             "revision": None, "db_size": None, "alarms": [], "member_names": [], "error": "status: ConnectError"}],
+            "leader": "etcd-1", "healthy": 1, "expected": 2, "cluster_id": "c1"},
+        "timestamp": "2026-11-30T10:00:00+00:00",
+    }
+    stored = dataclasses.replace(
+        mapper.to_stored_event(Trial.StateSnapshot(originator_id=trial_id, originator_version=2,
+                                                   timestamp=Trial.StateSnapshot.create_timestamp(), phase="x",
+                                                   state=ClusterState(members=[]), offset_s=0.0)),
+        state=msgspec.json.encode(v1_state))
+    back = mapper.to_domain_event(stored)
+    leader, down = back.state.members
+    assert back.state.leader == "etcd-1" and back.state.detail == {"cluster_id": "c1"}
+    assert leader.role == "leader" and leader.detail == {
+        "member_id": "11", "leader_id": "11", "cluster_id": "c1", "raft_term": 2, "raft_index": 9, "revision": 5,
+        "db_size": 20480, "member_names": "etcd-1,etcd-2"}
+    assert down.role is None and down.detail == {"member_names": ""} and down.error == "status: ConnectError"

@@ -65,6 +65,9 @@ def test_a_campaign_expands_into_paired_trials(tmp_path: Path) -> None:
     (("    agent: none", "    agent: none\n    model: x"), 16, "variants[1].: agent none (the baseline) takes no settings"),
     (("name: t\n", "name: t\nparalel: 2\n"), 2, "paralel: unknown key (allowed: name, description"),
     (("chaos:\n", "chaos: [\n"), 6, "not valid YAML"),
+    (("  - kind: pause", "  - kind: none"), 9, "chaos[1].params: none: unknown parameter 'duration_s' (allowed: alert)"),
+    (("    target: follower", "    target: follower\n  - kind: none\n    params: {alert: 3}"), 9,
+     "chaos[1].params: none: param alert must be a non-empty text, not 3"),
 ])
 def test_a_malformed_file_gets_file_line_and_key(tmp_path: Path, change: tuple[str, str], line: int,
                                                  message: str) -> None:
@@ -74,6 +77,14 @@ def test_a_malformed_file_gets_file_line_and_key(tmp_path: Path, change: tuple[s
         load_campaign(path)
     assert str(e.value).startswith(f"{path}:{line}: "), str(e.value)
     assert message in str(e.value)
+
+
+def test_a_control_mixes_with_faults_and_has_no_target(tmp_path: Path) -> None:
+    plan = load_campaign(write(tmp_path, GOOD.replace("  - kind: pause\n    params: {duration_s: 2}",
+                                                      "  - kind: none\n    params: {alert: disk 91% full}")))
+    controls = [t.chaos for t in plan.trials if t.chaos.kind == "none"]
+    assert len(controls) == 4 and {c.target for c in controls} == {"none"}
+    assert controls[0].params == {"alert": "disk 91% full"}
 
 
 def test_missing_sections_and_files_are_named(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest, run_single
 from opeval.runtimes import PortLease
 from opeval.store import EventStore
-from opeval.subjects._etcd import etcd_bin_dir
+from opeval.subjects import etcd_bin_dir
 from tests.runner.helpers import assert_nothing_left, of
 from tests.sandbox.test_isolation import _alive_with
 from tests.viewer.helpers import read_url, start_viewer, stop_viewer

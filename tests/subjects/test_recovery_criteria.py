@@ -12,17 +12,26 @@ NAMES = ["etcd-1", "etcd-2", "etcd-3"]
 IDS = {"etcd-1": "11", "etcd-2": "22", "etcd-3": "33"}
 
 
+_TOP = ("name", "process_up", "reachable", "healthy", "alarms", "error")
+
+
 def member(name: str, **over: object) -> MemberState:
-    base = {"name": name, "process_up": True, "reachable": True, "healthy": True, "member_id": IDS[name],
-            "leader_id": "11", "is_leader": name == "etcd-1", "cluster_id": "c1", "raft_term": 2,
-            "member_names": NAMES}
-    base.update(over)
-    return MemberState(**base)  # type: ignore[arg-type]
+    """An etcd member's state; etcd's own fields (leader_id, cluster_id...) go into ``detail``."""
+    top = {"name": name, "process_up": True, "reachable": True, "healthy": True}
+    detail = {"member_id": IDS[name], "leader_id": "11", "cluster_id": "c1", "raft_term": 2,
+              "member_names": ",".join(NAMES)}
+    for k, v in over.items():
+        if k in _TOP:
+            top[k] = v
+        else:
+            detail[k] = ",".join(v) if isinstance(v, list) else v  # type: ignore[arg-type]
+    return MemberState(**top, role="leader" if detail["leader_id"] == IDS[name] else "follower",  # type: ignore[arg-type]
+                       detail={k: v for k, v in detail.items() if v is not None})  # type: ignore[misc]
 
 
 def cluster(*members: MemberState) -> ClusterState:
     return ClusterState(members=list(members), leader="etcd-1", healthy=sum(m.healthy for m in members),
-                        expected=3, cluster_id="c1")
+                        expected=3, detail={"cluster_id": "c1"})
 
 
 BASE = cluster(*(member(n) for n in NAMES))

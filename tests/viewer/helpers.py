@@ -40,11 +40,12 @@ _HARNESS = HarnessInfo(host="test", pid=1, start_ticks=1, version="test")
 
 
 def _state(down: str | None) -> ClusterState:
-    members = [MemberState(name=n, process_up=n != down, reachable=n != down, healthy=n != down, member_id=str(i),
-                           is_leader=n == "etcd-2", cluster_id="c", member_names=_NAMES)
+    members = [MemberState(name=n, process_up=n != down, reachable=n != down, healthy=n != down,
+                           role="leader" if n == "etcd-2" else "follower",
+                           detail={"member_id": str(i), "cluster_id": "c", "member_names": ",".join(_NAMES)})
                for i, n in enumerate(_NAMES, 1)]
     return ClusterState(members=members, leader="etcd-2", healthy=sum(m.healthy for m in members), expected=3,
-                        cluster_id="c")
+                        detail={"cluster_id": "c"})
 
 
 def start_trial(es: EventStore, name: str) -> tuple[Campaign, Trial]:

@@ -17,12 +17,12 @@ from opeval._plugins import Registry
 from opeval.agents._anthropic import DEFAULT_MODEL, AnthropicAgent, require_api_key
 from opeval.agents._control import NodeControl
 from opeval.agents._labeller import DEFAULT_LABEL_MODEL, CommandLabeller, LabellingFailed, LabellingResult
-from opeval.agents._protocol import Agent, AgentResult, AgentTools, BudgetExhausted, Incident
-from opeval.agents._runbook import RunbookAgent, down_members
+from opeval.agents._protocol import Agent, AgentFactory, AgentResult, AgentTools, BudgetExhausted, Incident
+from opeval.agents._runbook import RunbookAgent, down_members, restart_down_members
 from opeval.sandbox import CommandResult, Sandbox
 
 #: Agents by name (entry-point group ``opeval.agents``); ``none`` is not an agent.
-AGENTS: Registry[type] = Registry("agent", "opeval.agents")
+AGENTS: Registry[AgentFactory] = Registry("agent", "opeval.agents")
 AGENTS.register("runbook")(RunbookAgent)
 AGENTS.register("anthropic")(AnthropicAgent)
 
@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_LABEL_MODEL",
     "DEFAULT_MODEL",
     "Agent",
+    "AgentFactory",
     "AgentResult",
     "AgentTools",
     "AnthropicAgent",
@@ -54,4 +55,5 @@ __all__ = [
     "down_members",
     "load_prices",
     "require_api_key",
+    "restart_down_members",
 ]

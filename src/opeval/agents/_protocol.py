@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
@@ -42,6 +42,7 @@ class Incident:
     members: list[str]
     tools: list[str]
     member_dirs: dict[str, str] = field(default_factory=dict)  # each member's directory, as the agent sees it
+    guide: str = ""  # the subject's words about its own tools (Subject.operator_guide)
 
     def prompt(self) -> str:
         """The page, as text."""
@@ -49,7 +50,7 @@ class Incident:
             f"You are the on-call operator for a {self.subject} cluster with members "
             f"{', '.join(self.members)}.\n\nALERT: {self.alert}\n\n"
             f"You have a shell with these tools on the PATH: {', '.join(self.tools)} (plus the usual "
-            "Unix tools). `etcdctl` is already configured for this cluster. `nodectl status|start|stop|"
+            f"Unix tools). {self.guide + ' ' if self.guide else ''}`nodectl status|start|stop|"
             "restart|logs <member>` controls the members' processes as a supervisor would.\n"
             + "".join(f"{name}'s directory (its data and log): {path}\n" for name, path in self.member_dirs.items())
             + 
@@ -119,11 +120,23 @@ class AgentTools:
             raise BudgetExhausted("token_budget", f"token budget of {self.max_total_tokens} used up")
 
 
+@runtime_checkable
 class Agent(Protocol):
-    """Something that repairs an incident using only :class:`AgentTools`."""
+    """Something that repairs an incident using only :class:`AgentTools`.
+
+    The runner constructs it from the variant's :class:`~opeval.events.AgentSpec`
+    (see :data:`AgentFactory`), calls :meth:`run` once per trial inside the trial's
+    sandbox, and cancels it at the trial's deadline or when recovery is detected.
+    Whatever it does must go through ``tools``; whatever it raises (but a
+    :class:`BudgetExhausted`) is recorded as the agent's own failure, not the harness's.
+    """
 
     name: str
 
     async def run(self, incident: Incident, tools: AgentTools) -> AgentResult:
         """Work the incident until done (or until cancelled by the runner)."""
         ...
+
+
+#: An agent class: constructed from the variant's spec (name, variant, config).
+AgentFactory = Callable[[AgentSpec], Agent]

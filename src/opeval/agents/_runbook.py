@@ -1,13 +1,12 @@
 """The runbook agent: deterministic and offline, a scripted on-call engineer.
 
-It uses only the shell, like any agent: looks at the supervisor's view of the members,
-the cluster's own status and member list, reads the logs of any member that is down,
-restarts it, and polls health with backoff until the cluster is healthy or it gives up.
+The procedure belongs to the subject (:meth:`~opeval.subjects.Subject.runbook`): this
+agent pages the subject's runbook with the incident, so one agent name serves every
+subject. The helper below reads the harness's own ``nodectl status`` table, which every
+subject's runbook may use.
 """
 
 from __future__ import annotations
-
-import re
 
 import anyio
 
@@ -27,7 +26,7 @@ def down_members(status_output: str) -> dict[str, str]:
 
 
 class RunbookAgent:
-    """Repairs what an operator's runbook covers: members whose process is gone or hung."""
+    """Runs the incident's subject's runbook."""
 
     name = "runbook"
 
@@ -35,56 +34,27 @@ class RunbookAgent:
         self.spec = spec or AgentSpec(name="runbook")
 
     async def run(self, incident: Incident, tools: AgentTools) -> AgentResult:
-        """Diagnose, repair, verify."""
-        tools.note(f"Paged: {incident.alert}. First the supervisor's view of every member.")
-        status = await tools.shell("nodectl status")
-        # A dead member would hold the whole table for etcdctl's 5 s command timeout.
-        await tools.shell("etcdctl endpoint status --cluster -w table --command-timeout=1s")
-        await tools.shell("etcdctl member list -w table")
-        alarms = await tools.shell("etcdctl alarm list")
-        down = down_members(status.stdout)
-        if "NOSPACE" in alarms.stdout:
-            await self._clear_nospace(tools)
-        elif not down:
-            tools.note("Every member process is running; the runbook has no repair for this. Watching health.")
-        for member, state in down.items():
-            tools.note(f"{member} is {state}: reading its log before restarting it.")
-            log = await tools.shell(f"nodectl logs {member} -n 20")
-            if "no space left on device" in log.stdout:
-                await self._free_space(tools, member, log.stdout)
-            tools.note(f"Restarting {member}; its data directory is intact, so it rejoins the same cluster.")
-            # A hung (stopped) process must be replaced; a dead one only started again.
-            await tools.shell(f"nodectl {'restart' if state.startswith('paused') else 'start'} {member}")
-        for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
-            health = await tools.shell("etcdctl endpoint health --cluster")
-            if health.exit_code == 0:
-                tools.note("All members report healthy.")
-                repaired = ", ".join(down) or "nothing"
-                return AgentResult("done", f"restarted {repaired}; every member healthy", declared_resolved=True)
-            await anyio.sleep(delay)
-        return AgentResult("done", "cluster still unhealthy after the runbook's steps", declared_resolved=False)
+        """Diagnose, repair, verify, as the subject's runbook says."""
+        from opeval.subjects import SUBJECTS  # subjects build on agents' types: resolve at run time
 
-    async def _clear_nospace(self, tools: AgentTools) -> None:
-        """etcd's NOSPACE runbook: compact history, defragment, disarm."""
-        tools.note("NOSPACE alarm: the backend hit its quota. Compact history, defragment, then disarm.")
-        st = await tools.shell("etcdctl endpoint status -w json")
-        revisions = [int(r) for r in re.findall(r'"revision":\s*(\d+)', st.stdout)]
-        if revisions:
-            await tools.shell(f"etcdctl compaction {max(revisions)} --physical")
-        await tools.shell("etcdctl defrag --cluster")
-        await tools.shell("etcdctl alarm disarm")
-        await tools.shell("etcdctl alarm list")
+        return await SUBJECTS.get(incident.subject)().runbook(incident, tools)
 
-    async def _free_space(self, tools: AgentTools, member: str, log: str) -> None:
-        """A full disk: find the filesystem from the log, remove what is not etcd's, restart."""
-        found = re.search(r'(/[^\s"]+?/data)(?:/member|/|")', log)
-        if not found:
-            tools.note(f"{member} ran out of disk space, but its log does not say where; restarting it anyway.")
-            return
-        data = found.group(1)
-        tools.note(f"{member} ran out of disk space on {data}: looking for what filled it.")
-        await tools.shell(f"df -h {data}")
-        listing = await tools.shell(f"find {data} -maxdepth 1 -type f -size +1M")
-        for path in listing.stdout.split():
-            tools.note(f"{path} is not part of etcd's data (that lives in member/): removing it.")
-            await tools.shell(f"rm -f {path}")
+
+async def restart_down_members(incident: Incident, tools: AgentTools, *, polls: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+                               ) -> AgentResult:
+    """The runbook any subject can fall back on: start every member whose process is down
+    (restart a hung one), then poll the supervisor until every member runs."""
+    tools.note(f"Paged: {incident.alert}. First the supervisor's view of every member.")
+    down = down_members((await tools.shell("nodectl status")).stdout)
+    if not down:
+        tools.note("Every member process is running; this runbook has no repair for this.")
+    for member, state in down.items():
+        tools.note(f"{member} is {state}: reading its log, then bringing it back.")
+        await tools.shell(f"nodectl logs {member} -n 20")
+        await tools.shell(f"nodectl {'restart' if state.startswith('paused') else 'start'} {member}")
+    for delay in polls:
+        if not down_members((await tools.shell("nodectl status")).stdout):
+            repaired = ", ".join(down) or "nothing"
+            return AgentResult("done", f"restarted {repaired}; every member runs", declared_resolved=True)
+        await anyio.sleep(delay)
+    return AgentResult("done", "members still down after the runbook's steps", declared_resolved=False)

@@ -1,6 +1,8 @@
-"""Chaos: the faults opeval injects, each inject -> verify -> revert."""
+"""Chaos: the faults opeval injects, each inject -> verify -> revert, and ``none``, the
+no-fault control. Kinds plug in through the entry-point group ``opeval.chaos``."""
 
 from opeval._plugins import Registry
+from opeval.chaos._control import DEFAULT_ALERT, NoFault, control_alert
 from opeval.chaos._disk import DiskPressure
 from opeval.chaos._network import Latency, Partition
 from opeval.chaos._node_kill import NodeKill
@@ -8,7 +10,9 @@ from opeval.chaos._process import Pause, QuorumLoss
 from opeval.chaos._protocol import (
     Chaos,
     ChaosContext,
+    ChaosFactory,
     ChaosVerificationError,
+    FaultBase,
     Injection,
     Verification,
 )
@@ -16,7 +20,8 @@ from opeval.chaos._proxy import PeerProxy
 from opeval.chaos._targets import ROLE_TARGETS, choose_member
 
 #: Chaos kinds by name (entry-point group ``opeval.chaos``).
-CHAOS: Registry[type] = Registry("chaos kind", "opeval.chaos")
+CHAOS: Registry[ChaosFactory] = Registry("chaos kind", "opeval.chaos")
+CHAOS.register("none")(NoFault)
 CHAOS.register("node_kill")(NodeKill)
 CHAOS.register("pause")(Pause)
 CHAOS.register("quorum_loss")(QuorumLoss)
@@ -29,6 +34,11 @@ __all__ = [
     "ROLE_TARGETS",
     "Chaos",
     "ChaosContext",
+    "ChaosFactory",
+    "DEFAULT_ALERT",
+    "FaultBase",
+    "NoFault",
+    "control_alert",
     "ChaosVerificationError",
     "Injection",
     "DiskPressure",

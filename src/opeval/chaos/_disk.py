@@ -2,10 +2,10 @@
 
 Two modes (``params.mode``):
 
-- ``nospace`` (default): every member starts with a small backend quota
-  (``quota_mb``, default 8), and the fault overwrites one key with large values until
-  etcd raises its NOSPACE alarm and refuses writes cluster-wide. An operator repairs it
-  with etcdctl: compaction, defrag, alarm disarm.
+- ``nospace`` (default): every member starts with a small storage quota (``quota_mb``,
+  default 8), and the fault writes until the subject raises its quota alarm and refuses
+  writes cluster-wide (etcd: NOSPACE; an operator repairs it with compaction, defrag and
+  alarm disarm). Needs a subject with the :class:`~opeval.subjects.SpaceQuota` capability.
 - ``fill``: every member's data directory is a size-capped tmpfs (``size_mb``, default
   192; root only), and the fault fills the victim's with one preallocated file, leaving
   ``free_kb`` (default 0). Reverted by deleting the file.
@@ -13,18 +13,16 @@ Two modes (``params.mode``):
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import os
 import time
 from pathlib import Path
 
 import anyio
-import httpx
 
 from opeval.chaos._protocol import (
     ChaosContext,
     ChaosVerificationError,
+    FaultBase,
     Injection,
     Verification,
 )
@@ -32,8 +30,8 @@ from opeval.chaos._targets import choose_member, validate_duration, validate_tar
 from opeval.errors import EnvironmentProblem, UsageError
 from opeval.events import ChaosSpec
 from opeval.runtimes import MemberSpec, Runtime
+from opeval.subjects import SpaceQuota, Subject
 
-BALLAST_KEY = base64.b64encode(b"opeval/chaos/ballast").decode()
 BALLAST_FILE = "ballast.opeval"
 MODES = ("nospace", "fill")
 
@@ -45,7 +43,7 @@ def _int_param(spec: ChaosSpec, key: str, default: int, low: int, high: int) -> 
     return v
 
 
-class DiskPressure:
+class DiskPressure(FaultBase):
     """Run a member out of space (``nospace``: etcd's quota alarm; ``fill``: a full disk)."""
 
     kind = "disk_pressure"
@@ -68,12 +66,11 @@ class DiskPressure:
                 raise EnvironmentProblem("disk_pressure mode fill mounts a size-capped tmpfs: run as root, "
                                          "or use mode nospace")
 
-    def prepare_members(self, spec: ChaosSpec, specs: list[MemberSpec], runtime: Runtime) -> list[MemberSpec]:
+    def prepare_members(self, spec: ChaosSpec, specs: list[MemberSpec], runtime: Runtime,
+                        subject: Subject) -> list[MemberSpec]:
         """Before the cluster starts: the small quota, or a capped filesystem per member."""
         if spec.params.get("mode", "nospace") == "nospace":
-            quota = _int_param(spec, "quota_mb", 8, 2, 1024) << 20
-            return [MemberSpec(name=s.name, argv=[*s.argv, f"--quota-backend-bytes={quota}"], env=s.env, cwd=s.cwd,
-                               log_path=s.log_path) for s in specs]
+            return _quota_subject(subject).with_quota(specs, _int_param(spec, "quota_mb", 8, 2, 1024) << 20)
         size = _int_param(spec, "size_mb", 192, 130, 4096) << 20
         for s in specs:
             runtime.mount_capped(self._data_dir(s), size)
@@ -81,7 +78,9 @@ class DiskPressure:
 
     @staticmethod
     def _data_dir(s: MemberSpec) -> Path:
-        return Path(next(a.split("=", 1)[1] for a in s.argv if a.startswith("--data-dir=")))
+        if not s.data_dir:
+            raise UsageError(f"disk_pressure mode fill: the subject names no data directory for {s.name}")
+        return Path(s.data_dir)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Write ballast until the quota trips, or fill the victim's filesystem."""
@@ -100,23 +99,8 @@ class DiskPressure:
         return Injection(target=victim, detail={"mode": "fill", "file": str(data / BALLAST_FILE), "bytes": fill})
 
     async def _exhaust_quota(self, ctx: ChaosContext) -> Injection:
-        url = ctx.subject.endpoint(ctx.before.leader or ctx.before.members[0].name).client_url
-        value = base64.b64encode(os.urandom(768 * 1024)).decode()
-        written = 0
-        for _ in range(2000):
-            try:
-                r = await ctx.http.post(f"{url}/v3/kv/put", json={"key": BALLAST_KEY, "value": value}, timeout=10.0)
-            except httpx.HTTPError:
-                await anyio.sleep(0.05)
-                continue
-            if r.status_code != 200:
-                if "space exceeded" in r.text:
-                    break
-                await anyio.sleep(0.05)
-                continue
-            written += 1
-        return Injection(target="cluster", detail={"mode": "nospace", "ballast_puts": written,
-                                                   "ballast_bytes": written * 768 * 1024})
+        written = await _quota_subject(ctx.subject).fill_quota(ctx.http)
+        return Injection(target="cluster", detail={"mode": "nospace", **written})
 
     async def verify(self, injection: Injection, ctx: ChaosContext, timeout_s: float) -> Verification:
         """nospace: every member reports the NOSPACE alarm. fill: the victim's filesystem has
@@ -124,13 +108,16 @@ class DiskPressure:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if injection.detail["mode"] == "nospace":
-                state = await ctx.subject.observe(ctx.http, {n: ctx.runtime.is_running(n) for n in ctx.runtime.members()})
-                alarmed = [m.name for m in state.members if any(a.startswith("NOSPACE") for a in m.alarms)]
+                state = await ctx.subject.observe(ctx.http, ctx.running())
+                alarm = _quota_subject(ctx.subject).quota_alarm
+                alarmed = [m.name for m in state.members if any(a.startswith(alarm) for a in m.alarms)]
                 if alarmed and len(alarmed) == len(state.members):
+                    sizes = [m.detail.get("db_size") for m in state.members]
                     return Verification(
-                        effect=f"NOSPACE alarm raised on every member after {injection.detail['ballast_puts']} large "
+                        effect=f"{alarm} alarm raised on every member after {injection.detail['ballast_puts']} large "
                                "writes: the cluster refuses writes",
-                        observations={"alarmed": ",".join(alarmed), "db_size": max(m.db_size or 0 for m in state.members)})
+                        observations={"alarmed": ",".join(alarmed),
+                                      "db_size": max((v for v in sizes if isinstance(v, int)), default=0)})
             else:
                 data = Path(str(injection.detail["file"])).parent
                 st = os.statvfs(data)
@@ -140,8 +127,7 @@ class DiskPressure:
                     running = ctx.runtime.is_running(victim)
                     healthy = False
                     if running:
-                        state = await ctx.subject.observe(ctx.http, {n: ctx.runtime.is_running(n)
-                                                                     for n in ctx.runtime.members()})
+                        state = await ctx.subject.observe(ctx.http, ctx.running())
                         healthy = next(m.healthy for m in state.members if m.name == victim)
                     if not running or not healthy:
                         how = (f"it exited ({ctx.runtime.state(victim)})" if not running else "it fails its health check")
@@ -161,23 +147,10 @@ class DiskPressure:
             path.unlink()
             return f"removed {path.name} ({int(injection.detail['bytes']) >> 20} MiB)"  # type: ignore[arg-type]
         running = [n for n in ctx.runtime.members() if ctx.runtime.is_running(n)]
-        urls = [ctx.subject.endpoint(n).client_url for n in running]
-        alarms: list[dict[str, str]] = []
-        for url in urls[:1]:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                r = await ctx.http.post(f"{url}/v3/maintenance/alarm", json={"action": "GET"}, timeout=2.0)
-                alarms = [a for a in r.json().get("alarms") or [] if a.get("alarm") == "NOSPACE"]
-        if not alarms:
-            return None
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            st = (await ctx.http.post(f"{urls[0]}/v3/maintenance/status", json={}, timeout=2.0)).json()
-            rev = int(st["header"]["revision"])
-            await ctx.http.post(f"{urls[0]}/v3/kv/compaction", json={"revision": rev, "physical": True}, timeout=10.0)
-        for url in urls:
-            with contextlib.suppress(httpx.HTTPError):
-                await ctx.http.post(f"{url}/v3/maintenance/defragment", json={}, timeout=30.0)
-        for a in alarms:
-            with contextlib.suppress(httpx.HTTPError):
-                await ctx.http.post(f"{urls[0]}/v3/maintenance/alarm", timeout=5.0, json={
-                    "action": "DEACTIVATE", "memberID": a.get("memberID", "0"), "alarm": "NOSPACE"})
-        return "compacted, defragmented every member, disarmed NOSPACE"
+        return await _quota_subject(ctx.subject).clear_quota(ctx.http, running)
+
+
+def _quota_subject(subject: Subject) -> SpaceQuota:
+    if not isinstance(subject, SpaceQuota):
+        raise UsageError(f"disk_pressure mode nospace: subject {subject.name} has no storage quota; use mode fill")
+    return subject

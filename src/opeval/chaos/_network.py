@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 
 import anyio
-import httpx
 
 from opeval.chaos._protocol import (
     ChaosContext,
     ChaosVerificationError,
+    FaultBase,
     Injection,
     Verification,
 )
@@ -30,7 +30,7 @@ def _proxy(ctx: ChaosContext) -> PeerProxy:
     return ctx.proxy
 
 
-class Partition:
+class Partition(FaultBase):
     """Cut a member off from every other (``target``: a role or a member), or split the
     cluster in two (``target: split``: a seeded minority against the rest)."""
 
@@ -48,7 +48,6 @@ class Partition:
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Cut the links between the two sides, open connections included."""
         proxy = _proxy(ctx)
-        proxy.learn(ctx.before)
         names = sorted(m.name for m in ctx.before.members)
         if spec.target == "split":
             minority = set(ctx.rng.sample(names, (len(names) - 1) // 2))
@@ -66,13 +65,12 @@ class Partition:
         minority = injection.target.split(",")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            state = await ctx.subject.observe(ctx.http, {n: ctx.runtime.is_running(n) for n in ctx.runtime.members()})
+            state = await ctx.subject.observe(ctx.http, ctx.running())
             by = {m.name: m for m in state.members}
             cut_off_unhealthy = all(by[n].reachable and not by[n].healthy for n in minority)
             majority = str(injection.detail["majority"]).split(",")
-            majority_leaders = {by[n].leader_id for n in majority}
-            leader = next((m.name for m in state.members if m.member_id in majority_leaders), None)
-            if cut_off_unhealthy and len(majority_leaders) == 1 and leader in majority:
+            leader = state.leader  # the one leader every reachable member that has one agrees on
+            if cut_off_unhealthy and leader in majority and all(by[n].healthy for n in majority):
                 return Verification(
                     effect=f"{', '.join(minority)} cut off from the others: unhealthy on its side while "
                            f"{injection.detail['majority'].replace(',', ', ')} follow leader {leader}"
@@ -89,7 +87,7 @@ class Partition:
         return "links restored" if _proxy(ctx).heal() else None
 
 
-class Latency:
+class Latency(FaultBase):
     """Delay every message to and from one member (``params.delay_ms``, default 200)."""
 
     kind = "latency"
@@ -105,22 +103,12 @@ class Latency:
             raise UsageError("latency needs at least 2 members (it slows the links between them)")
         validate_duration(spec)
 
-    async def _put_ms(self, ctx: ChaosContext, member: str) -> float | None:
-        url = ctx.subject.endpoint(member).client_url + "/v3/kv/put"
-        t0 = time.perf_counter()
-        try:
-            r = await ctx.http.post(url, json={"key": "b3BldmFsL2xhdGVuY3k=", "value": "MQ=="}, timeout=10.0)
-        except httpx.HTTPError:
-            return None
-        return (time.perf_counter() - t0) * 1000 if r.status_code == 200 else None
-
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Slow the member's links; a write through it, timed first, is the yardstick."""
         names = sorted(m.name for m in ctx.before.members)
         victim = choose_member(spec.target, ctx.before.leader, names, ctx.rng)
-        before_ms = await self._put_ms(ctx, victim)
+        before_ms = await ctx.subject.timed_write(ctx.http, victim)
         delay_ms = float(spec.params.get("delay_ms", 200))  # type: ignore[arg-type]
-        _proxy(ctx).learn(ctx.before)
         _proxy(ctx).add_latency(victim, delay_ms / 1000)
         return Injection(target=victim, detail={"delay_ms": delay_ms, "write_ms_before": before_ms,
                                                 "was_leader": victim == ctx.before.leader})
@@ -131,7 +119,7 @@ class Latency:
         delay_ms = float(injection.detail["delay_ms"])  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            took = await self._put_ms(ctx, injection.target)
+            took = await ctx.subject.timed_write(ctx.http, injection.target)
             if took is not None and took >= delay_ms:
                 before = injection.detail["write_ms_before"]
                 return Verification(

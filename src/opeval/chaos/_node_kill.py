@@ -12,6 +12,7 @@ import anyio
 from opeval.chaos._protocol import (
     ChaosContext,
     ChaosVerificationError,
+    FaultBase,
     Injection,
     Verification,
 )
@@ -28,7 +29,7 @@ def _port_refuses(url: str) -> bool:
         return True
 
 
-class NodeKill:
+class NodeKill(FaultBase):
     """Kill a member with SIGKILL; the effect is the member's absence (or a new leader)."""
 
     kind = "node_kill"
@@ -64,7 +65,3 @@ class NodeKill:
                 )
             await anyio.sleep(0.01)
         raise ChaosVerificationError(f"{victim} still answers {timeout_s:.0f}s after SIGKILL")
-
-    async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
-        """A crash has nothing to undo: bringing the member back is the repair being judged."""
-        return None

@@ -7,22 +7,21 @@ import signal
 import time
 
 import anyio
-import httpx
 
 from opeval.chaos._node_kill import _port_refuses
 from opeval.chaos._protocol import (
     ChaosContext,
     ChaosVerificationError,
+    FaultBase,
     Injection,
     Verification,
 )
 from opeval.chaos._targets import choose_member, validate_duration, validate_target
 from opeval.errors import UsageError
 from opeval.events import ChaosSpec
-from opeval.runtimes import process_state
 
 
-class Pause:
+class Pause(FaultBase):
     """SIGSTOP one member: the process lives and its port accepts connections, but it
     answers nothing (a gray failure). Reverted with SIGCONT when ``duration_s`` ends or
     at the end of the trial, unless the member was restarted meanwhile."""
@@ -46,34 +45,28 @@ class Pause:
         """Observed when the kernel reports the process stopped and its health endpoint
         times out although the process is alive."""
         victim, pid = injection.target, int(injection.detail["pid"])  # type: ignore[arg-type]
-        url = ctx.subject.endpoint(victim).client_url
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if process_state(pid) == "T":
-                try:
-                    await ctx.http.get(f"{url}/health", timeout=0.5)
-                except httpx.TimeoutException:
-                    role = "leader" if injection.detail["was_leader"] else "follower"
-                    return Verification(
-                        effect=f"{victim} ({role}) is paused: process {pid} stopped (SIGSTOP), alive, "
-                               "and its health endpoint does not answer",
-                        observations={"member": victim, "pid": pid, "process_state": "T",
-                                      "health_timed_out": True, "was_leader": bool(injection.detail["was_leader"])})
-                except httpx.HTTPError:
-                    pass
+            if ctx.runtime.is_paused(victim) and not await ctx.subject.answers(ctx.http, victim, 0.5):
+                role = "leader" if injection.detail["was_leader"] else "follower"
+                return Verification(
+                    effect=f"{victim} ({role}) is paused: process {pid} stopped (SIGSTOP), alive, "
+                           "and its health probe does not answer",
+                    observations={"member": victim, "pid": pid, "process_state": "T",
+                                  "health_timed_out": True, "was_leader": bool(injection.detail["was_leader"])})
             await anyio.sleep(0.02)
         raise ChaosVerificationError(f"{victim} still answers {timeout_s:.0f}s after SIGSTOP")
 
     async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
         """SIGCONT, if the same process is still stopped (idempotent)."""
         pid = int(injection.detail["pid"])  # type: ignore[arg-type]
-        if ctx.runtime.pid(injection.target) != pid or process_state(pid) != "T":
+        if ctx.runtime.pid(injection.target) != pid or not ctx.runtime.is_paused(injection.target):
             return None
         ctx.runtime.signal_member(injection.target, signal.SIGCONT)
         return f"SIGCONT to {injection.target} (pid {pid})"
 
 
-class QuorumLoss:
+class QuorumLoss(FaultBase):
     """SIGKILL a majority of the members at once: the survivors cannot elect a leader or
     commit a write until members come back."""
 
@@ -117,7 +110,3 @@ class QuorumLoss:
                                   "majority_down": True, "leader_killed": bool(injection.detail["leader_killed"])})
             await anyio.sleep(0.005)
         raise ChaosVerificationError(f"{injection.target} were never all down at once within {timeout_s:.0f}s")
-
-    async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
-        """Crashes have nothing to undo: bringing members back is the repair being judged."""
-        return None

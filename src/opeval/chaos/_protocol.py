@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 
 from opeval.chaos._proxy import PeerProxy
 from opeval.events import ChaosSpec, ClusterState, Scalar
-from opeval.runtimes import Runtime
+from opeval.runtimes import MemberSpec, Runtime
 from opeval.subjects import Subject
 
 
@@ -26,6 +26,10 @@ class ChaosContext:
     rng: random.Random
     clock: Callable[[], float]
     proxy: PeerProxy | None = None  # the fault proxy, for kinds with ``needs_peer_proxy``
+
+    def running(self) -> dict[str, bool]:
+        """Which members' processes are alive now (what ``Subject.observe`` takes)."""
+        return {n: self.runtime.is_running(n) for n in self.runtime.members()}
 
 
 @dataclass
@@ -48,13 +52,29 @@ class ChaosVerificationError(Exception):
     """The fault's effect was never observed within the verification timeout."""
 
 
+@runtime_checkable
 class Chaos(Protocol):
-    """A kind of fault."""
+    """A kind of fault: validated before anything starts, then inject -> verify -> revert.
+
+    The runner calls, in order: :meth:`validate` (before any cluster starts; the subject
+    must list the kind in ``Subject.chaos_kinds``), :meth:`prepare_members` (before the
+    members first start), :meth:`inject`, :meth:`verify` (the clock for time to detect and
+    recover starts when it returns), and :meth:`revert` (when ``duration_s`` ends and at
+    the end of every trial, so it must be idempotent). Whatever a kind needs to know of
+    the system it asks the subject (``ctx.subject``), never the system directly.
+    """
 
     kind: str
+    #: Members reach each other through the fault proxy (``ctx.proxy``) from their first start.
+    needs_peer_proxy: bool
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """Raise UsageError if ``spec`` cannot apply to a cluster of ``member_names``."""
+        ...
+
+    def prepare_members(self, spec: ChaosSpec, specs: list[MemberSpec], runtime: Runtime,
+                        subject: Subject) -> list[MemberSpec]:
+        """Before the cluster starts: adjust the members (a quota, capped disks); most return ``specs``."""
         ...
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
@@ -68,3 +88,24 @@ class Chaos(Protocol):
     async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
         """Undo the fault if it is the harness's to undo; say what was done (None: nothing)."""
         ...
+
+
+class FaultBase:
+    """Defaults for a chaos kind: no proxy, members as planned, nothing to revert.
+    Subclass it and write :meth:`validate`, :meth:`inject` and :meth:`verify`."""
+
+    kind = ""
+    needs_peer_proxy = False
+
+    def prepare_members(self, spec: ChaosSpec, specs: list[MemberSpec], runtime: Runtime,
+                        subject: Subject) -> list[MemberSpec]:
+        """The members as the subject planned them."""
+        return specs
+
+    async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
+        """Nothing to undo (a crash's repair is the agent's work being judged)."""
+        return None
+
+
+#: A chaos kind's class: constructed with no arguments.
+ChaosFactory = Callable[[], Chaos]

@@ -1,9 +1,10 @@
 """The fault proxy: a TCP proxy in front of every member's peer port.
 
 This kernel has no netem, so network faults between members are made here. Fronting
-only the victim's port would not partition an etcd member (it also dials out to its
-peers), so every member's advertised peer address is the proxy, and each connection is
-attributed to its sender by the ``X-Server-From`` header etcd's peer traffic carries.
+only the victim's port would not partition a member (an etcd member also dials out to
+its peers), so every member's advertised peer address is the proxy, and each connection
+is attributed to its sender by the subject, from the connection's first bytes
+(``Subject.peer_sender``: etcd's peer traffic carries an ``X-Server-From`` header).
 Then a link between two members can be cut (partition) or slowed (latency), in both
 directions. The proxy lives in the harness process: nothing of it outlives a trial.
 """
@@ -11,34 +12,33 @@ directions. The proxy lives in the harness process: nothing of it outlives a tri
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import SocketStream
 
-from opeval.events import ClusterState
-
-_SENDER = re.compile(rb"\r\nX-Server-From:\s*([0-9a-fA-F]+)\r\n", re.IGNORECASE)
 _HEADER_LIMIT = 16 * 1024
 
 
 @dataclass(eq=False)
 class _Link:
-    sender_id: str | None
+    head: bytes  # the connection's first bytes, from which the subject names its sender
     dest: str
+    sender: str | None = None
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
 class PeerProxy:
     """Forwards each member's peer traffic; cuts or delays links on request."""
 
-    def __init__(self, host: str, routes: dict[str, tuple[int, int]]) -> None:
-        """``routes``: member name -> (front port the cluster dials, the member's real peer port)."""
+    def __init__(self, host: str, routes: dict[str, tuple[int, int]],
+                 identify: Callable[[bytes], str | None]) -> None:
+        """``routes``: member name -> (front port the cluster dials, the member's real peer port);
+        ``identify``: the member that opened a connection, from its first bytes."""
         self.host = host
         self.routes = routes
-        self.names_by_id: dict[str, str] = {}
+        self.identify = identify
         self._cut: set[frozenset[str]] = set()
         self._delay: dict[str, float] = {}
         self._links: set[_Link] = set()
@@ -46,15 +46,12 @@ class PeerProxy:
         self.forwarded = 0
 
     # --- rules -----------------------------------------------------------------------
-    def learn(self, state: ClusterState) -> None:
-        """Map etcd member ids (decimal in the API, hex on the wire) to member names."""
-        for m in state.members:
-            if m.member_id:
-                self.names_by_id[format(int(m.member_id), "x")] = m.name
-
     def sender(self, link: _Link) -> str | None:
-        """The member a connection comes from, if known."""
-        return self.names_by_id.get(link.sender_id or "")
+        """The member a connection comes from, once the subject can tell (asked again until then:
+        a subject learns its members' ids only after they first answer)."""
+        if link.sender is None:
+            link.sender = self.identify(link.head)
+        return link.sender
 
     def _is_cut(self, sender: str | None, dest: str) -> bool:
         if sender is None:  # unattributed traffic into a cut-off member is cut too
@@ -120,8 +117,7 @@ class PeerProxy:
                         head += await client.receive(65536)
                     except (anyio.EndOfStream, anyio.BrokenResourceError):
                         return
-            found = _SENDER.search(head)
-            link = _Link(found.group(1).decode().lower() if found else None, dest)
+            link = _Link(head, dest)
             if self._is_cut(self.sender(link), dest):
                 self.refused += 1
                 return

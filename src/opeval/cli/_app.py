@@ -68,7 +68,8 @@ def run(
     resume: bool = False,
     subject: str = "etcd",
     chaos: str = "node_kill",
-    target: str = "random",
+    target: str | None = None,
+    alert: str | None = None,
     agent: str = "none",
     baseline: Annotated[bool, Parameter(negative=())] = False,
     model: str | None = None,
@@ -101,9 +102,13 @@ def run(
     subject
         The system under test (``etcd``).
     chaos
-        The fault to inject (``node_kill``).
+        The fault to inject (``node_kill``; ``none``: a no-fault control that pages the agent
+        anyway, to measure false alarms).
     target
-        Whom the fault hits: ``leader``, ``follower``, ``random`` or a member name (``etcd-2``).
+        Whom the fault hits: ``leader``, ``follower``, ``random`` (the default) or a member name
+        (``etcd-2``).
+    alert
+        ``--chaos none``: the page's text (a cause that is not real; a vague default otherwise).
     agent
         Who repairs the fault: ``none`` (self-healing only), ``runbook`` (offline, scripted)
         or ``anthropic`` (Claude; needs ANTHROPIC_API_KEY).
@@ -159,7 +164,8 @@ def run(
     default_members = SUBJECTS.get(subject)().default_members
     req = TrialRequest(
         subject=subject,
-        chaos=ChaosSpec(kind=chaos, target=target),
+        chaos=ChaosSpec(kind=chaos, target=target or ("none" if chaos == "none" else "random"),
+                        params={"alert": alert} if alert is not None else {}),
         agent=AgentSpec(name=agent, config=agent_config),
         config=TrialConfig(members=members or default_members, restart_policy=restart_policy,
                            timeout_s=timeout, settle_s=settle, workload_rate_hz=rate),

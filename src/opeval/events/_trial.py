@@ -23,6 +23,7 @@ from opeval.events._types import (
     Scalar,
     TimeWindow,
     TrialConfig,
+    upcast_cluster_state_v1,
 )
 
 #: Outcomes a trial can end with.
@@ -96,8 +97,14 @@ class Trial(Aggregate):
         """The subject's state: ``phase`` is ``before``, ``periodic`` or ``after``."""
 
         TOPIC = "opeval.trial:StateSnapshot"
+        class_version = 2
         phase: str
         state: ClusterState
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """v1 states carried etcd's fields at the top: they move into ``detail``."""
+            upcast_cluster_state_v1(state["state"])
 
     class WorkloadStarted(Event):
         """The client loop began writing and reading."""

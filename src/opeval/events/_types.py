@@ -79,33 +79,57 @@ class MemberEndpoint(Struct, frozen=True, kw_only=True):
 
 
 class MemberState(Struct, frozen=True, kw_only=True):
-    """One member as the monitor saw it at one moment."""
+    """One member as the monitor saw it at one moment.
+
+    The fields are what every subject has; ``role`` is the subject's own word for the
+    member's part (``leader``, ``follower``, ``primary``, ``replica``...), and ``detail``
+    holds whatever else the subject reports (etcd: member id, raft term, revision...).
+    """
 
     name: str
     process_up: bool
     reachable: bool = False
     healthy: bool = False
-    member_id: str | None = None
-    leader_id: str | None = None
-    is_leader: bool = False
-    cluster_id: str | None = None
-    raft_term: int | None = None
-    raft_index: int | None = None
-    revision: int | None = None
-    db_size: int | None = None
+    role: str | None = None
     alarms: list[str] = field(default_factory=list)
-    member_names: list[str] = field(default_factory=list)
     error: str | None = None
+    detail: dict[str, Scalar] = field(default_factory=dict)
 
 
 class ClusterState(Struct, frozen=True, kw_only=True):
-    """The whole subject at one moment: every expected member plus a summary."""
+    """The whole subject at one moment: every expected member plus a summary.
+
+    ``leader`` is the member the others follow, for systems that have one (None: none
+    agreed, or the system has no such member); ``detail`` is the subject's own summary.
+    """
 
     members: list[MemberState]
     leader: str | None = None
     healthy: int = 0
     expected: int = 0
-    cluster_id: str | None = None
+    detail: dict[str, Scalar] = field(default_factory=dict)
+
+
+#: MemberState fields of logs written before subjects owned their state (etcd's, all of them).
+_V1_MEMBER_DETAIL = ("member_id", "leader_id", "cluster_id", "raft_term", "raft_index", "revision", "db_size",
+                     "member_names")
+
+
+def upcast_cluster_state_v1(state: dict[str, object]) -> None:
+    """Rewrite a v1 (etcd-shaped) cluster state in place into the generic shape."""
+    cluster_id = state.pop("cluster_id", None)
+    state["detail"] = {"cluster_id": cluster_id} if cluster_id is not None else {}
+    for m in state.get("members") or []:  # type: ignore[attr-defined]
+        detail: dict[str, object] = {}
+        for key in _V1_MEMBER_DETAIL:
+            value = m.pop(key, None)
+            if isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            if value is not None:
+                detail[key] = value
+        is_leader = m.pop("is_leader", False)
+        m["role"] = "leader" if is_leader else ("follower" if detail.get("leader_id") else None)
+        m["detail"] = detail
 
 
 class TimeWindow(Struct, frozen=True, array_like=True):

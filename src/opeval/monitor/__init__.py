@@ -1,5 +1,5 @@
 """The monitor: state snapshots, fault detection and recovery detection."""
 
-from opeval.monitor._monitor import Monitor, symptoms
+from opeval.monitor._monitor import Monitor
 
-__all__ = ["Monitor", "symptoms"]
+__all__ = ["Monitor"]

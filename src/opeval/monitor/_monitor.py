@@ -1,7 +1,7 @@
 """The monitor: polls the subject, records snapshots, detects the fault and recovery.
 
-Detection and recovery are judged from the subject's own health signals, never from an
-agent's claim. Recovery is the subject's criteria (plus a write+read probe) holding
+Detection and recovery are judged from the subject's own health signals (its
+``symptoms``, ``recovery_unmet`` and ``write_read_probe``), never from an agent's claim. Recovery is the subject's criteria (plus a write+read probe) holding
 without a break for the whole settle window; its time is when they first held.
 """
 
@@ -16,23 +16,6 @@ import httpx
 
 from opeval.events import ClusterState, Trial
 from opeval.subjects import Subject
-
-
-def symptoms(baseline: ClusterState, now: ClusterState) -> list[str]:
-    """What an operator would see as wrong in ``now`` compared with ``baseline``."""
-    found = []
-    for m in now.members:
-        if not m.reachable:
-            found.append(f"{m.name} unreachable")
-        elif not m.healthy:
-            found.append(f"{m.name} unhealthy ({m.error})")
-        if m.alarms:
-            found.append(f"{m.name} alarms: {', '.join(m.alarms)}")
-    if now.leader is None:
-        found.append("no agreed leader")
-    elif baseline.leader and now.leader != baseline.leader:
-        found.append(f"leader changed {baseline.leader} -> {now.leader}")
-    return found
 
 
 class Monitor:
@@ -65,6 +48,7 @@ class Monitor:
         self.armed = False  # set when the fault is injected: symptoms count from then
         self.verified = False  # set when the fault is verified: recovery counts from then
         self.verified_at = 0.0  # the trial offset of ChaosVerified (set with ``verified``)
+        self.judging = False  # recovery is judged while set: from verification (a control: from the agent's end)
         self._early_symptoms: list[str] = []
         self.fault_detected_at: float | None = None
         self.symptoms: list[str] = []
@@ -86,7 +70,7 @@ class Monitor:
                 self.record(Trial.StateSnapshot, phase="periodic", state=state)
                 last_snapshot = observed_at
             if self.armed and self.fault_detected_at is None:
-                found = symptoms(self.baseline, state) or (self._early_symptoms if self.verified else [])
+                found = self.subject.symptoms(self.baseline, state) or (self._early_symptoms if self.verified else [])
                 if found and not self.verified:
                     # Seen before the fault's own verification finished: held back, so the log
                     # keeps ChaosVerified -> FaultDetected and detection never predates the clock.
@@ -95,7 +79,7 @@ class Monitor:
                     self.fault_detected_at = max(observed_at, self.verified_at)
                     self.symptoms = found
                     self.record(Trial.FaultDetected, symptoms=found)
-            if self.verified and not self.recovered.is_set():
+            if self.judging and not self.recovered.is_set():
                 await self._judge_recovery(state, observed_at)
             next_at = max(next_at + self.poll_interval_s, time.monotonic())
             await anyio.sleep(max(0.0, next_at - time.monotonic()))

@@ -1,5 +1,5 @@
-"""Projections: the event log read into DuckDB read models, scores under rule sets, and
-the command classifier. Analysis never writes to the event store."""
+"""Projections: the event log read into DuckDB read models and scores under rule sets
+(commands classified by :mod:`opeval.commands`). Analysis never writes to the event store."""
 
 from opeval.projections._analysis import (
     COMPARED,
@@ -15,7 +15,7 @@ from opeval.projections._analysis import (
     summary,
     trial_scores,
 )
-from opeval.projections._classify import CLASSES, classify
+from opeval.commands import CLASSES, classify
 from opeval.projections._engine import DERIVED, TABLES, ReadModels, file_digest, query, read_model_path
 from opeval.projections._rules import METRICS, RuleSet
 

@@ -24,8 +24,7 @@ import pyarrow as pa
 from opeval._assets import asset_path
 from opeval.errors import StoreError
 from opeval.events import ALL_EVENTS, MsgspecMapper
-from opeval.projections import _classify as _classify_module
-from opeval.projections._classify import classify
+from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
 from opeval.store import read_model_path
 
@@ -57,7 +56,8 @@ def schema_version() -> str:
     digest = hashlib.sha256()
     for name in ("schema.sql", "readmodels.sql", "scores.sql"):
         digest.update(_sql(name).encode())
-    digest.update(Path(_classify_module.__file__ or "").read_bytes())
+    for source in rule_sources():  # the generic tables and every installed subject's
+        digest.update(Path(source).read_bytes())
     return digest.hexdigest()[:16]
 
 

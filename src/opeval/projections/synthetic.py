@@ -33,10 +33,12 @@ _COMMANDS = ["nodectl status", "etcdctl endpoint health --cluster", "etcdctl mem
 
 def _state(down: str | None, leader: str) -> ClusterState:
     members = [MemberState(name=n, process_up=n != down, reachable=n != down, healthy=n != down,
-                           member_id=str(i), leader_id="1", is_leader=n == leader, cluster_id="c",
-                           raft_term=2, revision=100, member_names=_NAMES) for i, n in enumerate(_NAMES, 1)]
+                           role="leader" if n == leader else "follower",
+                           detail={"member_id": str(i), "leader_id": "1", "cluster_id": "c", "raft_term": 2,
+                                   "revision": 100, "member_names": ",".join(_NAMES)})
+               for i, n in enumerate(_NAMES, 1)]
     return ClusterState(members=members, leader=leader, healthy=sum(m.healthy for m in members), expected=3,
-                        cluster_id="c")
+                        detail={"cluster_id": "c"})
 
 
 def new_campaign(name: str, planned: int) -> Campaign:

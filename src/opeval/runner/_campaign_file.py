@@ -37,7 +37,8 @@ TOP_KEYS = ("name", "description", "subject", "runtime", "sandbox", "members", "
 CHAOS_KEYS = ("kind", "target", "params")
 VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps", "command_timeout_s",
                 "max_total_tokens", "temperature", "context", "stop_on_recovery")
-TOOLS = ("etcdctl", "nodectl")
+#: The harness's own operator tool; a subject adds its own (``Subject.tools``).
+HARNESS_TOOLS = ("nodectl",)
 TRIAL_KEYS = tuple(f for f in TrialConfig.__struct_fields__ if f != "members")
 
 
@@ -146,6 +147,7 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
     """Read, validate and expand a campaign file; errors name file, line and key."""
     from opeval.agents import AGENTS
     from opeval.chaos import CHAOS
+    from opeval.runner._trial import check_supported
     from opeval.runtimes import RUNTIMES, RestartPolicy
     from opeval.subjects import SUBJECTS
 
@@ -229,10 +231,15 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         kind = c.text(m, "kind", where)
         if kind not in CHAOS.names():
             raise c.fail(m, "kind", f"{where}kind: unknown chaos kind {kind!r} (allowed: {', '.join(CHAOS.names())})")
+        try:
+            check_supported(subj, kind)
+        except UsageError as e:
+            raise c.fail(m, "kind", f"{where}kind: {e}") from None
         params = m.get("params", {})
         if not _scalars(params):
             raise c.fail(m, "params", f"{where}params: must be a mapping of names to plain values")
-        spec = ChaosSpec(kind=kind, target=str(m.get("target", "random")), params=dict(params))
+        spec = ChaosSpec(kind=kind, target=str(m.get("target", "none" if kind == "none" else "random")),
+                         params=dict(params))
         try:
             CHAOS.get(kind)().validate(spec, names)
         except UsageError as e:
@@ -270,9 +277,10 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
                 cfg[k] = c.text(m, k, where)
         if "tools" in m:
             tools = m["tools"]
-            if not isinstance(tools, list) or not all(t in TOOLS for t in tools):
+            allowed_tools = (*subj.tools, *HARNESS_TOOLS)
+            if not isinstance(tools, list) or not all(t in allowed_tools for t in tools):
                 raise c.fail(m, "tools", f"{where}tools: a list of the harness's tools to hand the agent "
-                                         f"(allowed: {', '.join(TOOLS)}), not {tools!r}")
+                                         f"(allowed: {', '.join(allowed_tools)}), not {tools!r}")
             cfg["tools"] = ",".join(tools)
         if "stop_on_recovery" in m:
             if not isinstance(m["stop_on_recovery"], bool):

@@ -22,23 +22,25 @@ import httpx
 import opeval
 from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, BudgetExhausted, Incident, NodeControl
 from opeval.agents import load_prices, require_api_key
-from opeval.chaos import CHAOS, ChaosContext, ChaosVerificationError, PeerProxy
-from opeval.errors import OpevalError
+from opeval.chaos import CHAOS, Chaos, ChaosContext, ChaosVerificationError, PeerProxy, control_alert
+from opeval.errors import OpevalError, UsageError
 from opeval.events import (
     AgentSpec,
     Campaign,
     ChaosSpec,
     ClusterState,
     HarnessInfo,
+    MemberEndpoint,
+    TimeWindow,
     Trial,
     TrialConfig,
 )
 from opeval.monitor import Monitor
-from opeval.runtimes import RUNTIMES, Journal, MemberEvent, RestartPolicy, runtime_dir, self_identity
+from opeval.runtimes import RUNTIMES, Journal, MemberEvent, MemberSpec, RestartPolicy, Runtime, runtime_dir, self_identity
 from opeval.sandbox import check_mechanism, describe, operator_sandbox
 from opeval.store import EventStore, read_model_path
-from opeval.subjects import SUBJECTS
-from opeval.workload import Workload, WorkloadWindow
+from opeval.subjects import SUBJECTS, Subject
+from opeval.workload import WorkloadWindow
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,11 @@ def harness_info() -> HarnessInfo:
 
 
 def prepare(req: TrialRequest) -> None:
-    """Fail fast (before any cluster starts) on an unknown subject, runtime, chaos or target."""
+    """Fail fast (before any cluster starts) on an unknown or unsupported subject, runtime,
+    chaos kind, target or setting."""
     subject = SUBJECTS.get(req.subject)()
     RUNTIMES.get(req.runtime)
+    check_supported(subject, req.chaos.kind)
     names = subject.member_names(req.config.members)
     CHAOS.get(req.chaos.kind)().validate(req.chaos, names)
     RestartPolicy.parse(req.config.restart_policy)
@@ -95,6 +99,14 @@ def prepare(req: TrialRequest) -> None:
             require_api_key()
     if req.config.timeout_s <= 0 or req.config.settle_s < 0:
         raise OpevalError("--timeout must be positive and --settle not negative")
+
+
+def check_supported(subject: Subject, kind: str) -> None:
+    """A chaos kind the subject does not list is refused, naming those it does."""
+    CHAOS.get(kind)
+    if kind != "none" and kind not in subject.chaos_kinds:
+        allowed = ", ".join(["none", *subject.chaos_kinds])
+        raise UsageError(f"subject {subject.name} does not support chaos kind {kind!r}: choose one of {allowed}")
 
 
 class TrialClock:
@@ -180,9 +192,10 @@ async def run_trial(
             async with httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=200)) as http:
                 try:
                     async with runtime.session():  # leaving it stops every member, shielded from cancellation
-                        outcome, reason, ttd, ttr = await _incident(
-                            subject, chaos, runtime, http, record, clock, trial, req, set_phase, status, on_status,
-                            agent)
+                        run = _TrialRun(subject=subject, chaos=chaos, runtime=runtime, http=http, record=record,
+                                        clock=clock, trial=trial, req=req, set_phase=set_phase, status=status,
+                                        on_status=on_status, agent=agent)
+                        outcome, reason, ttd, ttr = await run.incident()
                         set_phase("tearing down")
                 finally:
                     with anyio.CancelScope(shield=True), _store_may_be_broken(error):
@@ -191,7 +204,7 @@ async def run_trial(
         if scope.cancelled_caught:
             outcome, reason = "aborted", f"interrupted by {interrupted() or 'cancellation'}"
     except Exception as e:  # the trial is still recorded as ended before the error surfaces
-        error = _first_user_error(e) or e
+        error = _first_user_error(e) or _sole(e)
         outcome = "error"
         reason = str(error) if isinstance(error, OpevalError) else f"{type(error).__name__}: {error}"
     finally:
@@ -218,6 +231,13 @@ def _first_user_error(exc: BaseException) -> OpevalError | None:
     return None
 
 
+def _sole(exc: BaseException) -> BaseException:
+    """The one error inside nested groups of one (task groups wrap a lone failure), else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 @contextlib.contextmanager
 def _store_may_be_broken(error: BaseException | None) -> Iterator[None]:
     """While ending a trial that failed, a store error must not hide the first error."""
@@ -228,205 +248,230 @@ def _store_may_be_broken(error: BaseException | None) -> Iterator[None]:
             raise
 
 
-async def _incident(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in one place
-    subject: Any, chaos: Any, runtime: Any, http: httpx.AsyncClient, record: _Recorder,
-    clock: TrialClock, trial: Trial, req: TrialRequest,
-    set_phase: Callable[[str], None], status: TrialStatus, on_status: Callable[[TrialStatus], Any],
-    agent: Agent | None,
-) -> tuple[str, str, float | None, float | None]:
-    cfg = req.config
-    if getattr(chaos, "needs_peer_proxy", False):
-        specs = subject.plan(runtime, cfg.members, cluster_token=trial.id.hex, peer_fronts=True)
-        proxy: PeerProxy | None = PeerProxy(runtime.host, subject.peer_routes)
-    else:
-        specs = subject.plan(runtime, cfg.members, cluster_token=trial.id.hex)
-        proxy = None
-    if hasattr(chaos, "prepare_members"):  # e.g. a small quota or capped disks, before anything starts
-        specs = chaos.prepare_members(req.chaos, specs, runtime)
-    async with contextlib.AsyncExitStack() as stack:
-        if proxy is not None:  # members reach each other only through it, from their first start
-            await stack.enter_async_context(proxy.serving())
-        return await _incident_with(subject, chaos, runtime, http, record, clock, trial, req, set_phase, status,
-                                    on_status, agent, specs, proxy)
+@dataclass
+class _TrialRun:
+    """One trial's run: everything its steps share, in one place."""
 
+    subject: Subject
+    chaos: Chaos
+    runtime: Runtime
+    http: httpx.AsyncClient
+    record: _Recorder
+    clock: TrialClock
+    trial: Trial
+    req: TrialRequest
+    set_phase: Callable[[str], None]
+    status: TrialStatus
+    on_status: Callable[[TrialStatus], Any]
+    agent: Agent | None
+    specs: list[MemberSpec] = field(default_factory=list)
+    proxy: PeerProxy | None = None
 
-async def _incident_with(  # noqa: PLR0913, PLR0915 - the trial's steps, in order, in one place
-    subject: Any, chaos: Any, runtime: Any, http: httpx.AsyncClient, record: _Recorder,
-    clock: TrialClock, trial: Trial, req: TrialRequest,
-    set_phase: Callable[[str], None], status: TrialStatus, on_status: Callable[[TrialStatus], Any],
-    agent: Agent | None, specs: list[Any], proxy: PeerProxy | None,
-) -> tuple[str, str, float | None, float | None]:
-    cfg = req.config
-    started = clock()
-    for spec in specs:
-        await runtime.start_member(spec)
+    @property
+    def control(self) -> bool:
+        """A no-fault control trial (``--chaos none``)."""
+        return self.req.chaos.kind == "none"
 
-    def running() -> dict[str, bool]:
-        return {s.name: runtime.is_running(s.name) for s in specs}
+    def running(self) -> dict[str, bool]:
+        """Which members' processes are alive now."""
+        return {s.name: self.runtime.is_running(s.name) for s in self.specs}
 
-    state = await subject.wait_healthy(http, running())
-    endpoints = [e.__class__(name=e.name, client_url=e.client_url, peer_url=e.peer_url,
-                             member_id=next((m.member_id or "" for m in state.members if m.name == e.name), ""))
-                 for e in subject.endpoints]
-    record(Trial.ClusterUp, members=endpoints, cluster_id=state.cluster_id or "",
-           time_to_healthy_s=round(clock() - started, 6))
-    record(Trial.StateSnapshot, phase="before", state=state)
+    async def incident(self) -> tuple[str, str, float | None, float | None]:
+        """Plan the members (through the fault proxy if the kind needs it), then run the incident."""
+        cfg, chaos = self.req.config, self.chaos
+        self.specs = self.subject.plan(self.runtime, cfg.members, cluster_token=self.trial.id.hex,
+                                       peer_fronts=chaos.needs_peer_proxy)
+        if chaos.needs_peer_proxy:
+            self.proxy = PeerProxy(self.runtime.host, self.subject.peer_routes, self.subject.peer_sender)
+        # e.g. a small quota or capped disks, before anything starts
+        self.specs = chaos.prepare_members(self.req.chaos, self.specs, self.runtime, self.subject)
+        async with contextlib.AsyncExitStack() as stack:
+            if self.proxy is not None:  # members reach each other only through it, from their first start
+                await stack.enter_async_context(self.proxy.serving())
+            return await self._incident()
 
-    def on_state(s: ClusterState) -> None:
-        status.state, status.elapsed_s = s, clock()
-        on_status(status)
+    async def _cluster_up(self) -> ClusterState:
+        started = self.clock()
+        for spec in self.specs:
+            await self.runtime.start_member(spec)
+        state = await self.subject.wait_healthy(self.http, self.running())
+        ids = {m.name: str(m.detail.get("member_id") or "") for m in state.members}
+        endpoints = [MemberEndpoint(name=e.name, client_url=e.client_url, peer_url=e.peer_url, member_id=ids.get(e.name, ""))
+                     for e in self.subject.endpoints]
+        self.record(Trial.ClusterUp, members=endpoints, cluster_id=str(state.detail.get("cluster_id") or ""),
+                    time_to_healthy_s=round(self.clock() - started, 6))
+        self.record(Trial.StateSnapshot, phase="before", state=state)
+        return state
 
-    monitor = Monitor(
-        subject=subject, http=http, running=running, record=record, clock=clock, baseline=state,
-        poll_interval_s=cfg.poll_interval_s, snapshot_interval_s=cfg.snapshot_interval_s,
-        settle_s=cfg.settle_s, on_state=on_state,
-    )
+    async def _incident(self) -> tuple[str, str, float | None, float | None]:  # noqa: PLR0915 - the steps, in order
+        req, cfg, record, clock, chaos = self.req, self.req.config, self.record, self.clock, self.chaos
+        state = await self._cluster_up()
 
-    def on_sample(w: WorkloadWindow, end_s: float) -> None:
-        from opeval.events import TimeWindow
+        def on_state(s: ClusterState) -> None:
+            self.status.state, self.status.elapsed_s = s, clock()
+            self.on_status(self.status)
 
-        record(Trial.WorkloadSampled, window=TimeWindow(w.start_s, end_s), writes_ok=w.writes_ok,
-               writes_failed=w.writes_failed, reads_ok=w.reads_ok, reads_failed=w.reads_failed,
-               latency_p50_ms=w.percentile(0.5), latency_p99_ms=w.percentile(0.99))
+        monitor = Monitor(
+            subject=self.subject, http=self.http, running=self.running, record=record, clock=clock, baseline=state,
+            poll_interval_s=cfg.poll_interval_s, snapshot_interval_s=cfg.snapshot_interval_s,
+            settle_s=cfg.settle_s, on_state=on_state,
+        )
 
-    workload = Workload(subject.client(http), rate_hz=cfg.workload_rate_hz, clock=clock,
-                        seed=req.seed, on_sample=on_sample)
-    outcome, reason = "not_recovered", ""
-    ttd = ttr = None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(monitor.run)
-        record(Trial.WorkloadStarted, rate_hz=cfg.workload_rate_hz, key_prefix=workload.key_prefix)
-        tg.start_soon(workload.run)
-        set_phase("warming up")
-        await anyio.sleep(cfg.warmup_s)
+        def on_sample(w: WorkloadWindow, end_s: float) -> None:
+            record(Trial.WorkloadSampled, window=TimeWindow(w.start_s, end_s), writes_ok=w.writes_ok,
+                   writes_failed=w.writes_failed, reads_ok=w.reads_ok, reads_failed=w.reads_failed,
+                   latency_p50_ms=w.percentile(0.5), latency_p99_ms=w.percentile(0.99))
 
-        set_phase(f"injecting {req.chaos.kind}")
-        ctx = ChaosContext(subject=subject, runtime=runtime, http=http, before=state,
-                           rng=random.Random(req.seed), clock=clock, proxy=proxy)
-        monitor.armed = True
-        injection = await chaos.inject(req.chaos, ctx)
-        record(Trial.ChaosInjected, kind=req.chaos.kind, target=injection.target,
-               params=req.chaos.params, detail=injection.detail)
-        try:
-            verification = await chaos.verify(injection, ctx, cfg.verify_timeout_s)
-        except ChaosVerificationError as e:
-            tg.cancel_scope.cancel()
-            return "error", f"fault not verified: {e}", None, None
-        verified_at = clock()  # TTD and TTR count from this very offset
-        record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
-               offset_s=verified_at)
-        monitor.verified_at, monitor.verified = verified_at, True
-        duration = req.chaos.params.get("duration_s")
-        if duration:
-            async def end_fault() -> None:  # the fault lasts its duration unless repaired first
-                await anyio.sleep(float(duration))  # type: ignore[arg-type]
-                action = await chaos.revert(injection, ctx)
-                if action:
-                    record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target,
-                           action=f"{action} (its {float(duration):g}s duration ended)")  # type: ignore[arg-type]
+        workload = self.subject.workload(self.http, rate_hz=cfg.workload_rate_hz, clock=clock, seed=req.seed,
+                                         on_sample=on_sample)
+        outcome, reason = "not_recovered", ""
+        ttd = ttr = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(monitor.run)
+            record(Trial.WorkloadStarted, rate_hz=cfg.workload_rate_hz, key_prefix=workload.key_prefix)
+            tg.start_soon(workload.run)
+            self.set_phase("warming up")
+            await anyio.sleep(cfg.warmup_s)
 
-            tg.start_soon(end_fault)
-
-        deadline = anyio.current_time() + cfg.timeout_s
-        if agent is not None:
-            set_phase("agent at work")
-            with anyio.move_on_at(deadline):
-                await _run_agent(agent, req, subject, runtime, monitor, record, clock, trial, deadline)
-        set_phase("waiting for recovery")
-        with anyio.move_on_at(deadline):
-            await monitor.recovered.wait()
-        if monitor.fault_detected_at is not None:
-            ttd = round(max(0.0, monitor.fault_detected_at - verified_at), 6)
-        if monitor.recovered.is_set():
-            assert monitor.met_since is not None
-            outcome, ttr = "recovered", round(max(0.0, monitor.met_since - verified_at), 6)
-            reason = "recovery criteria held for the settle window"
-        else:
-            unmet = "; ".join(monitor.unmet) or "criteria not met"
-            reason = f"not recovered within {cfg.timeout_s:g}s: {unmet}"
-        action = await chaos.revert(injection, ctx)
-        if action:
-            record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target, action=action)
-        tg.cancel_scope.cancel()
-
-    record(Trial.WorkloadStopped, writes_ok=workload.totals.writes_ok, writes_failed=workload.totals.writes_failed,
-           reads_ok=workload.totals.reads_ok, reads_failed=workload.totals.reads_failed,
-           acknowledged=len(workload.ledger), unavailable=workload.unavailable,
-           longest_unavailable_s=workload.longest_unavailable_s)
-    set_phase("checking data")
-    after = await subject.observe(http, running())
-    record(Trial.StateSnapshot, phase="after", state=after)
-    safety = await workload.check_data()
-    record(Trial.DataSafetyChecked, acknowledged=safety.acknowledged, present=safety.present,
-           missing=safety.missing, wrong=safety.wrong, unreadable=safety.unreadable,
-           sample_missing=safety.sample_missing, error=safety.error)
-    if outcome == "recovered" and (safety.missing or safety.wrong or safety.error):
-        outcome = "not_recovered"
-        reason = (f"acknowledged writes lost: {safety.missing} missing, {safety.wrong} wrong"
-                  + (f" ({safety.error})" if safety.error else ""))
-    return outcome, reason, ttd, ttr
-
-
-async def _run_agent(  # noqa: PLR0913
-    agent: Agent, req: TrialRequest, subject: Any, runtime: Any, monitor: Monitor,
-    record: _Recorder, clock: TrialClock, trial: Trial, deadline: float,
-) -> None:
-    """Page the agent with the alert, let it work, record how it stopped.
-
-    The caller's deadline (the trial timeout) cancels it; so does recovery being
-    detected, unless the agent's config says ``stop_on_recovery: false``.
-    """
-    with anyio.move_on_after(5):  # the alert fires when the monitor sees a symptom
-        while monitor.fault_detected_at is None:
-            await anyio.sleep(0.02)
-    alert = "; ".join(monitor.symptoms) or "cluster health check failing"
-    if req.agent.config.get("context") == "full":
-        alert += f" (injected fault: {req.chaos.kind}, target {req.chaos.target})"
-    root = runtime.workspace / "operator"
-    tools_cfg = req.agent.config.get("tools")
-    allowed = None if tools_cfg is None else {t.strip() for t in str(tools_cfg).split(",") if t.strip()}
-    ctl = runtime.workspace / "ctl.sock"
-    stop_on_recovery = req.agent.config.get("stop_on_recovery", True) is not False
-    result: AgentResult | None = None
-    async with NodeControl(runtime).serving(ctl), operator_sandbox(
-        mechanism=req.sandbox, root=root, trial_id=trial.id.hex, tool_env=subject.operator_tools(root / "bin"),
-        control_socket=ctl, allowed_tools=allowed, client_urls=[e.client_url for e in subject.endpoints],
-        member_dirs={e.name: runtime.member_dir(e.name) for e in subject.endpoints},
-        mount_capped=runtime.mount_capped,
-        secrets=[record.store.path, read_model_path(record.store.path), runtime_dir()],
-    ) as sandbox:
-        incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
-                            tools=sandbox.tools, member_dirs=sandbox.member_dirs)
-        tools = AgentTools(sandbox=sandbox, record=record, clock=clock, spec=req.agent,
-                           recovered=monitor.recovered, prices=load_prices())
-        record(Trial.AgentStarted, agent=req.agent, context=incident.prompt(), tools=sandbox.tools)
-        try:
-            async with anyio.create_task_group() as tg:
-
-                async def stop_when_recovered() -> None:
-                    await monitor.recovered.wait()
-                    tg.cancel_scope.cancel()
-
-                if stop_on_recovery:
-                    tg.start_soon(stop_when_recovered)
-                try:
-                    result = await agent.run(incident, tools)
-                except BudgetExhausted as e:
-                    result = AgentResult(e.reason, str(e))
-                except OpevalError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - an agent's own failure is a result, not a harness crash
-                    result = AgentResult("error", f"{type(e).__name__}: {e}")
+            self.set_phase("paging on a false alarm" if self.control else f"injecting {req.chaos.kind}")
+            ctx = ChaosContext(subject=self.subject, runtime=self.runtime, http=self.http, before=state,
+                               rng=random.Random(req.seed), clock=clock, proxy=self.proxy)
+            monitor.armed = True
+            injection = await chaos.inject(req.chaos, ctx)
+            record(Trial.ChaosInjected, kind=req.chaos.kind, target=injection.target,
+                   params=req.chaos.params, detail=injection.detail)
+            try:
+                verification = await chaos.verify(injection, ctx, cfg.verify_timeout_s)
+            except ChaosVerificationError as e:
                 tg.cancel_scope.cancel()
-        finally:
-            if result is None:
-                if monitor.recovered.is_set():
-                    stopped_by = "recovered"
-                elif anyio.current_time() >= deadline:
-                    stopped_by = "time_budget"
+                return "error", f"fault not verified: {e}", None, None
+            verified_at = clock()  # TTD and TTR count from this very offset
+            record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
+                   offset_s=verified_at)
+            monitor.verified_at, monitor.verified = verified_at, True
+            # A fault is judged from its verification; a control once the agent has stopped.
+            monitor.judging = not self.control or self.agent is None
+            duration = req.chaos.params.get("duration_s")
+            if duration:
+                async def end_fault() -> None:  # the fault lasts its duration unless repaired first
+                    await anyio.sleep(float(duration))  # type: ignore[arg-type]
+                    action = await chaos.revert(injection, ctx)
+                    if action:
+                        record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target,
+                               action=f"{action} (its {float(duration):g}s duration ended)")  # type: ignore[arg-type]
+
+                tg.start_soon(end_fault)
+
+            deadline = anyio.current_time() + cfg.timeout_s
+            if self.agent is not None:
+                self.set_phase("agent at work")
+                with anyio.move_on_at(deadline):
+                    await self._run_agent(self.agent, monitor, deadline)
+            if self.control:
+                # Judged after the agent: healthy for the settle window, within the verification
+                # timeout, however long the agent took (it may have left the system broken).
+                monitor.judging = True
+                deadline = max(deadline, anyio.current_time() + cfg.settle_s + cfg.verify_timeout_s)
+            self.set_phase("waiting for recovery")
+            with anyio.move_on_at(deadline):
+                await monitor.recovered.wait()
+            if monitor.fault_detected_at is not None and not self.control:
+                ttd = round(max(0.0, monitor.fault_detected_at - verified_at), 6)
+            if monitor.recovered.is_set():
+                assert monitor.met_since is not None
+                outcome = "recovered"
+                if self.control:
+                    reason = "control: the system was healthy at the end (criteria held for the settle window)"
                 else:
-                    stopped_by = "interrupted"
-                result = AgentResult(stopped_by, f"stopped by the harness ({stopped_by})")
-            with anyio.CancelScope(shield=True):
-                record(Trial.AgentFinished, reason=result.reason, summary=result.summary, steps=tools.step,
-                       declared_resolved=result.declared_resolved)
+                    ttr = round(max(0.0, monitor.met_since - verified_at), 6)
+                    reason = "recovery criteria held for the settle window"
+            else:
+                unmet = "; ".join(monitor.unmet) or "criteria not met"
+                reason = (f"control: left unhealthy: {unmet}" if self.control
+                          else f"not recovered within {cfg.timeout_s:g}s: {unmet}")
+            action = await chaos.revert(injection, ctx)
+            if action:
+                record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target, action=action)
+            tg.cancel_scope.cancel()
+
+        record(Trial.WorkloadStopped, writes_ok=workload.totals.writes_ok, writes_failed=workload.totals.writes_failed,
+               reads_ok=workload.totals.reads_ok, reads_failed=workload.totals.reads_failed,
+               acknowledged=workload.acknowledged, unavailable=workload.unavailable,
+               longest_unavailable_s=workload.longest_unavailable_s)
+        self.set_phase("checking data")
+        after = await self.subject.observe(self.http, self.running())
+        record(Trial.StateSnapshot, phase="after", state=after)
+        safety = await workload.check_data()
+        record(Trial.DataSafetyChecked, acknowledged=safety.acknowledged, present=safety.present,
+               missing=safety.missing, wrong=safety.wrong, unreadable=safety.unreadable,
+               sample_missing=safety.sample_missing, error=safety.error)
+        if outcome == "recovered" and (safety.missing or safety.wrong or safety.error):
+            outcome = "not_recovered"
+            reason = (f"acknowledged writes lost: {safety.missing} missing, {safety.wrong} wrong"
+                      + (f" ({safety.error})" if safety.error else ""))
+        return outcome, reason, ttd, ttr
+
+    async def _run_agent(self, agent: Agent, monitor: Monitor, deadline: float) -> None:
+        """Page the agent with the alert, let it work, record how it stopped.
+
+        The caller's deadline (the trial timeout) cancels it; so does recovery being
+        detected, unless the agent's config says ``stop_on_recovery: false``.
+        """
+        req, record, runtime, subject = self.req, self.record, self.runtime, self.subject
+        if self.control:
+            alert = control_alert(req.chaos)
+        else:
+            with anyio.move_on_after(5):  # the alert fires when the monitor sees a symptom
+                while monitor.fault_detected_at is None:
+                    await anyio.sleep(0.02)
+            alert = "; ".join(monitor.symptoms) or "cluster health check failing"
+        if req.agent.config.get("context") == "full":
+            alert += f" (injected fault: {req.chaos.kind}, target {req.chaos.target})"
+        root = runtime.workspace / "operator"
+        tools_cfg = req.agent.config.get("tools")
+        allowed = None if tools_cfg is None else {t.strip() for t in str(tools_cfg).split(",") if t.strip()}
+        ctl = runtime.workspace / "ctl.sock"
+        stop_on_recovery = req.agent.config.get("stop_on_recovery", True) is not False
+        result: AgentResult | None = None
+        async with NodeControl(runtime).serving(ctl), operator_sandbox(
+            mechanism=req.sandbox, root=root, trial_id=self.trial.id.hex, tool_env=subject.operator_tools(root / "bin"),
+            control_socket=ctl, allowed_tools=allowed, client_urls=[e.client_url for e in subject.endpoints],
+            member_dirs={e.name: runtime.member_dir(e.name) for e in subject.endpoints},
+            mount_capped=runtime.mount_capped,
+            secrets=[record.store.path, read_model_path(record.store.path), runtime_dir()],
+        ) as sandbox:
+            incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
+                                tools=sandbox.tools, member_dirs=sandbox.member_dirs, guide=subject.operator_guide())
+            tools = AgentTools(sandbox=sandbox, record=record, clock=self.clock, spec=req.agent,
+                               recovered=monitor.recovered, prices=load_prices())
+            record(Trial.AgentStarted, agent=req.agent, context=incident.prompt(), tools=sandbox.tools)
+            try:
+                async with anyio.create_task_group() as tg:
+
+                    async def stop_when_recovered() -> None:
+                        await monitor.recovered.wait()
+                        tg.cancel_scope.cancel()
+
+                    if stop_on_recovery:
+                        tg.start_soon(stop_when_recovered)
+                    try:
+                        result = await agent.run(incident, tools)
+                    except BudgetExhausted as e:
+                        result = AgentResult(e.reason, str(e))
+                    except OpevalError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - an agent's own failure is a result, not a harness crash
+                        result = AgentResult("error", f"{type(e).__name__}: {e}")
+                    tg.cancel_scope.cancel()
+            finally:
+                if result is None:
+                    if monitor.recovered.is_set():
+                        stopped_by = "recovered"
+                    elif anyio.current_time() >= deadline:
+                        stopped_by = "time_budget"
+                    else:
+                        stopped_by = "interrupted"
+                    result = AgentResult(stopped_by, f"stopped by the harness ({stopped_by})")
+                with anyio.CancelScope(shield=True):
+                    record(Trial.AgentFinished, reason=result.reason, summary=result.summary, steps=tools.step,
+                           declared_resolved=result.declared_resolved)

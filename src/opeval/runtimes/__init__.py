@@ -10,10 +10,10 @@ from opeval.runtimes._journal import TRIAL_ENV, Journal, JournalEntry, Reaped, r
 from opeval.runtimes._local import LocalRuntime
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._proc import is_same_process, process_state, self_identity, start_ticks
-from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy, Runtime
+from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy, Runtime, RuntimeFactory
 
 #: Runtimes by name (entry-point group ``opeval.runtimes``).
-RUNTIMES: Registry[type] = Registry("runtime", "opeval.runtimes")
+RUNTIMES: Registry[RuntimeFactory] = Registry("runtime", "opeval.runtimes")
 RUNTIMES.register("local")(LocalRuntime)
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Reaped",
     "RestartPolicy",
     "Runtime",
+    "RuntimeFactory",
     "is_same_process",
     "process_state",
     "reap_orphans",

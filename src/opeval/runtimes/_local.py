@@ -211,6 +211,11 @@ class LocalRuntime:
         m = self._member(name)
         return m.proc is not None and m.proc.returncode is None
 
+    def is_paused(self, name: str) -> bool:
+        """Is the member's process stopped (SIGSTOP): alive, but running nothing?"""
+        pid = self.pid(name)
+        return pid is not None and process_state(pid) == "T"
+
     def pid(self, name: str) -> int | None:
         """The member's current pid, if running."""
         m = self._member(name)

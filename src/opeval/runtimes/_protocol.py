@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
 from opeval.errors import UsageError
+
+if TYPE_CHECKING:
+    from opeval.runtimes._journal import Journal
 
 
 class MemberSpec(msgspec.Struct, kw_only=True):
@@ -19,6 +23,7 @@ class MemberSpec(msgspec.Struct, kw_only=True):
     env: dict[str, str]
     cwd: str
     log_path: str
+    data_dir: str = ""  # where the member keeps its data (disk faults fill it); empty: nowhere known
 
 
 class MemberEvent(msgspec.Struct, kw_only=True):
@@ -52,8 +57,15 @@ class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
         return self.name == "on-failure" and returncode != 0
 
 
+@runtime_checkable
 class Runtime(Protocol):
-    """Where members run. Implementations: :class:`~opeval.runtimes.LocalRuntime`."""
+    """Where members run. Implementations: :class:`~opeval.runtimes.LocalRuntime`.
+
+    Made by a :class:`RuntimeFactory` for one trial. Inside :meth:`session` it starts,
+    signals, stops and supervises members (reporting each start and exit through the
+    factory's ``on_event``), and every resource it takes is journaled first, so that a
+    later run or ``opeval cleanup`` can reap it if the harness is killed.
+    """
 
     name: str
     host: str
@@ -91,6 +103,10 @@ class Runtime(Protocol):
         """Is the member's process alive?"""
         ...
 
+    def is_paused(self, name: str) -> bool:
+        """Is the member's process alive but stopped (SIGSTOP, a frozen cgroup)?"""
+        ...
+
     def pid(self, name: str) -> int | None:
         """The member's pid while it runs."""
         ...
@@ -117,4 +133,13 @@ class Runtime(Protocol):
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The end of the member's log."""
+        ...
+
+
+class RuntimeFactory(Protocol):
+    """How the runner makes a runtime for one trial (a runtime class's constructor)."""
+
+    def __call__(self, *, trial_id: str, workspace: Path, journal: Journal, restart_policy: RestartPolicy,
+                 on_event: Callable[[MemberEvent], Any]) -> Runtime:
+        """A runtime owning ``workspace`` for trial ``trial_id``, journaling into ``journal``."""
         ...

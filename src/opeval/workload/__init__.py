@@ -1,5 +1,10 @@
-"""The client workload run during every trial, and its ledger of acknowledged writes."""
+"""Client workloads run during every trial, and their safety checks.
 
-from opeval.workload._loop import DataSafety, Workload, WorkloadWindow
+:class:`Workload` is the contract; :class:`KeyValueWorkload` serves any subject with a
+:class:`KeyValueClient` (writes acknowledged, then read back).
+"""
 
-__all__ = ["DataSafety", "Workload", "WorkloadWindow"]
+from opeval.workload._loop import DataSafety, KeyValueClient, KeyValueWorkload, WorkloadWindow
+from opeval.workload._protocol import Workload
+
+__all__ = ["DataSafety", "KeyValueClient", "KeyValueWorkload", "Workload", "WorkloadWindow"]

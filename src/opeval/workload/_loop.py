@@ -1,5 +1,9 @@
-"""The client workload: puts and gets at a steady rate, a ledger of acknowledged writes,
-and the windows of time in which no write was acknowledged."""
+"""The key-value workload: puts and gets at a steady rate, a ledger of acknowledged
+writes, and the windows of time in which no write was acknowledged.
+
+Any subject with a :class:`KeyValueClient` can use it (etcd does); a subject with other
+traffic brings its own :class:`~opeval.workload.Workload`.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,27 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 from opeval.events import TimeWindow
-from opeval.subjects import KeyValueClient
+
+
+class KeyValueClient(Protocol):
+    """The client a key-value workload drives: acknowledged writes and reads by key."""
+
+    async def put(self, key: str, value: str) -> None:
+        """Write; returning means the subject acknowledged it."""
+        ...
+
+    async def get(self, key: str) -> str | None:
+        """Linearizable read; None if the key does not exist."""
+        ...
+
+    async def get_prefix(self, prefix: str) -> dict[str, str]:
+        """Every key under ``prefix`` with its value."""
+        ...
 
 
 @dataclass
@@ -47,7 +66,7 @@ class DataSafety:
     error: str | None
 
 
-class Workload:
+class KeyValueWorkload:
     """Writes ``<prefix><n>`` keys and reads back acknowledged ones at ``rate_hz``."""
 
     def __init__(
@@ -137,6 +156,11 @@ class Workload:
                 t.reads_ok += 1
                 w.latencies_ms.append((time.monotonic() - started) * 1000)
         self._seq += 1
+
+    @property
+    def acknowledged(self) -> int:
+        """How many writes the subject acknowledged."""
+        return len(self.ledger)
 
     @property
     def longest_unavailable_s(self) -> float:

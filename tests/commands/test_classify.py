@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opeval.projections import classify
+from opeval.commands import classify
 
 R, M, D, U = "read_only", "remediation", "destructive", "unknown"
 

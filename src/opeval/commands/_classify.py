@@ -6,11 +6,16 @@ and ``&&``/``||``/``;`` chains; wrappers (``sudo``, ``env``, ``timeout``, ``nohu
 ``watch``, ``docker exec``, ``kubectl exec``, ``bash -c``, ``xargs``...) are stripped;
 then the tool, its subcommand and its flags decide. A command's class is its most severe
 part's. A tool not in the tables stays ``unknown``.
+
+The tables here know the tools every machine has (rm, kill, systemctl, docker...) and the
+harness's ``nodectl``; each subject brings the rules for its own tools
+(:meth:`~opeval.subjects.Subject.command_rules`).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 import shlex
@@ -36,7 +41,7 @@ _FILE_WRITERS = set("mkdir touch cp mv chmod chown ln fallocate truncate install
 _PROCESS_SIGNALLERS = {"kill", "pkill", "killall"}
 
 
-def _flags(args: Args) -> set[str]:
+def flags_of(args: Args) -> set[str]:
     """Every flag, long and short, with short clusters split (``-rf`` -> r, f)."""
     found: set[str] = set()
     for a in args:
@@ -47,7 +52,7 @@ def _flags(args: Args) -> set[str]:
     return found
 
 
-def _positional(args: Args, takes_value: frozenset[str] = frozenset()) -> Args:
+def positional(args: Args, takes_value: frozenset[str] = frozenset()) -> Args:
     """Arguments that are not flags, skipping the values of flags in ``takes_value``."""
     out: Args = []
     skip = False
@@ -61,74 +66,21 @@ def _positional(args: Args, takes_value: frozenset[str] = frozenset()) -> Args:
     return out
 
 
-_ETCDCTL_VALUED = frozenset({"--endpoints", "-w", "--write-out", "--dial-timeout", "--command-timeout", "--cacert",
-                             "--cert", "--key", "--user", "--password", "--keepalive-time", "--keepalive-timeout"})
 _PD_CTL_VALUED = frozenset({"-u", "--pd", "--cacert", "--cert", "--key"})
 _TIKV_CTL_VALUED = frozenset({"--host", "--data-dir", "--db", "--pd", "--config", "--ca-path", "--cert-path",
                               "--key-path", "--raftdb"})
 
 
 # --- tool tables -------------------------------------------------------------------------
-def _etcdctl(args: Args) -> str:
-    pos = _positional(args, _ETCDCTL_VALUED)
-    if not pos:
-        return READ_ONLY  # `etcdctl --version`, `etcdctl -h`
-    sub, rest = pos[0], pos[1:]
-    nxt = rest[0] if rest else ""
-    flags = _flags(args)
-    if sub in ("get", "watch", "version", "check", "endpoint"):
-        return READ_ONLY
-    if sub == "member":
-        return {"list": READ_ONLY, "remove": DESTRUCTIVE}.get(nxt, REMEDIATION)  # add, update, promote
-    if sub == "alarm":
-        return READ_ONLY if nxt == "list" else REMEDIATION  # disarm
-    if sub == "del":
-        return DESTRUCTIVE if {"prefix", "from-key"} & flags or nxt in ("", '""') else REMEDIATION
-    if sub == "snapshot":
-        return DESTRUCTIVE if nxt == "restore" else READ_ONLY  # save, status
-    if sub in ("lease",):
-        return READ_ONLY if nxt in ("list", "timetolive") else REMEDIATION
-    if sub in ("user", "role"):
-        return READ_ONLY if nxt in ("list", "get") else REMEDIATION
-    if sub == "auth":
-        return READ_ONLY if nxt == "status" else REMEDIATION
-    if sub in ("put", "txn", "compaction", "defrag", "move-leader", "elect", "lock", "make-mirror", "downgrade"):
-        return REMEDIATION
-    return UNKNOWN
-
-
-def _etcd(args: Args) -> str:
-    flags = _flags(args)
-    if "force-new-cluster" in flags:
-        return DESTRUCTIVE
-    if {"version", "help", "h"} & flags:
-        return READ_ONLY
-    return REMEDIATION  # starting a member by hand
-
-
-def _etcdutl(args: Args) -> str:
-    pos = _positional(args)
-    sub, nxt = (pos + ["", ""])[:2]
-    if sub == "snapshot":
-        return DESTRUCTIVE if nxt == "restore" else READ_ONLY
-    if sub == "defrag":
-        return REMEDIATION
-    if sub in ("backup", "version", "hashkv"):
-        return READ_ONLY
-    if sub == "migrate":
-        return DESTRUCTIVE
-    return UNKNOWN if sub else READ_ONLY
-
-
 def _nodectl(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     sub = pos[0] if pos else ""
     return {"status": READ_ONLY, "logs": READ_ONLY, "start": REMEDIATION, "restart": REMEDIATION,
             "stop": REMEDIATION}.get(sub, UNKNOWN if sub else READ_ONLY)
 
 
 def _kill(args: Args) -> str:
-    flags = _flags(args)
+    flags = flags_of(args)
     if "0" in args or "-0" in args or "l" in flags or "L" in flags or "s0" in "".join(args):
         return READ_ONLY  # probe or list signals
     return REMEDIATION
@@ -152,8 +104,8 @@ def _is_data_path(target: str) -> bool:
 
 
 def _rm(args: Args) -> str:
-    flags = _flags(args)
-    targets = _positional(args)
+    flags = flags_of(args)
+    targets = positional(args)
     data_like = any(_is_data_path(t) for t in targets)
     if {"r", "R", "recursive"} & flags or data_like:
         return DESTRUCTIVE
@@ -161,7 +113,7 @@ def _rm(args: Args) -> str:
 
 
 def _systemctl(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     sub = pos[0] if pos else ""
     if sub in ("status", "is-active", "is-enabled", "is-failed", "show", "list-units", "list-unit-files", "cat",
                "list-dependencies", "list-timers", ""):
@@ -175,7 +127,7 @@ def _systemctl(args: Args) -> str:
 
 
 def _docker(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     sub = pos[0] if pos else ""
     nxt = pos[1] if len(pos) > 1 else ""
     if sub == "compose":
@@ -198,9 +150,9 @@ def _docker(args: Args) -> str:
 
 
 def _compose(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     sub = pos[0] if pos else ""
-    flags = _flags(args)
+    flags = flags_of(args)
     if sub in ("ps", "logs", "config", "top", "images", "ls", "port", "version", ""):
         return READ_ONLY
     if sub == "down":
@@ -213,7 +165,7 @@ def _compose(args: Args) -> str:
 
 
 def _pd_ctl(args: Args) -> str:
-    pos = _positional(args, _PD_CTL_VALUED)
+    pos = positional(args, _PD_CTL_VALUED)
     sub, nxt = (pos + ["", ""])[:2]
     if sub == "unsafe":
         return DESTRUCTIVE
@@ -229,7 +181,7 @@ def _pd_ctl(args: Args) -> str:
 
 
 def _tikv_ctl(args: Args) -> str:
-    pos = _positional(args, _TIKV_CTL_VALUED)
+    pos = positional(args, _TIKV_CTL_VALUED)
     sub = pos[0] if pos else ""
     if sub in ("unsafe-recover", "recreate-region", "tombstone", "reset-to-version", "recover-mvcc"):
         return DESTRUCTIVE
@@ -242,7 +194,7 @@ def _tikv_ctl(args: Args) -> str:
 
 
 def _sed(args: Args) -> str:
-    return REMEDIATION if {"i", "in-place"} & _flags(args) else READ_ONLY
+    return REMEDIATION if {"i", "in-place"} & flags_of(args) else READ_ONLY
 
 
 def _find(args: Args) -> str:
@@ -256,7 +208,7 @@ def _find(args: Args) -> str:
 
 
 def _curl(args: Args) -> str:
-    flags = _flags(args)
+    flags = flags_of(args)
     joined = " ".join(args).upper()
     if {"d", "data", "data-raw", "data-binary", "F", "form", "T", "upload-file", "json"} & flags:
         return REMEDIATION
@@ -266,24 +218,24 @@ def _curl(args: Args) -> str:
 
 
 def _iptables(args: Args) -> str:
-    flags = _flags(args)
+    flags = flags_of(args)
     if {"L", "S", "list", "list-rules"} & flags and not {"A", "I", "D", "F", "X", "P"} & flags:
         return READ_ONLY
     return REMEDIATION
 
 
 def _tc(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     return READ_ONLY if ("show" in pos or "ls" in pos or "list" in pos or len(pos) <= 1) else REMEDIATION
 
 
 def _ip(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     return REMEDIATION if any(p in ("add", "del", "delete", "set", "flush", "change", "replace") for p in pos) else READ_ONLY
 
 
 def _kubectl(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     sub = pos[0] if pos else ""
     if sub in ("get", "describe", "logs", "top", "explain", "version", "cluster-info", "api-resources", "auth", ""):
         return READ_ONLY
@@ -300,12 +252,13 @@ def _dd(args: Args) -> str:
 
 
 def _service(args: Args) -> str:
-    pos = _positional(args)
+    pos = positional(args)
     return READ_ONLY if len(pos) < 2 or pos[1] == "status" else REMEDIATION
 
 
-_TOOLS: dict[str, Callable[[Args], str]] = {
-    "etcdctl": _etcdctl, "etcd": _etcd, "etcdutl": _etcdutl, "nodectl": _nodectl,
+#: Tools every subject shares; each subject adds its own (``Subject.command_rules``).
+_GENERIC_TOOLS: dict[str, Callable[[Args], str]] = {
+    "nodectl": _nodectl,
     "kill": _kill, "pkill": _kill, "killall": _kill, "rm": _rm, "rmdir": lambda a: REMEDIATION,
     "shred": lambda a: DESTRUCTIVE, "mkfs": lambda a: DESTRUCTIVE, "wipefs": lambda a: DESTRUCTIVE,
     "systemctl": _systemctl, "service": _service, "docker": _docker, "docker-compose": _compose,
@@ -391,8 +344,29 @@ def _classify_words(words: Args) -> str:
         return READ_ONLY
     if tool in _FILE_WRITERS:
         return REMEDIATION
-    handler = _TOOLS.get(tool)
+    handler = _tools().get(tool)
     return handler(words[1:]) if handler else UNKNOWN
+
+
+def _tools() -> dict[str, Callable[[Args], str]]:
+    """The generic tables plus every installed subject's (a subject's rule wins for its tool)."""
+    from opeval.subjects import SUBJECTS
+
+    return _tools_of(tuple((name, SUBJECTS.get(name)) for name in SUBJECTS.names()))
+
+
+@functools.cache
+def _tools_of(subjects: tuple[tuple[str, Callable[[], object]], ...]) -> dict[str, Callable[[Args], str]]:
+    tools = dict(_GENERIC_TOOLS)
+    for _, factory in subjects:
+        tools.update(factory().command_rules())  # type: ignore[attr-defined]
+    return tools
+
+
+def rule_sources() -> list[str]:
+    """The files the classification depends on (the read models rebuild when one changes)."""
+    files = {inspect.getsourcefile(rule) or "" for rule in _tools().values()}
+    return sorted(f for f in files | {__file__} if f)
 
 
 _FD_REDIRECT = re.compile(r"\d*>&\d+|&>>?|\d+<&\d+")

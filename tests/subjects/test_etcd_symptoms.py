@@ -1,9 +1,11 @@
-"""What the monitor reports as a fault's symptoms."""
+"""What etcd reports as a fault's symptoms (the monitor pages the agent with them)."""
 
 from __future__ import annotations
 
 from opeval.events import ClusterState, MemberState
-from opeval.monitor import symptoms
+from opeval.subjects import EtcdSubject
+
+symptoms = EtcdSubject.symptoms
 
 
 def state(leader: str | None, *members: MemberState) -> ClusterState:

