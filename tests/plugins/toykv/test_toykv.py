@@ -1,0 +1,5 @@
+from opeval.testing import SubjectContract
+
+
+class TestToyKV(SubjectContract):
+    subject_name = "toykv"
