@@ -74,7 +74,8 @@ def test_the_campaign_page_has_a_controls_section_and_marks_control_trials(clien
     section = text[text.index('<table class="data controls">'):text.index("</table>", text.index(
         '<table class="data controls">'))]
     assert "85.0%" in section and "92.5%" in section  # lowest and mean availability of the default variant
-    assert "control remediations" in text  # the ranking says how each variant did on controls
+    assert "ctl. remed." in text and "ctl. broken" in text  # the ranking says how each variant did on controls
+    assert "<span>fault trials recovered</span>" in text and "1 left broken</em>" in text
     assert "On control trials: the harm each did to a healthy system" in text
 
     sorted_page = get(client, f"/campaigns/{store.mixed}?sort=remediations&order=desc")
