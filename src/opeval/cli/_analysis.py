@@ -141,7 +141,7 @@ def _control_table(groups: list[dict[str, Any]]) -> Table:
                   title="controls (no fault): what a false alarm cost",
                   caption="control trials: no fault injected, the agent paged anyway; remediations: remediation or "
                           "destructive commands; availability from the page's clock start to the trial's end; "
-                          "left broken: the system was unhealthy at the end. " + LEFT_OUT_CAPTION)
+                          "left broken: the system was unhealthy at the end. " + CONTROL_LEFT_OUT_CAPTION)
     for g in groups:
         table.add_row(g["agent"], g["variant"], str(g["trials"]), _f(g["mean_commands"], 1),
                       _f(g["mean_remediations"], 1), str(g["destructive"]), _f(g["min_availability"]),
@@ -153,6 +153,11 @@ def _control_table(groups: list[dict[str, Any]]) -> Table:
 LEFT_OUT_COLUMNS = ("aborted", "error", "retried", "unisolated")
 LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; error trials count as "
                     "not recovered; retried: extra attempts at an index; unisolated: the agent could reach the harness")
+
+
+CONTROL_LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; a trial in error "
+                            "is not known to have left the system broken or healthy; retried: extra attempts at an "
+                            "index; unisolated: the agent could reach the harness")
 
 
 def _pct(rate: float | None) -> str:
