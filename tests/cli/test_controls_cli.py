@@ -87,3 +87,26 @@ def test_export_of_a_control_trial(store: ControlStore, tmp_path: Path) -> None:
     assert "3 commands run, 2 remediations" in md and "**Time to detect:**" not in md
     data = json.loads(opeval("export", store.quiet[:8], "--format", "json", *s).stdout)
     assert data["false_alarms"]["lost_writes"] == 2 and data["false_alarms"]["left_broken"] is False
+
+
+def test_list_gives_control_trials_no_time_to_recover(store: ControlStore) -> None:
+    rows = {r["trial_id"].replace("-", ""): r for r in json.loads(opeval("list", "--store", str(store.path),
+                                                                          "--json").stdout)}
+    assert rows[store.quiet]["outcome"] == "recovered" and rows[store.quiet]["time_to_recover_s"] is None
+    assert rows[store.baseline_control]["time_to_recover_s"] is None
+    recovered_faults = [rows[t] for t in store.faults if rows[t]["outcome"] == "recovered"]
+    assert all(r["time_to_recover_s"] is not None for r in recovered_faults)
+
+
+def test_rescore_leaves_control_trials_unscored(store: ControlStore, tmp_path: Path) -> None:
+    rules = tmp_path / "strict.yaml"
+    text = (Path(__file__).parents[2] / "projections/rules/default.yaml").read_text()
+    rules.write_text(text.replace("min_settle_s: 2.0", "min_settle_s: 9.0"))
+    r = opeval("rescore", store.mixed[:8], "--rules", str(rules), "--store", str(store.path), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {t["trial_id"]: t for t in json.loads(r.stdout)["trials"]}
+    assert len(rows) == 7
+    control = rows[store.harmful]
+    assert (control["old_score"], control["new_score"], control["delta"], control["new_recovered"]) == (
+        None, None, None, None)
+    assert all(rows[t]["delta"] is not None for t in store.faults)

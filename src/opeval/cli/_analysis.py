@@ -280,7 +280,7 @@ def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, s
         after = trial_scores(con, new, where, params)
     rows = [{"trial_id": r["trial_id"], "agent": r["agent"], "old_recovered": before[r["trial_id"]]["recovered"],
              "new_recovered": r["recovered"], "old_score": before[r["trial_id"]]["composite"],
-             "new_score": r["composite"], "delta": r["composite"] - before[r["trial_id"]]["composite"]}
+             "new_score": r["composite"], "delta": _delta(before[r["trial_id"]]["composite"], r["composite"])}
             for r in after]
     if json:
         print_json({"old_rule_set": old.key, "new_rule_set": new.key, "trials": rows})
@@ -292,6 +292,11 @@ def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, s
                       _f(r["old_score"], 2), _f(r["new_score"], 2), _f(r["delta"], 2))
     out.print(table)
     return 0
+
+
+def _delta(old: float | None, new: float | None) -> float | None:
+    # A control trial has no score under any rule set.
+    return None if old is None or new is None else new - old
 
 
 @app.command
