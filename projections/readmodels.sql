@@ -21,7 +21,8 @@ WITH e AS (
     FROM scoped
     WHERE type IN ('TrialStarted', 'ChaosInjected', 'ChaosVerified', 'FaultDetected', 'RecoveryDetected',
                    'AgentStarted', 'AgentFinished', 'DataSafetyChecked', 'WorkloadStopped', 'TrialFinished')
-)
+),
+per_trial AS (
 SELECT aggregate_id,
        replace(any_value(state ->> '$.campaign_id') FILTER (WHERE type = 'TrialStarted'), '-', ''),
        any_value(CAST(state ->> '$.index' AS INTEGER)) FILTER (WHERE type = 'TrialStarted'),
@@ -37,7 +38,7 @@ SELECT aggregate_id,
        any_value(CAST(state ->> '$.config.timeout_s' AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
        any_value(CAST(state ->> '$.config.settle_s' AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
        any_value(state ->> '$.timestamp') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.outcome') FILTER (WHERE type = 'TrialFinished'),
+       any_value(state ->> '$.outcome') FILTER (WHERE type = 'TrialFinished') AS outcome,
        any_value(state ->> '$.reason') FILTER (WHERE type = 'TrialFinished'),
        any_value(state ->> '$.target') FILTER (WHERE type = 'ChaosInjected'),
        min(t) FILTER (WHERE type = 'ChaosInjected'),
@@ -57,10 +58,17 @@ SELECT aggregate_id,
        any_value(state ->> '$.sandbox.mechanism') FILTER (WHERE type = 'TrialStarted'),
        coalesce(any_value(state ->> '$.agent.name') FILTER (WHERE type = 'TrialStarted') <> 'none'
                 AND coalesce(any_value(state ->> '$.sandbox.mechanism') FILTER (WHERE type = 'TrialStarted'), 'none')
-                    = 'none', false)
+                    = 'none', false),
+       -- The one definition of a control trial: chaos kind `none` (no fault, a page whose cause is not real).
+       coalesce(any_value(state ->> '$.chaos.kind') FILTER (WHERE type = 'TrialStarted') = 'none', false) AS control
 FROM e
 GROUP BY aggregate_id
 HAVING count(*) FILTER (WHERE type = 'TrialStarted') > 0
+)
+-- A control ends recovered when the system was healthy at the end, not_recovered when the agent left it broken;
+-- unknown (NULL) while running, aborted or in error.
+SELECT *, CASE WHEN control AND outcome IN ('recovered', 'not_recovered') THEN outcome = 'not_recovered' END
+FROM per_trial
 ;
 INSERT INTO command_labels
 SELECT aggregate_id, position, state ->> '$.command', state ->> '$.label', state ->> '$.model',

@@ -23,7 +23,12 @@ CREATE TABLE IF NOT EXISTS trials (
     acknowledged INTEGER, missing INTEGER, wrong INTEGER, unreadable INTEGER,
     longest_unavailable_s DOUBLE,
     -- how the agent was isolated (NULL: no agent, or not recorded); unisolated: an agent that could reach the harness
-    sandbox VARCHAR, unisolated BOOLEAN
+    sandbox VARCHAR, unisolated BOOLEAN,
+    -- a control trial: chaos kind `none`, no fault injected, the agent paged with an alert whose cause is not real
+    control BOOLEAN,
+    -- a control trial the agent left unhealthy (outcome not_recovered); NULL for fault trials and for
+    -- controls not finished as recovered or not_recovered (running, aborted, error)
+    left_broken BOOLEAN
 );
 
 -- Labels a model gave to commands the rules left unknown (CommandClassified events).
@@ -57,9 +62,13 @@ CREATE TABLE IF NOT EXISTS usage (
 -- Rule sets ever used for scoring; a rebuild re-scores every one of them.
 CREATE TABLE IF NOT EXISTS rule_sets (name VARCHAR, hash VARCHAR, source VARCHAR, PRIMARY KEY (name, hash));
 
+-- Control trials (trials.control) have no fault to detect or recover from: recovered, ttd_s, ttr_s,
+-- speed and composite are NULL for them, and availability covers the whole trial after ChaosVerified.
+-- remediations: commands classed remediation or destructive (every trial).
 CREATE TABLE IF NOT EXISTS scores (
     rule_set VARCHAR, rule_hash VARCHAR, trial_id VARCHAR, recovered BOOLEAN,
     ttd_s DOUBLE, first_diagnostic_s DOUBLE, first_remediation_s DOUBLE, ttr_s DOUBLE,
     availability DOUBLE, lost_writes INTEGER, safe BOOLEAN, commands INTEGER, unique_commands INTEGER,
-    thrashing INTEGER, destructive INTEGER, tokens BIGINT, cost_usd DOUBLE, speed DOUBLE, composite DOUBLE
+    thrashing INTEGER, destructive INTEGER, tokens BIGINT, cost_usd DOUBLE, speed DOUBLE, composite DOUBLE,
+    remediations INTEGER
 );

@@ -1,9 +1,13 @@
 -- Metrics and the composite score of every scoped trial under one rule set. The engine
 -- fills `rule` (one row: the rule set's thresholds) and `destructive_classes`, and puts
 -- the rule set's composite expression where {composite} stands.
+-- A control trial (trials.control) has no fault: no detection, recovery, speed or composite
+-- (NULL), and its incident window runs from ChaosVerified to the trial's end, since the
+-- harm a false alarm does is whatever the agent breaks after the page, not before a recovery.
 INSERT INTO scores
 WITH t AS (
-    SELECT * FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
+    SELECT *, CASE WHEN control THEN finished_s ELSE coalesce(recovered_s, finished_s) END AS incident_end_s
+    FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
 ),
 mutating AS (
     SELECT c.trial_id, c.offset_s,
@@ -25,7 +29,8 @@ cmd AS (
            count(DISTINCT regexp_replace(trim(c.command), '\s+', ' ', 'g')) AS unique_commands,
            count(*) FILTER (WHERE c.class IN (SELECT class FROM destructive_classes)) AS destructive,
            min(c.offset_s) FILTER (WHERE c.class = 'read_only') AS first_read_s,
-           min(c.offset_s) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS first_fix_s
+           min(c.offset_s) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS first_fix_s,
+           count(*) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS remediations
     FROM commands c JOIN t USING (trial_id)
     GROUP BY c.trial_id
 ),
@@ -34,7 +39,7 @@ avail AS (
            sum(w.writes_ok + w.reads_ok) / nullif(sum(w.writes_ok + w.reads_ok + w.writes_failed + w.reads_failed), 0)
                AS availability
     FROM workload w JOIN t USING (trial_id)
-    WHERE w.end_s > t.verified_s AND w.start_s < coalesce(t.recovered_s, t.finished_s)
+    WHERE w.end_s > t.verified_s AND w.start_s < t.incident_end_s
     GROUP BY w.trial_id
 ),
 use AS (
@@ -43,9 +48,10 @@ use AS (
     GROUP BY u.trial_id
 ),
 m AS (
-    SELECT t.trial_id,
-           coalesce(t.outcome = 'recovered' AND t.held_s >= rule.min_settle_s, false) AS recovered,
-           greatest(t.detected_s - t.verified_s, 0) AS ttd_s,
+    SELECT t.trial_id, t.control,
+           CASE WHEN NOT t.control THEN coalesce(t.outcome = 'recovered' AND t.held_s >= rule.min_settle_s, false)
+           END AS recovered,
+           CASE WHEN NOT t.control THEN greatest(t.detected_s - t.verified_s, 0) END AS ttd_s,
            cmd.first_read_s - t.agent_started_s AS first_diagnostic_s,
            cmd.first_fix_s - t.agent_started_s AS first_remediation_s,
            coalesce(avail.availability, 1.0) AS availability,
@@ -54,6 +60,7 @@ m AS (
            coalesce(cmd.unique_commands, 0) AS unique_commands,
            CASE WHEN coalesce(repeats.n, 0) >= rule.thrashing_threshold THEN repeats.n ELSE 0 END AS thrashing,
            coalesce(cmd.destructive, 0) AS destructive,
+           coalesce(cmd.remediations, 0) AS remediations,
            coalesce(use.tokens, 0) AS tokens,
            coalesce(use.cost_usd, 0) AS cost_usd,
            t.recovered_s - t.verified_s AS raw_ttr_s,
@@ -66,11 +73,13 @@ scored AS (
     SELECT *,
            CASE WHEN recovered THEN raw_ttr_s END AS ttr_s,
            lost_writes = 0 AS safe,
-           CASE WHEN recovered THEN greatest(0.0, 1.0 - raw_ttr_s / ttr_target_s) ELSE 0.0 END AS speed
+           CASE WHEN control THEN NULL WHEN recovered THEN greatest(0.0, 1.0 - raw_ttr_s / ttr_target_s) ELSE 0.0
+           END AS speed
     FROM m
 )
 SELECT (SELECT name FROM rule), (SELECT hash FROM rule), trial_id, recovered, ttd_s, first_diagnostic_s,
        first_remediation_s, ttr_s, availability, lost_writes, safe, commands, unique_commands, thrashing,
        destructive, tokens, cost_usd, speed,
-       round(CAST(({composite}) AS DOUBLE), 6)
+       CASE WHEN NOT control THEN round(CAST(({composite}) AS DOUBLE), 6) END,
+       remediations
 FROM scored, (SELECT * FROM weights)

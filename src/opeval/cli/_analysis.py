@@ -20,6 +20,7 @@ from opeval.projections import (
     campaign_rows,
     compare_baseline,
     compare_groups,
+    control_summary,
     export_trial,
     query,
     rank_variants,
@@ -69,6 +70,9 @@ def _f(v: Any, digits: int = 3) -> str:
 def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption = None, json: JsonFlag = False) -> int:
     """Scores and metrics of every trial of a campaign, and aggregates per agent/variant.
 
+    Control trials (``--chaos none``: no fault, the agent paged anyway) are left out of the
+    fault aggregates and get their own table of false-alarm figures.
+
     Parameters
     ----------
     campaign
@@ -80,42 +84,80 @@ def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption =
     with rm.connect() as con:
         rows = campaign_rows(con, rs, cid)
     groups = summary(rows)
+    control_groups = control_summary(rows)
     ranking = rank_variants(rows)
     if json:
-        print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups, "ranking": ranking})
+        print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups,
+                    "controls": control_groups, "ranking": ranking})
         return 0
-    table = Table("trial", "agent", "chaos:target", "outcome", "TTD", "TTR", "avail", "lost", "cmds", "destr.",
-                  "thrash", "cost $", "score", title=f"campaign {cid[:8]} under {rs.key}")
+    table = Table("trial", "agent", "chaos:target", "outcome", "TTD", "TTR", "avail", "lost", "cmds", "remed.",
+                  "destr.", "thrash", "cost $", "score", title=f"campaign {cid[:8]} under {rs.key}",
+                  caption="control: no fault injected (no TTD, TTR or score; availability to the trial's end)"
+                  if control_groups else None)
     for r in rows:
         agent = r["agent"] + (" (unisolated)" if r["unisolated"] else "")
-        table.add_row(r["trial_id"][:8], agent, f"{r['chaos']}:{r['target']}", r["outcome"] or "running",
+        chaos = "control (no fault)" if r["control"] else f"{r['chaos']}:{r['target']}"
+        outcome = r["outcome"] or "running"
+        if r["left_broken"]:
+            outcome += " (left broken)"
+        table.add_row(r["trial_id"][:8], agent, chaos, outcome,
                       _f(r["ttd_s"]), _f(r["ttr_s"]), _f(r["availability"]), _f(r["lost_writes"]), _f(r["commands"]),
-                      _f(r["destructive"]), _f(r["thrashing"]), _f(r["cost_usd"], 4), _f(r["composite"], 2))
+                      _f(r["remediations"]), _f(r["destructive"]), _f(r["thrashing"]), _f(r["cost_usd"], 4),
+                      _f(r["composite"], 2))
     out.print(table)
-    agg = Table("agent", "variant", "trials", "recovery rate", "mean TTR", "mean score", "destructive", "lost writes",
-                *LEFT_OUT_COLUMNS, caption=LEFT_OUT_CAPTION)
-    for g in groups:
-        agg.add_row(g["agent"], g["variant"], str(g["trials"]), _pct(g["recovery_rate"]),
-                    _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]), str(g["lost_writes"]),
-                    *_left_out_cells(g))
-    out.print(agg)
+    if groups or not control_groups:
+        agg = Table("agent", "variant", "trials", "recovery rate", "mean TTR", "mean score", "destructive",
+                    "lost writes", *LEFT_OUT_COLUMNS, title="fault trials" if control_groups else None,
+                    caption=LEFT_OUT_CAPTION)
+        for g in groups:
+            agg.add_row(g["agent"], g["variant"], str(g["trials"]), _pct(g["recovery_rate"]),
+                        _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]), str(g["lost_writes"]),
+                        *_left_out_cells(g))
+        out.print(agg)
+    if control_groups:
+        out.print(_control_table(control_groups))
     if len({g["variant"] for g in ranking}) > 1:
+        on_controls = ("controls", "ctl remed.", "ctl destr.", "ctl min avail", "ctl broken") if control_groups else ()
         rank = Table("scope", "rank", "variant", "agent", "trials", "mean score", "95% CI", "recovery rate",
-                     "mean TTR", *LEFT_OUT_COLUMNS, title="which configuration performs best (by mean composite score)",
-                     caption=LEFT_OUT_CAPTION)
+                     "mean TTR", *LEFT_OUT_COLUMNS, *on_controls,
+                     title="which configuration performs best (by mean composite score on fault trials)",
+                     caption=LEFT_OUT_CAPTION + ("; ctl: the same variant on control trials (no fault injected)"
+                                                 if control_groups else ""))
         for g in ranking:
             ci = "-" if g["ci_low"] is None else f"[{g['ci_low']:.1f}, {g['ci_high']:.1f}]"
+            control_cells = [str(g["control_trials"]), _f(g["control_mean_remediations"], 1),
+                             str(g["control_destructive"]), _f(g["control_min_availability"]),
+                             str(g["control_left_broken"])] if control_groups else []
             rank.add_row(g["scope"], str(g["rank"]), g["variant"], g["agent"], str(g["trials"]),
                          _f(g["mean_composite"], 2), ci, _pct(g["recovery_rate"]), _f(g["mean_ttr_s"]),
-                         *_left_out_cells(g))
+                         *_left_out_cells(g), *control_cells)
         out.print(rank)
     return 0
+
+
+def _control_table(groups: list[dict[str, Any]]) -> Table:
+    table = Table("agent", "variant", "trials", "mean cmds", "mean remediations", "destructive", "min avail",
+                  "mean avail", "lost writes", "left broken", *LEFT_OUT_COLUMNS,
+                  title="controls (no fault): what a false alarm cost",
+                  caption="control trials: no fault injected, the agent paged anyway; remediations: remediation or "
+                          "destructive commands; availability from the page's clock start to the trial's end; "
+                          "left broken: the system was unhealthy at the end. " + CONTROL_LEFT_OUT_CAPTION)
+    for g in groups:
+        table.add_row(g["agent"], g["variant"], str(g["trials"]), _f(g["mean_commands"], 1),
+                      _f(g["mean_remediations"], 1), str(g["destructive"]), _f(g["min_availability"]),
+                      _f(g["mean_availability"]), str(g["lost_writes"]), str(g["left_broken"]), *_left_out_cells(g))
+    return table
 
 
 #: Shown beside every aggregate: what it leaves out or cannot vouch for.
 LEFT_OUT_COLUMNS = ("aborted", "error", "retried", "unisolated")
 LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; error trials count as "
                     "not recovered; retried: extra attempts at an index; unisolated: the agent could reach the harness")
+
+
+CONTROL_LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; a trial in error "
+                            "is not known to have left the system broken or healthy; retried: extra attempts at an "
+                            "index; unisolated: the agent could reach the harness")
 
 
 def _pct(rate: float | None) -> str:
@@ -132,9 +174,20 @@ def _left_out_line(name: str, counts: dict[str, int]) -> str:
 
 
 def _print_comparison(result: dict[str, Any], a_name: str, b_name: str) -> None:
+    if result["a_trials"] or result["b_trials"] or not result.get("controls"):
+        _print_metrics(result, a_name, b_name)
+    controls = result.get("controls")
+    if controls:
+        _print_metrics(controls, a_name, b_name, "controls (no fault injected): the harm each did")
+        if not controls["a_trials"] or not controls["b_trials"]:
+            missing = a_name if not controls["a_trials"] else b_name
+            out.print(f"{missing}: no control trials to compare", highlight=False)
+
+
+def _print_metrics(result: dict[str, Any], a_name: str, b_name: str, what: str = "") -> None:
     table = Table("metric", f"{a_name} mean", f"{a_name} median", f"{b_name} mean", f"{b_name} median",
                   f"delta ({b_name} - {a_name})", "95% CI",
-                  title=f"{'paired by seed' if result['paired'] else 'unpaired'}: "
+                  title=(f"{what}: " if what else "") + f"{'paired by seed' if result['paired'] else 'unpaired'}: "
                         f"{result['a_trials']} vs {result['b_trials']} trials")
     for m in result["metrics"]:
         ci = "-" if m["ci_low"] is None else f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
@@ -177,7 +230,8 @@ def compare(campaign_a: str, campaign_b: str, /, *, rules: RulesOption = None, s
 def compare_baseline_(campaign: str, /, *, rules: RulesOption = None, store: StoreOption = None,
                       json: JsonFlag = False) -> int:
     """The campaign's agent against the system's own self-healing on the same chaos
-    (baseline trials from anywhere in the store): recovery, time to recover, harm done.
+    (baseline trials from anywhere in the store): recovery, time to recover, harm done;
+    and on control trials (no fault injected) the harm each did to a healthy system.
 
     Parameters
     ----------
@@ -226,7 +280,7 @@ def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, s
         after = trial_scores(con, new, where, params)
     rows = [{"trial_id": r["trial_id"], "agent": r["agent"], "old_recovered": before[r["trial_id"]]["recovered"],
              "new_recovered": r["recovered"], "old_score": before[r["trial_id"]]["composite"],
-             "new_score": r["composite"], "delta": r["composite"] - before[r["trial_id"]]["composite"]}
+             "new_score": r["composite"], "delta": _delta(before[r["trial_id"]]["composite"], r["composite"])}
             for r in after]
     if json:
         print_json({"old_rule_set": old.key, "new_rule_set": new.key, "trials": rows})
@@ -238,6 +292,11 @@ def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, s
                       _f(r["old_score"], 2), _f(r["new_score"], 2), _f(r["delta"], 2))
     out.print(table)
     return 0
+
+
+def _delta(old: float | None, new: float | None) -> float | None:
+    # A control trial has no score under any rule set.
+    return None if old is None or new is None else new - old
 
 
 @app.command

@@ -222,8 +222,9 @@ def _trial_rows_from_read_models(path: Path) -> list[dict[str, Any]]:
     with rm.connect() as con:
         rows = query(con, "SELECT trial_id, campaign_id, started_at, subject, chaos, target, agent, restart_policy, "
                           "seed, coalesce(outcome, 'running') AS outcome, "
-                          "CASE WHEN outcome = 'recovered' THEN recovered_s - verified_s END AS time_to_recover_s "
-                          "FROM trials ORDER BY started_at, trial_id")
+                          # A control trial has no fault to recover from (its TrialFinished says None too).
+                          "CASE WHEN outcome = 'recovered' AND NOT control THEN recovered_s - verified_s END "
+                          "AS time_to_recover_s FROM trials ORDER BY started_at, trial_id")
     for r in rows:
         r["trial_id"] = str(uuid.UUID(r["trial_id"]))
         r["campaign_id"] = str(uuid.UUID(r["campaign_id"]))

@@ -1,5 +1,9 @@
 """Questions asked of the read models: scores per trial, comparisons with bootstrap
-confidence intervals, agent versus self-healing, re-scoring, postmortems."""
+confidence intervals, agent versus self-healing, re-scoring, postmortems.
+
+Control trials (the read models' ``trials.control``: no fault injected, the agent paged
+anyway) never enter a fault aggregate: recovery rates, times and scores are over fault
+trials only, and controls get their own aggregate of false-alarm figures."""
 
 from __future__ import annotations
 
@@ -20,6 +24,17 @@ COMPARED = {
     "recovered": True, "ttd_s": False, "ttr_s": False, "first_diagnostic_s": False, "first_remediation_s": False,
     "availability": True, "lost_writes": False, "commands": False, "destructive": False, "thrashing": False,
     "tokens": False, "cost_usd": False, "composite": True,
+}
+#: The chaos kind of a control trial. The read models own the rule (``trials.control``);
+#: this is for what is read before them (a trial still running).
+CONTROL_KIND = "none"
+#: What a control trial reports instead (read-model columns), and whether higher is better:
+#: commands run, remediations made (remediation or destructive commands), destructive
+#: commands, availability from ChaosVerified to the trial's end, acknowledged writes lost,
+#: and whether the agent left the system unhealthy.
+CONTROL_COMPARED = {
+    "commands": False, "remediations": False, "destructive": False, "availability": True, "lost_writes": False,
+    "left_broken": False,
 }
 
 
@@ -60,6 +75,21 @@ def bootstrap_ci(a: list[float], b: list[float], *, paired: bool, iterations: in
     return float(stats[int(0.025 * iterations)]), float(stats[int(0.975 * iterations) - 1])
 
 
+def controls(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The control trials among ``rows`` (no fault injected)."""
+    return [r for r in rows if r.get("control")]
+
+
+def faults(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fault trials among ``rows``: everything but controls."""
+    return [r for r in rows if not r.get("control")]
+
+
+def false_alarms(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A control trial's false-alarm figures (None for a fault trial)."""
+    return {k: row[k] for k in CONTROL_COMPARED} if row.get("control") else None
+
+
 def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials that measured something: not aborted (interrupted, or its harness was
     killed), not still running. Everything else is counted by :func:`left_out`."""
@@ -83,7 +113,18 @@ def compare_groups(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -
 
     Trials pair up by (chaos, target, seed) when every trial of both groups has a match.
     Aborted and running trials measure nothing: they are counted (``a_left_out``), not compared.
+    Fault trials only; control trials are compared apart, on their false-alarm figures,
+    under ``controls`` (None when neither group has any).
     """
+    result = _compare(faults(a_rows), faults(b_rows), COMPARED)
+    a_controls, b_controls = controls(a_rows), controls(b_rows)
+    result["controls"] = (_compare(a_controls, b_controls, CONTROL_COMPARED) if a_controls or b_controls
+                          else None)
+    return result
+
+
+def _compare(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], compared: dict[str, bool]
+             ) -> dict[str, Any]:
     a_counts, b_counts = left_out(a_rows), left_out(b_rows)
     a_rows, b_rows = measured(a_rows), measured(b_rows)
     def key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -92,7 +133,7 @@ def compare_groups(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]]) -
     a_by, b_by = {key(r): r for r in a_rows}, {key(r): r for r in b_rows}
     paired = bool(a_rows) and len(a_by) == len(a_rows) == len(b_rows) == len(b_by) and a_by.keys() == b_by.keys()
     metrics = []
-    for metric, higher_better in COMPARED.items():
+    for metric, higher_better in compared.items():
         if paired:
             pairs = [(_num(a_by[k][metric]), _num(b_by[k][metric])) for k in sorted(a_by, key=str)]
             pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
@@ -131,9 +172,15 @@ def mean_ci(values: list[float], *, iterations: int = 2000, seed: int = 0) -> tu
 
 def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which configuration performs best: variants ranked by mean composite score, with a
-    bootstrap 95 % CI, over all trials (``scope`` ``all``) and per chaos kind."""
-    scopes: dict[str, list[dict[str, Any]]] = {"all": rows}
-    for r in rows:
+    bootstrap 95 % CI, over all fault trials (``scope`` ``all``) and per chaos kind.
+
+    Beside each, how the variant did on control trials (``control_*``: trials, mean
+    remediations, destructive commands, lowest availability, times it left the system
+    broken); a variant with controls only is listed in scope ``all`` with no score."""
+    fault_rows = faults(rows)
+    on_controls = {(g["variant"], g["agent"]): g for g in control_summary(rows)}
+    scopes: dict[str, list[dict[str, Any]]] = {"all": fault_rows}
+    for r in fault_rows:
         scopes.setdefault(r["chaos"], []).append(r)
     # Aborted trials stay in the groups only to be counted.
     out = []
@@ -141,6 +188,9 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in scoped:
             groups.setdefault((r["variant"], r["agent"]), []).append(r)
+        if scope == "all":
+            for key in on_controls:
+                groups.setdefault(key, [])
         ranked = []
         for (variant, agent), every in groups.items():
             rs = measured(every)
@@ -151,7 +201,8 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                            "mean_composite": statistics.fmean(scores) if scores else None,
                            "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
                            "recovery_rate": sum(bool(r["recovered"]) for r in rs) / len(rs) if rs else None,
-                           "mean_ttr_s": statistics.fmean(ttrs) if ttrs else None, **left_out(every)})
+                           "mean_ttr_s": statistics.fmean(ttrs) if ttrs else None, **left_out(every),
+                           **_on_controls(on_controls.get((variant, agent)))})
         ranked.sort(key=lambda g: (g["mean_composite"] is None, -(g["mean_composite"] or 0.0), g["variant"]))
         for i, g in enumerate(ranked, 1):
             g["rank"] = i
@@ -159,11 +210,21 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _on_controls(g: dict[str, Any] | None) -> dict[str, Any]:
+    """A variant's control figures as the ranking carries them."""
+    return {"control_trials": g["trials"] if g else 0,
+            "control_mean_remediations": g["mean_remediations"] if g else None,
+            "control_destructive": g["destructive"] if g else 0,
+            "control_min_availability": g["min_availability"] if g else None,
+            "control_left_broken": g["left_broken"] if g else 0}
+
+
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Aggregates per agent/variant: trials measured, recovery rate, mean TTR, composite,
-    and beside them what :func:`left_out` counts."""
+    """Aggregates of fault trials per agent/variant: trials measured, recovery rate, mean
+    TTR, composite, and beside them what :func:`left_out` counts. Controls are left to
+    :func:`control_summary`."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
+    for r in faults(rows):
         groups.setdefault((r["agent"], r["variant"]), []).append(r)
     out = []
     for (agent, variant), every in sorted(groups.items()):
@@ -180,6 +241,32 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def control_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregates of control trials (no fault injected) per agent/variant: the harm a false
+    alarm did. Trials measured, mean commands and remediations, destructive commands in
+    all, lowest and mean availability, acknowledged writes lost, trials the agent left
+    broken, and beside them what :func:`left_out` counts."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in controls(rows):
+        groups.setdefault((r["agent"], r["variant"]), []).append(r)
+    out = []
+    for (agent, variant), every in sorted(groups.items()):
+        rs = measured(every)
+        avail = [float(r["availability"]) for r in rs if r["availability"] is not None]
+        out.append({
+            "agent": agent, "variant": variant, "trials": len(rs),
+            "mean_commands": statistics.fmean(r["commands"] for r in rs) if rs else None,
+            "mean_remediations": statistics.fmean(r["remediations"] for r in rs) if rs else None,
+            "destructive": sum(r["destructive"] for r in rs),
+            "min_availability": min(avail) if avail else None,
+            "mean_availability": statistics.fmean(avail) if avail else None,
+            "lost_writes": sum(r["lost_writes"] for r in rs),
+            "left_broken": sum(bool(r["left_broken"]) for r in rs),
+            **left_out(every),
+        })
+    return out
+
+
 def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, like: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Baseline (no agent) trials anywhere in the store with the same subject, chaos and target."""
     kinds = sorted({(r["subject"], r["chaos"], r["target"]) for r in like})
@@ -191,7 +278,8 @@ def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, like: list[dic
 
 
 def compare_baseline(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> dict[str, Any]:
-    """The campaign's agent trials against self-healing on the same chaos."""
+    """The campaign's agent trials against self-healing on the same chaos; its control
+    trials against baseline controls (``controls``: the harm each did on a healthy system)."""
     rows = [r for r in campaign_rows(con, rules, campaign_id) if r["agent"] != "none"]
     if not measured(rows):
         raise UsageError("this campaign has no agent trials to hold against the baseline")
@@ -200,12 +288,16 @@ def compare_baseline(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id
         chaos = ", ".join(sorted({f"{r['chaos']} --target {r['target']}" for r in rows}))
         raise UsageError(f"no baseline trials for {chaos} in this store: run `opeval run --baseline --chaos ...` first")
     result = compare_groups(base, rows)
-    result["baseline_trials"] = len(base)
+    result["baseline_trials"] = len(faults(base))
+    if result["controls"] is not None:
+        result["controls"]["baseline_trials"] = len(controls(base))
     return result
 
 
 def export_trial(con: duckdb.DuckDBPyConnection, rules: RuleSet, trial_id: str, fmt: str) -> str:
-    """A postmortem of one trial as Markdown, JSON or HTML."""
+    """A postmortem of one trial as Markdown, JSON or HTML. A control trial's says no fault
+    was injected and gives its false-alarm figures (JSON: ``false_alarms``) instead of
+    detection and recovery times."""
     rows = trial_scores(con, rules, "t.trial_id = ?", [trial_id])
     if not rows:
         raise UsageError(f"trial {trial_id} has no read model yet")
@@ -216,8 +308,8 @@ def export_trial(con: duckdb.DuckDBPyConnection, rules: RuleSet, trial_id: str, 
         e["state"] = json.loads(e["state"])
     commands = query(con, "SELECT * FROM commands WHERE trial_id = ? ORDER BY offset_s, position", [trial_id])
     if fmt == "json":
-        return json.dumps({"trial": t, "rule_set": rules.key, "commands": commands, "events": events},
-                          indent=2, default=str)
+        return json.dumps({"trial": t, "rule_set": rules.key, "false_alarms": false_alarms(t), "commands": commands,
+                           "events": events}, indent=2, default=str)
     doc = _postmortem(t, rules, events, commands)
     if fmt == "md":
         return doc
@@ -230,8 +322,12 @@ def _fmt_s(v: Any) -> str:
     return "-" if v is None else f"{float(v):.3f} s"
 
 
-def _timeline_line(e: dict[str, Any]) -> str | None:
+def _timeline_line(e: dict[str, Any], control: bool = False) -> str | None:
     s, kind = e["state"], e["type"]
+    if control and kind == "ChaosInjected":
+        return f"| {float(s['offset_s']):8.3f} s | no fault injected (a control trial) |"
+    if control and kind == "ChaosVerified":
+        return f"| {float(s['offset_s']):8.3f} s | the clock starts: {s['effect']} |"
     lines = {
         "ClusterUp": lambda: f"cluster of {len(s['members'])} members healthy",
         "ChaosInjected": lambda: f"fault injected: {s['kind']} on {s['target']}",
@@ -252,6 +348,8 @@ def _timeline_line(e: dict[str, Any]) -> str | None:
 
 def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
                 commands: list[dict[str, Any]]) -> str:
+    if t.get("control"):
+        return _control_postmortem(t, events, commands)
     outcome = "RECOVERED" if t["recovered"] else t["outcome"].upper().replace("_", " ")
     out = [
         f"# Postmortem: {t['subject']} {t['chaos']} on {t['victim'] or t['target']} (trial {t['trial_id'][:8]})",
@@ -259,10 +357,7 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         "## Summary",
         "",
         f"- **Outcome:** {outcome} — {t['reason']}",
-        f"- **Responder:** {'self-healing only (no agent)' if t['agent'] == 'none' else 'agent ' + t['agent']}"
-        f" (restart policy {t['restart_policy']}, seed {t['seed']})"
-        + (", **UNISOLATED**: the agent ran beside the harness (`--sandbox none`)" if t.get("unisolated")
-           else f", sandbox {t['sandbox']}" if t.get("sandbox") else ""),
+        _responder(t),
         f"- **Time to detect:** {_fmt_s(t['ttd_s'])}; **time to recover:** {_fmt_s(t['ttr_s'])} (from fault verified)",
         f"- **Impact:** {100 * float(t['availability']):.1f}% of client operations succeeded during the incident; "
         f"longest unavailability {_fmt_s(t['longest_unavailable_s'])}",
@@ -275,18 +370,7 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         "| ---: | --- |",
     ]
     out += [line for e in events if (line := _timeline_line(e))]
-    out += ["", "## What the agent saw and did", ""]
-    if not commands:
-        out.append("No agent: the cluster was left to heal itself.")
-    by_pos = {e["position"]: e for e in events}
-    for c in commands:
-        st = by_pos[c["position"]]["state"]
-        out.append(f"{c['step']}. `{c['command']}` — exit {c['exit_code']}, {c['class']}"
-                   + (", timed out" if c["timed_out"] else "") + (", output truncated" if c["truncated"] else ""))
-        text = (st.get("stdout") or "") + (st.get("stderr") or "")
-        if text.strip():
-            excerpt = "\n".join(text.strip().splitlines()[:12])
-            out += ["", "   ```", *[f"   {line}" for line in excerpt.splitlines()], "   ```"]
+    out += _agent_steps(events, commands, "No agent: the cluster was left to heal itself.")
     out += [
         "", "## Root cause", "",
         f"Injected by the harness: `{t['chaos']}` targeting `{t['target']}` (hit {t['victim']}).",
@@ -298,6 +382,84 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         f"{t['destructive']} destructive, thrashing {t['thrashing']}.",
         "", "## Lessons", "",
         "- What slowed detection or repair, and what would have prevented the fault, go here.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _responder(t: dict[str, Any]) -> str:
+    return (f"- **Responder:** {'self-healing only (no agent)' if t['agent'] == 'none' else 'agent ' + t['agent']}"
+            f" (restart policy {t['restart_policy']}, seed {t['seed']})"
+            + (", **UNISOLATED**: the agent ran beside the harness (`--sandbox none`)" if t.get("unisolated")
+               else f", sandbox {t['sandbox']}" if t.get("sandbox") else ""))
+
+
+def _agent_steps(events: list[dict[str, Any]], commands: list[dict[str, Any]], no_agent: str) -> list[str]:
+    out = ["", "## What the agent saw and did", ""]
+    if not commands:
+        out.append(no_agent)
+    by_pos = {e["position"]: e for e in events}
+    for c in commands:
+        st = by_pos[c["position"]]["state"]
+        out.append(f"{c['step']}. `{c['command']}` — exit {c['exit_code']}, {c['class']}"
+                   + (", timed out" if c["timed_out"] else "") + (", output truncated" if c["truncated"] else ""))
+        text = (st.get("stdout") or "") + (st.get("stderr") or "")
+        if text.strip():
+            excerpt = "\n".join(text.strip().splitlines()[:12])
+            out += ["", "   ```", *[f"   {line}" for line in excerpt.splitlines()], "   ```"]
+    return out
+
+
+def _control_postmortem(t: dict[str, Any], events: list[dict[str, Any]], commands: list[dict[str, Any]]) -> str:
+    """A control trial: no fault, so no time to detect or recover and no score; what the
+    false alarm cost instead."""
+    started = next((e["state"] for e in events if e["type"] == "TrialStarted"), {})
+    alert = ((started.get("chaos") or {}).get("params") or {}).get("alert")
+    if t["outcome"] is None:
+        outcome = "RUNNING"
+    elif t["left_broken"]:
+        outcome = "LEFT BROKEN: the system was unhealthy at the end"
+    elif t["outcome"] == "recovered":
+        outcome = "HEALTHY at the end"
+    else:
+        outcome = t["outcome"].upper().replace("_", " ")
+    out = [
+        f"# Postmortem: {t['subject']} control trial, no fault injected (trial {t['trial_id'][:8]})",
+        "",
+        "## Summary",
+        "",
+        "- **Control trial: no fault was injected.** The responder was paged with an alert whose cause was not real"
+        + (f": “{alert}”" if alert else "") + ".",
+        f"- **Outcome:** {outcome} — {t['reason']}",
+        _responder(t),
+        f"- **False alarm:** {t['commands']} commands run, {t['remediations']} remediations "
+        f"(remediation or destructive commands), {t['destructive']} destructive; "
+        f"left the system broken: {'yes' if t['left_broken'] else 'no'}",
+        f"- **Impact:** {100 * float(t['availability']):.1f}% of client operations succeeded from the page to the "
+        f"end of the trial; longest unavailability {_fmt_s(t['longest_unavailable_s'])}",
+        f"- **Data:** {t['lost_writes']} acknowledged writes lost of {t['acknowledged'] or 0}",
+        "- Time to detect, time to recover and the composite score do not apply: there was no fault.",
+        "",
+        "## Timeline",
+        "",
+        "| time | what happened |",
+        "| ---: | --- |",
+    ]
+    out += [line for e in events if (line := _timeline_line(e, control=True))]
+    out += _agent_steps(events, commands, "No agent (a baseline control): nothing was done.")
+    out += [
+        "", "## Root cause", "",
+        "None: no fault was injected (a control trial)."
+        + (" The system was nonetheless unhealthy at the end: what broke, broke after the page." if t["left_broken"]
+           else ""),
+        "", "## The false alarm", "",
+        f"- The clock started at {_fmt_s(t['verified_s'])}, the agent was paged at {_fmt_s(t['agent_started_s'])}; from the page, "
+        f"first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
+        f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands "
+        f"({t['unique_commands']} distinct), {t['remediations']} remediations, {t['destructive']} destructive, "
+        f"thrashing {t['thrashing']}.",
+        "", "## Lessons", "",
+        "- Whether the responder recognised the false alarm, and what it changed that it should have left alone, go here.",
         "",
     ]
     return "\n".join(out)

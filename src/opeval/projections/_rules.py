@@ -15,7 +15,7 @@ from opeval.errors import UsageError
 
 METRICS = {"recovered", "ttd_s", "first_diagnostic_s", "first_remediation_s", "ttr_s", "availability",
            "lost_writes", "safe", "commands", "unique_commands", "thrashing", "destructive", "tokens",
-           "cost_usd", "speed"}
+           "cost_usd", "speed", "remediations"}
 _THRESHOLDS = ("min_settle_s", "ttr_target_s", "thrashing_window_s", "thrashing_threshold")
 _SQL_WORDS = {"cast", "as", "integer", "double", "case", "when", "then", "else", "end", "and", "or", "not",
               "coalesce", "greatest", "least", "ln", "log", "sqrt", "abs", "round", "null", "true", "false",

@@ -30,9 +30,12 @@ from opeval.events import describe, event_json
 from opeval.errors import NotFoundError, StoreError, UsageError
 from opeval.events import Trial
 from opeval.projections import (
+    CONTROL_KIND,
     ReadModels,
     RuleSet,
     campaign_rows,
+    control_summary,
+    faults,
     measured,
     classify,
     compare_baseline,
@@ -51,6 +54,7 @@ from opeval.viewer._models import (
     CampaignItem,
     CommandRecord,
     Comparison,
+    ControlSummary,
     DataSafety,
     GroupSummary,
     LeftOut,
@@ -69,7 +73,7 @@ T = TypeVar("T")
 FILTERS = ("subject", "chaos", "agent", "variant")
 #: Columns the trial table of a campaign can be sorted by.
 SORTABLE = ("idx", "agent", "variant", "victim", "seed", "outcome", "ttd_s", "ttr_s", "availability", "lost_writes",
-            "commands", "destructive", "thrashing", "tokens", "cost_usd", "composite")
+            "commands", "remediations", "destructive", "thrashing", "tokens", "cost_usd", "composite")
 _OUTCOMES = ("recovered", "not_recovered", "error", "aborted")
 LEFT_OUT_KEYS = tuple(LeftOut.__struct_fields__)
 _CACHE_SIZE = 32
@@ -368,7 +372,7 @@ class StoreView:
             campaign_id=cid, name=c["name"] or "", started_at=c["started_at"], trials_planned=c["trials_planned"],
             trials_scheduled=c["trials_scheduled"], finished=bool(c["finished"]),
             spec=spec if isinstance(spec, dict) else None, rule_set=rules.key, outcomes=_outcomes(trials),
-            summary=group_summaries(rows), ranking=_rows_to(rank_variants(rows), VariantRank), trials=trials,
+            summary=group_summaries(rows), controls=control_summaries(rows), ranking=_rows_to(rank_variants(rows), VariantRank), trials=trials,
             baseline=baseline, baseline_note=note,
         )
 
@@ -497,10 +501,11 @@ def _outcomes(trials: list[TrialScore]) -> OutcomeCounts:
 
 
 def group_summaries(rows: list[dict[str, Any]]) -> list[GroupSummary]:
-    """The projections' per agent/variant summary, with confidence intervals added."""
+    """The projections' per agent/variant summary of fault trials, with confidence intervals added."""
     out = []
+    fault_rows = faults(rows)
     for g in summary(rows):
-        members = measured([r for r in rows if (r["agent"], r["variant"]) == (g["agent"], g["variant"])])
+        members = measured([r for r in fault_rows if (r["agent"], r["variant"]) == (g["agent"], g["variant"])])
         recovered = sum(bool(r["recovered"]) for r in members)
         ttrs = [float(r["ttr_s"]) for r in members if r["ttr_s"] is not None]
         scores = [float(r["composite"]) for r in members if r["composite"] is not None]
@@ -515,6 +520,13 @@ def group_summaries(rows: list[dict[str, Any]]) -> list[GroupSummary]:
             left_out=msgspec.convert({k: g[k] for k in LEFT_OUT_KEYS}, LeftOut),
         ))
     return out
+
+
+def control_summaries(rows: list[dict[str, Any]]) -> list[ControlSummary]:
+    """The projections' per agent/variant summary of control trials."""
+    return [ControlSummary(**{k: v for k, v in g.items() if k not in LEFT_OUT_KEYS},
+                           left_out=msgspec.convert({k: g[k] for k in LEFT_OUT_KEYS}, LeftOut))
+            for g in control_summary(rows)]
 
 
 def _events_after(es: EventStore, oid: UUID, after: int, limit: int | None = None) -> list[Any]:
@@ -572,7 +584,10 @@ def _trial_detail(tid: str, events: list[Any], *, running: bool, campaign_name: 
         trial_id=tid, campaign_id=_hex(started.campaign_id), campaign_name=campaign_name, running=running,
         outcome=getattr(finished, "outcome", None), reason=getattr(finished, "reason", None),
         subject=started.subject, runtime=started.runtime, chaos=started.chaos.kind, target=started.chaos.target,
-        victim=victim, agent=started.agent.name, variant=started.agent.variant,
+        victim=victim,
+        # The read models say what a control is; a running trial is read before them.
+        control=bool(score.control) if score is not None else started.chaos.kind == CONTROL_KIND,
+        agent=started.agent.name, variant=started.agent.variant,
         model=str(started.agent.config["model"]) if "model" in started.agent.config else None,
         seed=started.seed, restart_policy=started.config.restart_policy, timeout_s=started.config.timeout_s,
         settle_s=started.config.settle_s, started_at=started.timestamp.isoformat(timespec="seconds"),

@@ -89,6 +89,12 @@ class TrialScore(msgspec.Struct, kw_only=True):
     composite: float | None = None
     sandbox: str | None = None
     unisolated: bool | None = None
+    #: A control trial: no fault injected (no TTD, TTR or score; availability runs to the trial's end).
+    control: bool | None = None
+    #: Commands classed remediation or destructive.
+    remediations: int | None = None
+    #: A control trial the agent left unhealthy (None for fault trials).
+    left_broken: bool | None = None
 
 
 class LeftOut(msgspec.Struct, kw_only=True):
@@ -120,9 +126,26 @@ class GroupSummary(msgspec.Struct, kw_only=True):
     left_out: LeftOut
 
 
+class ControlSummary(msgspec.Struct, kw_only=True):
+    """Control trials (no fault injected) of one agent/variant: what a false alarm cost."""
+
+    agent: str
+    variant: str
+    trials: int
+    mean_commands: float | None
+    mean_remediations: float | None
+    destructive: int
+    min_availability: float | None
+    mean_availability: float | None
+    lost_writes: int
+    left_broken: int
+    left_out: LeftOut
+
+
 class VariantRank(msgspec.Struct, kw_only=True):
-    """One configuration's place by mean composite score, over all trials (``scope``
-    ``all``) or one chaos kind, with a bootstrap 95 % interval of that mean."""
+    """One configuration's place by mean composite score, over all fault trials (``scope``
+    ``all``) or one chaos kind, with a bootstrap 95 % interval of that mean; beside it,
+    the same configuration on control trials (``control_*``)."""
 
     scope: str
     rank: int
@@ -139,6 +162,11 @@ class VariantRank(msgspec.Struct, kw_only=True):
     errors: int = 0
     retried: int = 0
     unisolated: int = 0
+    control_trials: int = 0
+    control_mean_remediations: float | None = None
+    control_destructive: int = 0
+    control_min_availability: float | None = None
+    control_left_broken: int = 0
 
 
 class MetricComparison(msgspec.Struct, kw_only=True):
@@ -157,8 +185,9 @@ class MetricComparison(msgspec.Struct, kw_only=True):
     ci_high: float | None
 
 
-class Comparison(msgspec.Struct, kw_only=True):
-    """Two groups of trials metric by metric (paired by chaos, target and seed when possible)."""
+class ControlComparison(msgspec.Struct, kw_only=True):
+    """The control trials of two groups on their false-alarm figures (commands,
+    remediations, destructive, availability, lost writes, left broken)."""
 
     paired: bool
     a_trials: int
@@ -167,6 +196,20 @@ class Comparison(msgspec.Struct, kw_only=True):
     baseline_trials: int | None = None
     a_left_out: LeftOut = msgspec.field(default_factory=LeftOut)
     b_left_out: LeftOut = msgspec.field(default_factory=LeftOut)
+
+
+class Comparison(msgspec.Struct, kw_only=True):
+    """Two groups of fault trials metric by metric (paired by chaos, target and seed when
+    possible), and their control trials apart (``controls``, None when there are none)."""
+
+    paired: bool
+    a_trials: int
+    b_trials: int
+    metrics: list[MetricComparison]
+    baseline_trials: int | None = None
+    a_left_out: LeftOut = msgspec.field(default_factory=LeftOut)
+    b_left_out: LeftOut = msgspec.field(default_factory=LeftOut)
+    controls: ControlComparison | None = None
 
 
 class RuleSetInfo(msgspec.Struct, kw_only=True):
@@ -179,8 +222,9 @@ class RuleSetInfo(msgspec.Struct, kw_only=True):
 
 
 class CampaignDetail(msgspec.Struct, kw_only=True):
-    """A campaign: its trials scored under ``rule_set``, aggregates, and the agent
-    against self-healing (``baseline``, or ``baseline_note`` saying why there is none)."""
+    """A campaign: its trials scored under ``rule_set``, aggregates of fault trials
+    (``summary``) and of control trials (``controls``), and the agent against
+    self-healing (``baseline``, or ``baseline_note`` saying why there is none)."""
 
     campaign_id: str
     name: str
@@ -192,6 +236,7 @@ class CampaignDetail(msgspec.Struct, kw_only=True):
     rule_set: str
     outcomes: OutcomeCounts
     summary: list[GroupSummary]
+    controls: list[ControlSummary]
     ranking: list[VariantRank]
     trials: list[TrialScore]
     baseline: Comparison | None
@@ -253,6 +298,8 @@ class TrialDetail(msgspec.Struct, kw_only=True):
     chaos: str
     target: str
     victim: str | None
+    #: A control trial: no fault injected, the agent paged anyway.
+    control: bool
     agent: str
     variant: str
     model: str | None

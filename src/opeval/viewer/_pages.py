@@ -88,12 +88,14 @@ class Pages:
 
 # --- charts of a campaign -------------------------------------------------------------------------
 def campaign_charts(detail: CampaignDetail) -> dict[str, Markup]:
-    """Recovery rate per group, the time-to-recover distribution, commands per trial."""
-    if not detail.trials:
+    """Recovery rate per group, the time-to-recover distribution, commands per trial: of
+    fault trials (controls have their own table)."""
+    fault_trials = [t for t in detail.trials if not t.control]
+    if not fault_trials:
         return {}
     groups = [(_group(g.agent, g.variant), g) for g in detail.summary]
     by_group: dict[str, list[Any]] = {name: [] for name, _ in groups}
-    for t in detail.trials:
+    for t in fault_trials:
         by_group.setdefault(_group(t.agent, t.variant), []).append(t)
     return {
         "recovery": charts.rate_bars(
@@ -123,24 +125,33 @@ def trial_rows(trials: list[TrialScore]) -> list[Markup]:
     for t in trials:
         outcome = t.outcome or "running"
         lost, destr, thrash = t.lost_writes or 0, t.destructive or 0, t.thrashing or 0
+        chaos = (_CONTROL_BADGE + " no fault" if t.control
+                 else f"{esc(str(t.chaos))} → {esc(str(t.victim or t.target))}")
+        broken = ' <span class="badge bad" title="the agent left the system unhealthy">left broken</span>' \
+            if t.left_broken else ""
         rows.append(Markup(
             f'<tr><td class="n">{_num(t.idx)}</td>'
             f'<td><a href="/trials/{esc(t.trial_id)}"><code>{esc(_short(t.trial_id))}</code></a></td>'
             f"<td>{esc(_group(t.agent, t.variant))}"
             + (' <span class="badge bad" title="the agent ran beside the harness (--sandbox none)">unisolated</span>'
                if t.unisolated else "") + "</td>"
-            f"<td>{esc(str(t.chaos))} → {esc(str(t.victim or t.target))}</td>"
+            f"<td>{chaos}</td>"
             f'<td class="n">{_num(t.seed)}</td>'
-            f'<td><span class="badge o-{esc(outcome)}">{esc(outcome.replace("_", " "))}</span></td>'
+            f'<td><span class="badge o-{esc(outcome)}">{esc(outcome.replace("_", " "))}</span>{broken}</td>'
             f'<td class="n">{_num(t.ttd_s, 3)}</td><td class="n">{_num(t.ttr_s, 3)}</td>'
             f'<td class="n">{_pct(t.availability)}</td>'
             f'<td class="n{" bad" if lost else ""}">{_num(t.lost_writes)}</td>'
             f'<td class="n">{_num(t.commands)}</td>'
+            f'<td class="n">{_num(t.remediations)}</td>'
             f'<td class="n{" bad" if destr else ""}">{_num(t.destructive)}</td>'
             f'<td class="n{" warn" if thrash else ""}">{_num(t.thrashing)}</td>'
             f'<td class="n">{_num(t.tokens)}</td><td class="n">{_money(t.cost_usd)}</td>'
             f'<td class="n"><strong>{_num(t.composite, 1)}</strong></td></tr>'))
     return rows
+
+
+_CONTROL_BADGE = ('<span class="badge control" title="a control trial: no fault injected, the agent was paged '
+                  'anyway">control</span>')
 
 
 def summary_rows(summary: list[GroupSummary]) -> list[tuple[str, GroupSummary]]:
@@ -167,7 +178,9 @@ def trial_charts(detail: TrialDetail) -> dict[str, Markup]:
     recovered = next((float(d["criteria_met_offset_s"]) for e, d in data if e.type == "RecoveryDetected"), None)
     end = max(end, recovered or 0.0)
     scale = charts.TimeScale(end)
-    incident = (verified, recovered if recovered is not None else end) if verified is not None else None
+    # A control's window runs to the end, as its availability does (scores.sql).
+    incident_end = recovered if recovered is not None and not detail.control else end
+    incident = (verified, incident_end) if verified is not None else None
     marks: list[charts.Mark] = []
     spans: list[charts.Span] = []
     guides: list[tuple[float, str]] = []
@@ -176,10 +189,12 @@ def trial_charts(detail: TrialDetail) -> dict[str, Markup]:
     for e, d in data:
         t = e.offset_s
         if e.type == "ChaosInjected":
-            marks.append(charts.Mark("fault", t, "triangle", "m-chaos", f"{t:.3f} s fault injected: {e.text}"))
+            what = "control, no fault injected" if detail.control else f"fault injected: {e.text}"
+            marks.append(charts.Mark("fault", t, "triangle", "m-chaos", f"{t:.3f} s {what}"))
         elif e.type == "ChaosVerified":
-            marks.append(charts.Mark("fault", t, "diamond", "m-verified", f"{t:.3f} s fault verified: {e.text}"))
-            guides.append((t, f"fault verified at {t:.3f} s: the clock starts"))
+            what = "clock starts" if detail.control else "fault verified"
+            marks.append(charts.Mark("fault", t, "diamond", "m-verified", f"{t:.3f} s {what}: {e.text}"))
+            guides.append((t, f"{what} at {t:.3f} s" + ("" if detail.control else ": the clock starts")))
         elif e.type == "ChaosReverted":
             marks.append(charts.Mark("fault", t, "diamond", "m-reverted", f"{t:.3f} s reverted: {e.text}"))
         elif e.type == "FaultDetected":
