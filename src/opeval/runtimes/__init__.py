@@ -10,7 +10,14 @@ from opeval.runtimes._journal import TRIAL_ENV, Journal, JournalEntry, Reaped, r
 from opeval.runtimes._local import LocalRuntime
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._proc import is_same_process, process_state, self_identity, start_ticks
-from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy, Runtime, RuntimeFactory
+from opeval.runtimes._protocol import (
+    MemberEvent,
+    MemberSpec,
+    RestartPolicy,
+    Runtime,
+    RuntimeFactory,
+    supervisor_state,
+)
 
 #: Runtimes by name (entry-point group ``opeval.runtimes``).
 RUNTIMES: Registry[RuntimeFactory] = Registry("runtime", "opeval.runtimes")
@@ -35,4 +42,5 @@ __all__ = [
     "runtime_dir",
     "self_identity",
     "start_ticks",
+    "supervisor_state",
 ]

@@ -20,7 +20,7 @@ from opeval.errors import EnvironmentProblem, UsageError
 from opeval.runtimes._journal import TRIAL_ENV, Journal, unmount
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._proc import pids_with_env, process_state
-from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy
+from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy, supervisor_state
 
 
 @dataclass
@@ -229,14 +229,8 @@ class LocalRuntime:
         """``running``, ``paused (stopped)`` (SIGSTOP), ``stopped`` (on purpose),
         ``exited (signal 9)`` or ``exited (code 1)``."""
         m = self._member(name)
-        if self.is_running(name):
-            return "paused (stopped)" if m.pid is not None and process_state(m.pid) == "T" else "running"
-        if not m.wanted:
-            return "stopped"
-        rc = m.last_exit
-        if rc is None:
-            return "starting"
-        return f"exited (signal {-rc})" if rc < 0 else f"exited (code {rc})"
+        return supervisor_state(running=self.is_running(name), paused=self.is_paused(name), wanted=m.wanted,
+                                last_exit=m.last_exit)
 
     def members(self) -> list[str]:
         """Every member started so far, in start order."""

@@ -57,6 +57,19 @@ class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
         return self.name == "on-failure" and returncode != 0
 
 
+def supervisor_state(*, running: bool, paused: bool, wanted: bool, last_exit: int | None) -> str:
+    """A member's state in a supervisor's words, the same for every runtime (``nodectl status``
+    shows it and runbooks read it): ``running``, ``paused (stopped)``, ``stopped`` (on
+    purpose), ``starting``, ``exited (signal 9)`` or ``exited (code 1)``."""
+    if running:
+        return "paused (stopped)" if paused else "running"
+    if not wanted:
+        return "stopped"
+    if last_exit is None:
+        return "starting"
+    return f"exited (signal {-last_exit})" if last_exit < 0 else f"exited (code {last_exit})"
+
+
 @runtime_checkable
 class Runtime(Protocol):
     """Where members run. Implementations: :class:`~opeval.runtimes.LocalRuntime`.

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 
 from opeval.errors import UsageError
 from opeval.events import ClusterState, MemberEndpoint, MemberState
-from opeval.runtimes import Journal, MemberEvent, MemberSpec, PortLease, RestartPolicy, Runtime
+from opeval.runtimes import Journal, MemberEvent, MemberSpec, PortLease, RestartPolicy, Runtime, supervisor_state
 from opeval.subjects import SubjectBase
 from opeval.workload import KeyValueWorkload, WorkloadWindow
 
@@ -175,14 +175,7 @@ class FakeRuntime:
     def state(self, name: str) -> str:
         """What ``nodectl status`` shows, in the local runtime's words."""
         m = self._member(name)
-        if m.pid is not None:
-            return "paused (stopped)" if m.paused else "running"
-        if not m.wanted:
-            return "stopped"
-        rc = m.last_exit
-        if rc is None:
-            return "starting"
-        return f"exited (signal {-rc})" if rc < 0 else f"exited (code {rc})"
+        return supervisor_state(running=m.pid is not None, paused=m.paused, wanted=m.wanted, last_exit=m.last_exit)
 
     def members(self) -> list[str]:
         """Every member, in start order."""

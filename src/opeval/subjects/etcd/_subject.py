@@ -28,6 +28,7 @@ from opeval.errors import EnvironmentProblem, UsageError
 from opeval.events import ClusterState, MemberEndpoint, MemberState, Scalar
 from opeval.runtimes import MemberSpec, Runtime
 from opeval.commands import CommandRule
+from opeval.subjects._base import SubjectBase
 from opeval.subjects._symptoms import member_symptoms
 from opeval.subjects.etcd._client import EtcdClient, EtcdError, b64, etcd_bin_dir
 from opeval.subjects.etcd._commands import COMMAND_RULES
@@ -44,7 +45,7 @@ _LATENCY_KEY = b64("opeval/latency")
 
 
 
-class EtcdSubject:
+class EtcdSubject(SubjectBase):
     """etcd: start, observe and judge an N-member cluster."""
 
     name = "etcd"
@@ -53,11 +54,11 @@ class EtcdSubject:
     quota_alarm = "NOSPACE"
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__()
         self.settings = settings or yaml.safe_load(asset_path("subjects/etcd/subject.yaml").read_text())
         self.default_members: int = int(self.settings["members"])
         self.probe_timeout_s = float(self.settings["probe_timeout_s"])
         self.start_timeout_s = float(self.settings["start_timeout_s"])
-        self._endpoints: list[MemberEndpoint] = []
         self._fronts: dict[str, int] = {}
         self._names_by_wire_id: dict[str, str] = {}  # X-Server-From (hex member id) -> member
         # Each observer probes its own key, so two observers never read each other's writes.
@@ -115,22 +116,6 @@ class EtcdSubject:
         with ``peer_fronts``."""
         return {e.name: (self._fronts[e.name], int(e.peer_url.rsplit(":", 1)[1]))
                 for e in self._endpoints if e.name in self._fronts}
-
-    def attach(self, endpoints: list[MemberEndpoint]) -> None:
-        """Observe a cluster that is already running at ``endpoints`` (no plan needed)."""
-        self._endpoints = list(endpoints)
-
-    @property
-    def endpoints(self) -> list[MemberEndpoint]:
-        """Where each planned member listens."""
-        return list(self._endpoints)
-
-    def endpoint(self, name: str) -> MemberEndpoint:
-        """One member's endpoint."""
-        for e in self._endpoints:
-            if e.name == name:
-                return e
-        raise UsageError(f"no etcd member {name!r}")
 
     # --- observation ---------------------------------------------------------------
     async def _member_state(self, http: httpx.AsyncClient, e: MemberEndpoint, up: bool) -> MemberState:
