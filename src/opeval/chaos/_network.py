@@ -22,6 +22,7 @@ from opeval.chaos._proxy import PeerProxy
 from opeval.chaos._targets import choose_member, validate_duration, validate_target
 from opeval.errors import UsageError
 from opeval.events import ChaosSpec
+from opeval.runtimes import LinkCutter, Runtime
 
 
 def _proxy(ctx: ChaosContext) -> PeerProxy:
@@ -35,7 +36,10 @@ class Partition(FaultBase):
     cluster in two (``target: split``: a seeded minority against the rest)."""
 
     kind = "partition"
-    needs_peer_proxy = True
+
+    def needs_peer_proxy(self, runtime: Runtime) -> bool:
+        """Through the fault proxy, unless the runtime cuts links itself (iptables)."""
+        return not isinstance(runtime, LinkCutter)
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """A role, a member or ``split``; at least 3 members; optional ``duration_s``."""
@@ -47,14 +51,16 @@ class Partition(FaultBase):
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Cut the links between the two sides, open connections included."""
-        proxy = _proxy(ctx)
         names = sorted(m.name for m in ctx.before.members)
         if spec.target == "split":
             minority = set(ctx.rng.sample(names, (len(names) - 1) // 2))
         else:
             minority = {choose_member(spec.target, ctx.before.leader, names, ctx.rng)}
         majority = set(names) - minority
-        proxy.partition([minority, majority])
+        if isinstance(ctx.runtime, LinkCutter):
+            ctx.runtime.cut([minority, majority])
+        else:
+            _proxy(ctx).partition([minority, majority])
         return Injection(target=",".join(sorted(minority)), detail={
             "majority": ",".join(sorted(majority)), "leader_before": ctx.before.leader,
             "leader_isolated": ctx.before.leader in minority})
@@ -78,20 +84,25 @@ class Partition(FaultBase):
                     observations={"cut_off": injection.target, "majority": injection.detail["majority"],
                                   "leader_before": injection.detail["leader_before"], "leader_after": leader,
                                   "leader_changed": leader != injection.detail["leader_before"],
-                                  "cut_off_healthy": False, "refused_connections": _proxy(ctx).refused})
+                                  "cut_off_healthy": False,
+                                  "refused_connections": ctx.proxy.refused if ctx.proxy else None})
             await anyio.sleep(0.1)
         raise ChaosVerificationError(f"no partition observed {timeout_s:.0f}s after cutting {injection.target} off")
 
     async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
         """Restore every link (idempotent)."""
-        return "links restored" if _proxy(ctx).heal() else None
+        healed = ctx.runtime.heal() if isinstance(ctx.runtime, LinkCutter) else _proxy(ctx).heal()
+        return "links restored" if healed else None
 
 
 class Latency(FaultBase):
     """Delay every message to and from one member (``params.delay_ms``, default 200)."""
 
     kind = "latency"
-    needs_peer_proxy = True
+
+    def needs_peer_proxy(self, runtime: Runtime) -> bool:
+        """Always: the delay is the proxy's (this kernel has no netem)."""
+        return True
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """A role or a member; ``delay_ms`` between 1 and 10000; optional ``duration_s``."""

@@ -65,8 +65,11 @@ class Chaos(Protocol):
     """
 
     kind: str
-    #: Members reach each other through the fault proxy (``ctx.proxy``) from their first start.
-    needs_peer_proxy: bool
+
+    def needs_peer_proxy(self, runtime: Runtime) -> bool:
+        """Must members reach each other through the fault proxy (``ctx.proxy``) from their
+        first start, on ``runtime``?"""
+        ...
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """Raise UsageError if ``spec`` cannot apply to a cluster of ``member_names``."""
@@ -95,7 +98,10 @@ class FaultBase:
     Subclass it and write :meth:`validate`, :meth:`inject` and :meth:`verify`."""
 
     kind = ""
-    needs_peer_proxy = False
+
+    def needs_peer_proxy(self, runtime: Runtime) -> bool:
+        """No proxy."""
+        return False
 
     def prepare_members(self, spec: ChaosSpec, specs: list[MemberSpec], runtime: Runtime,
                         subject: Subject) -> list[MemberSpec]:

@@ -32,9 +32,10 @@ class _Link:
 class PeerProxy:
     """Forwards each member's peer traffic; cuts or delays links on request."""
 
-    def __init__(self, host: str, routes: dict[str, tuple[int, int]],
+    def __init__(self, host: str, routes: dict[str, tuple[int, str, int]],
                  identify: Callable[[bytes], str | None]) -> None:
-        """``routes``: member name -> (front port the cluster dials, the member's real peer port);
+        """``host``: where the fronts listen (where members reach the harness); ``routes``: member
+        name -> (front port the cluster dials, the member's real peer host and port);
         ``identify``: the member that opened a connection, from its first bytes."""
         self.host = host
         self.routes = routes
@@ -122,7 +123,8 @@ class PeerProxy:
                 self.refused += 1
                 return
             try:
-                upstream = await anyio.connect_tcp(self.host, self.routes[dest][1])
+                _, peer_host, peer_port = self.routes[dest]
+                upstream = await anyio.connect_tcp(peer_host, peer_port)
             except OSError:
                 return  # the member is down: the caller sees a refused peer, as it would directly
             self._links.add(link)
@@ -147,7 +149,7 @@ class PeerProxy:
     async def serving(self) -> AsyncIterator[PeerProxy]:
         """Listen on every front port while the block runs."""
         async with anyio.create_task_group() as tg:
-            for name, (front, _) in self.routes.items():
+            for name, (front, _, _) in self.routes.items():
                 listener = await anyio.create_tcp_listener(local_host=self.host, local_port=front)
 
                 async def serve(listener: anyio.abc.SocketListener = listener, name: str = name) -> None:

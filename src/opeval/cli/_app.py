@@ -67,6 +67,7 @@ def run(
     parallel: int | None = None,
     resume: bool = False,
     subject: str = "etcd",
+    runtime: str = "local",
     chaos: str = "node_kill",
     target: str | None = None,
     alert: str | None = None,
@@ -101,6 +102,9 @@ def run(
         Campaigns: continue the unfinished campaign of this file, skipping finished trials.
     subject
         The system under test (``etcd``).
+    runtime
+        Where its members run: ``local`` (processes of this machine) or ``docker`` (a
+        container each, on a network of the trial's own; images built locally).
     chaos
         The fault to inject (``node_kill``; ``none``: a no-fault control that pages the agent
         anyway, to measure false alarms).
@@ -164,6 +168,7 @@ def run(
     default_members = SUBJECTS.get(subject)().default_members
     req = TrialRequest(
         subject=subject,
+        runtime=runtime,
         chaos=ChaosSpec(kind=chaos, target=target or ("none" if chaos == "none" else "random"),
                         params={"alert": alert} if alert is not None else {}),
         agent=AgentSpec(name=agent, config=agent_config),

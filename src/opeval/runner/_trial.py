@@ -279,9 +279,10 @@ class _TrialRun:
     async def incident(self) -> tuple[str, str, float | None, float | None]:
         """Plan the members (through the fault proxy if the kind needs it), then run the incident."""
         cfg, chaos = self.req.config, self.chaos
-        self.specs = self.subject.plan(self.runtime, cfg.members, cluster_token=self.trial.id.hex,
-                                       peer_fronts=chaos.needs_peer_proxy)
-        if chaos.needs_peer_proxy:
+        await anyio.to_thread.run_sync(self.runtime.prepare, self.subject.name, self.subject.container_definition())
+        proxied = chaos.needs_peer_proxy(self.runtime)
+        self.specs = self.subject.plan(self.runtime, cfg.members, cluster_token=self.trial.id.hex, peer_fronts=proxied)
+        if proxied:
             self.proxy = PeerProxy(self.runtime.host, self.subject.peer_routes, self.subject.peer_sender)
         # e.g. a small quota or capped disks, before anything starts
         self.specs = chaos.prepare_members(self.req.chaos, self.specs, self.runtime, self.subject)

@@ -1,4 +1,4 @@
-"""Runtimes: where a subject's members run (local processes today).
+"""Runtimes: where a subject's members run: local processes, or Docker containers.
 
 Also the machine-level resource journal that lets a later run or ``opeval cleanup``
 reap what a killed harness left behind.
@@ -6,11 +6,14 @@ reap what a killed harness left behind.
 
 from opeval._plugins import Registry
 from opeval.runtimes._dirs import runtime_dir
+from opeval.runtimes._docker import DockerRuntime
 from opeval.runtimes._journal import TRIAL_ENV, Journal, JournalEntry, Reaped, reap_orphans
 from opeval.runtimes._local import LocalRuntime
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._proc import is_same_process, process_state, self_identity, start_ticks
 from opeval.runtimes._protocol import (
+    ContainerDefinition,
+    LinkCutter,
     MemberEvent,
     MemberSpec,
     RestartPolicy,
@@ -22,9 +25,13 @@ from opeval.runtimes._protocol import (
 #: Runtimes by name (entry-point group ``opeval.runtimes``).
 RUNTIMES: Registry[RuntimeFactory] = Registry("runtime", "opeval.runtimes")
 RUNTIMES.register("local")(LocalRuntime)
+RUNTIMES.register("docker")(DockerRuntime)
 
 __all__ = [
     "RUNTIMES",
+    "ContainerDefinition",
+    "DockerRuntime",
+    "LinkCutter",
     "TRIAL_ENV",
     "Journal",
     "JournalEntry",

@@ -42,6 +42,8 @@ class JournalEntry(msgspec.Struct, kw_only=True):
     workspace: str = ""
     processes: dict[str, ProcessRecord] = msgspec.field(default_factory=dict)
     mounts: list[str] = msgspec.field(default_factory=list)
+    #: Docker objects carry the label ``opeval.trial=<trial_id>``; their names, as created.
+    docker: list[str] = msgspec.field(default_factory=list)
 
 
 class Reaped(msgspec.Struct, kw_only=True):
@@ -94,6 +96,11 @@ class Journal:
         self.entry.mounts.append(str(path))
         self._write()
 
+    def add_docker(self, kind: str, name: str) -> None:
+        """Record a Docker object (``container``, ``network``...) before it is created."""
+        self.entry.docker.append(f"{kind} {name}")
+        self._write()
+
     def close(self) -> None:
         """The trial released everything: the journal is no longer needed."""
         with contextlib.suppress(FileNotFoundError):
@@ -114,6 +121,19 @@ def unmount(path: Path) -> bool:
         return False
     subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
     return not is_mounted(path)
+
+
+def mount_tmpfs(journal: Journal, path: Path, size_bytes: int, trial_id: str) -> None:
+    """A tmpfs of ``size_bytes`` at ``path``, journaled before it is made (root only)."""
+    path.mkdir(parents=True, exist_ok=True)
+    journal.add_mount(path)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0700", f"opeval-{trial_id[:8]}",
+                        str(path)], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        from opeval.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"cannot mount a size-capped tmpfs at {path} ({r.stderr.strip() or r.returncode}): "
+                                 "this fault needs root")
 
 
 def _harness_alive(entry: JournalEntry) -> bool:
@@ -142,6 +162,10 @@ def reap_entry(entry: JournalEntry) -> Reaped:
     while any(start_ticks(p) is not None for p in killed) and time.monotonic() < deadline:
         time.sleep(0.02)
     removed: list[str] = []
+    if entry.docker:  # containers first: they hold bind mounts of the workspace
+        from opeval.runtimes._docker import reap_by_label
+
+        removed += reap_by_label(entry.trial_id)
     for mount in reversed(entry.mounts):  # before the workspace goes: never delete through a mount
         if unmount(Path(mount)):
             removed.append(f"mount {mount}")

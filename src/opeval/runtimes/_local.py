@@ -17,10 +17,10 @@ import anyio
 from anyio.abc import Process, TaskGroup
 
 from opeval.errors import EnvironmentProblem, UsageError
-from opeval.runtimes._journal import TRIAL_ENV, Journal, unmount
+from opeval.runtimes._journal import TRIAL_ENV, Journal, mount_tmpfs, unmount
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._proc import pids_with_env, process_state
-from opeval.runtimes._protocol import MemberEvent, MemberSpec, RestartPolicy, supervisor_state
+from opeval.runtimes._protocol import ContainerDefinition, MemberEvent, MemberSpec, RestartPolicy, supervisor_state
 
 
 @dataclass
@@ -101,15 +101,16 @@ class LocalRuntime:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
+    def prepare(self, subject: str, definition: ContainerDefinition | None) -> None:
+        """Nothing to prepare: members are this machine's processes."""
+
+    def address(self, member: str) -> str:
+        """Every member listens on loopback."""
+        return self.host
+
     def mount_capped(self, path: Path, size_bytes: int) -> None:
         """Put a tmpfs of ``size_bytes`` at ``path`` (journaled first; root only)."""
-        path.mkdir(parents=True, exist_ok=True)
-        self.journal.add_mount(path)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0700",
-                            f"opeval-{self.trial_id[:8]}", str(path)], capture_output=True, text=True, check=False)
-        if r.returncode != 0:
-            raise EnvironmentProblem(f"cannot mount a size-capped tmpfs at {path} ({r.stderr.strip() or r.returncode}): "
-                                     "this fault needs root")
+        mount_tmpfs(self.journal, path, size_bytes, self.trial_id)
 
     def allocate_ports(self, count: int) -> list[int]:
         """Ports no other trial on this machine will get until this one ends."""

@@ -57,6 +57,14 @@ class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
         return self.name == "on-failure" and returncode != 0
 
 
+class ContainerDefinition(msgspec.Struct, frozen=True, kw_only=True):
+    """How a subject's members run as containers: a Compose file (its ``member`` service:
+    the image, how to build it, container settings) and the files its build copies in."""
+
+    compose: Path
+    files: dict[str, Path] = msgspec.field(default_factory=dict)
+
+
 def supervisor_state(*, running: bool, paused: bool, wanted: bool, last_exit: int | None) -> str:
     """A member's state in a supervisor's words, the same for every runtime (``nodectl status``
     shows it and runbooks read it): ``running``, ``paused (stopped)``, ``stopped`` (on
@@ -86,6 +94,15 @@ class Runtime(Protocol):
 
     def session(self) -> contextlib.AbstractAsyncContextManager[Runtime]:
         """Own the members while the block runs; leaving it stops and releases everything."""
+        ...
+
+    def prepare(self, subject: str, definition: ContainerDefinition | None) -> None:
+        """Before any member of ``subject`` starts (inside :meth:`session`): a container runtime
+        finds or builds its image from ``definition`` (EnvironmentProblem if it cannot)."""
+        ...
+
+    def address(self, member: str) -> str:
+        """The address ``member`` listens on, as the harness reaches it (its own, for containers)."""
         ...
 
     def mount_capped(self, path: Path, size_bytes: int) -> None:
@@ -146,6 +163,20 @@ class Runtime(Protocol):
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         """The end of the member's log."""
+        ...
+
+
+@runtime_checkable
+class LinkCutter(Protocol):
+    """A runtime that can cut links between members itself (the docker runtime: iptables in
+    each member's network namespace); ``partition`` then needs no fault proxy."""
+
+    def cut(self, groups: list[set[str]]) -> None:
+        """Drop all traffic between members of different groups."""
+        ...
+
+    def heal(self) -> bool:
+        """Restore every link (idempotent); True if any was cut."""
         ...
 
 

@@ -1,7 +1,9 @@
 """The agent's network: a namespace of its own with only loopback, and the trial's member
 endpoints forwarded into it by the harness at the addresses the cluster advertises.
 
-The namespace is made by a short-lived thread of the harness (``unshare(CLONE_NEWNET)``
+Members on loopback are forwarded at their loopback address; a member with an address of
+its own (a container's) gets that address on the namespace's loopback. The namespace is
+made by a short-lived thread of the harness (``unshare(CLONE_NEWNET)``
 changes only the calling thread), which binds the listening sockets inside it and opens
 a handle on it, then exits. The harness's event loop accepts on those sockets and dials
 the real endpoints from the host's namespace. Nothing runs in the namespace but the
@@ -17,6 +19,7 @@ import fcntl
 import os
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import AsyncIterator
 
@@ -48,6 +51,14 @@ def _make_namespace(forwards: list[tuple[str, int]], out: dict[str, object]) -> 
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             flags = struct.unpack("16sH", fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack("16sH", b"lo", 0))[:18])[1]
             fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+        for host in sorted({h for h, _ in forwards if not _loopback_host(h)}):
+            # A member with an address of its own (a container): the same address, on this
+            # namespace's loopback, so what the cluster advertises works as it is. The child
+            # process runs in this thread's namespace.
+            r = subprocess.run(["ip", "addr", "add", f"{host}/32", "dev", "lo"], capture_output=True, text=True,
+                               check=False)
+            if r.returncode != 0:
+                raise OSError(f"ip addr add {host}: {r.stderr.strip()}")
         listeners = []
         for host, port in forwards:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -68,9 +79,11 @@ class OperatorNetwork:
 
     def __init__(self, forwards: list[tuple[str, int]]) -> None:
         for host, _ in forwards:
-            if not _loopback_host(host):
-                raise EnvironmentProblem(f"cannot forward {host} into the agent's network: only loopback "
-                                         "endpoints are supported by this runtime's sandbox")
+            try:
+                socket.inet_aton(host)
+            except OSError:
+                raise EnvironmentProblem(f"cannot forward {host} into the agent's network: an IPv4 address "
+                                         "is needed") from None
         self.forwards = list(forwards)
         self.fd: int | None = None
         self._slots = anyio.Semaphore(MAX_CONNECTIONS)

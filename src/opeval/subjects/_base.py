@@ -19,6 +19,7 @@ import httpx
 from opeval.commands import CommandRule
 from opeval.errors import EnvironmentProblem, UsageError
 from opeval.events import ClusterState, MemberEndpoint
+from opeval.runtimes import ContainerDefinition
 from opeval.subjects._symptoms import member_symptoms
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class SubjectBase:
         return [f"{self.name}-{i}" for i in range(1, count + 1)]
 
     @property
-    def peer_routes(self) -> dict[str, tuple[int, int]]:
+    def peer_routes(self) -> dict[str, tuple[int, str, int]]:
         """No fault proxy routes unless the subject plans them."""
         return {}
 
@@ -103,6 +104,10 @@ class SubjectBase:
         return None
 
     # --- the operator's side -------------------------------------------------------------
+    def container_definition(self) -> ContainerDefinition | None:
+        """None: members run only as local processes."""
+        return None
+
     def operator_tools(self, bin_dir: Path) -> dict[str, str]:
         """No tools of its own (the agent still has ``nodectl``)."""
         bin_dir.mkdir(parents=True, exist_ok=True)

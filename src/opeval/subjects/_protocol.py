@@ -18,7 +18,7 @@ import httpx
 
 from opeval.commands import CommandRule
 from opeval.events import ClusterState, MemberEndpoint, Scalar
-from opeval.runtimes import MemberSpec, Runtime
+from opeval.runtimes import ContainerDefinition, MemberSpec, Runtime
 from opeval.workload import Workload, WorkloadWindow
 
 if TYPE_CHECKING:
@@ -48,8 +48,9 @@ class Subject(Protocol):
         ...
 
     @property
-    def peer_routes(self) -> dict[str, tuple[int, int]]:
-        """Member -> (proxy front port, real peer port) when planned with ``peer_fronts``."""
+    def peer_routes(self) -> dict[str, tuple[int, str, int]]:
+        """Member -> (proxy front port, real peer host, real peer port) when planned with
+        ``peer_fronts`` (the fronts listen at the runtime's ``host``)."""
         ...
 
     @property
@@ -108,6 +109,11 @@ class Subject(Protocol):
         ...
 
     # --- the operator's side ---------------------------------------------------------
+    def container_definition(self) -> ContainerDefinition | None:
+        """How its members run as containers (``subjects/<name>/compose.yaml`` and the files
+        its image needs); None: only as local processes."""
+        ...
+
     def operator_tools(self, bin_dir: Path) -> dict[str, str]:
         """Put the subject's operator CLIs in ``bin_dir``; return the environment they need."""
         ...

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +31,7 @@ from opeval.commands import CLASSES
 from opeval.errors import UsageError
 from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest, TrialResult, prepare, run_single
-from opeval.runtimes import RUNTIMES, Journal, MemberEvent, MemberSpec, RestartPolicy, Runtime
+from opeval.runtimes import RUNTIMES, ContainerDefinition, Journal, MemberEvent, MemberSpec, RestartPolicy, Runtime
 from opeval.store import EventStore
 from opeval.subjects import SUBJECTS, Subject
 from opeval.testing._fakes import FakeRuntime, FakeSubject
@@ -103,7 +104,7 @@ class SubjectContract(_Isolated):
                      on_event: Callable[[MemberEvent], Any] = lambda e: None) -> Runtime:
         """A runtime for the live checks."""
         return RUNTIMES.get(self.runtime_name)(
-            trial_id="contract", workspace=tmp_path / "workspace", journal=Journal("contract", tmp_path / "none.db"),
+            trial_id=f"contract{uuid.uuid4().hex[:12]}", workspace=tmp_path / "workspace", journal=Journal("contract", tmp_path / "none.db"),
             restart_policy=RestartPolicy.parse(policy), on_event=on_event)
 
     # --- shape and declarations -------------------------------------------------------
@@ -151,6 +152,7 @@ class SubjectContract(_Isolated):
         async def main() -> None:
             runtime = self.make_runtime(tmp_path)
             async with runtime.session(), httpx.AsyncClient(trust_env=False) as http:
+                await anyio.to_thread.run_sync(runtime.prepare, subject.name, subject.container_definition())
                 specs = subject.plan(runtime, count, cluster_token="contract")
                 assert [s.name for s in specs] == subject.member_names(count)
                 for spec in specs:
@@ -204,6 +206,7 @@ class SubjectContract(_Isolated):
         async def main() -> Any:
             runtime = self.make_runtime(tmp_path)
             async with runtime.session(), httpx.AsyncClient(trust_env=False) as http:
+                await anyio.to_thread.run_sync(runtime.prepare, subject.name, subject.container_definition())
                 specs = subject.plan(runtime, subject.default_members, cluster_token="contract")
                 for spec in specs:
                     await runtime.start_member(spec)
@@ -254,6 +257,10 @@ class RuntimeContract(_Isolated):
 
     runtime_name: ClassVar[str]
 
+    def definition(self) -> ContainerDefinition | None:
+        """What :meth:`Runtime.prepare` gets before members start (container runtimes need one)."""
+        return None
+
     def member_spec(self, runtime: Runtime, name: str) -> MemberSpec:
         """A member that runs until stopped (a sleeping Python process)."""
         d = runtime.member_dir(name)
@@ -262,7 +269,7 @@ class RuntimeContract(_Isolated):
 
     def _runtime(self, tmp_path: Path, policy: str, events: list[MemberEvent]) -> Runtime:
         return RUNTIMES.get(self.runtime_name)(
-            trial_id="contract", workspace=tmp_path / "workspace", journal=Journal("contract", tmp_path / "none.db"),
+            trial_id=f"contract{uuid.uuid4().hex[:12]}", workspace=tmp_path / "workspace", journal=Journal("contract", tmp_path / "none.db"),
             restart_policy=RestartPolicy.parse(policy), on_event=events.append)
 
     def _live(self, tmp_path: Path, policy: str, body: Callable[[Runtime, list[MemberEvent]], Any]) -> list[MemberEvent]:
@@ -271,6 +278,7 @@ class RuntimeContract(_Isolated):
         async def main() -> None:
             runtime = self._runtime(tmp_path, policy, events)
             async with runtime.session():
+                await anyio.to_thread.run_sync(runtime.prepare, "contract", self.definition())
                 await body(runtime, events)
             for name in runtime.members():
                 assert not runtime.is_running(name), f"{name} outlived the runtime's session"
@@ -299,7 +307,9 @@ class RuntimeContract(_Isolated):
         async def body(rt: Runtime, events: list[MemberEvent]) -> None:
             await rt.start_member(self.member_spec(rt, "m1"))
             pid = rt.signal_member("m1", signal.SIGKILL)
-            while rt.is_running("m1"):
+            deadline = time.monotonic() + 10
+            while rt.is_running("m1") or not any(e.kind == "exited" for e in events):  # reported as it happens
+                assert time.monotonic() < deadline, "a killed member is still running, or its exit was not reported"
                 await anyio.sleep(0.02)
             assert rt.last_exit("m1") == -signal.SIGKILL
             assert rt.state("m1").startswith("exited")
@@ -314,8 +324,8 @@ class RuntimeContract(_Isolated):
             first = await rt.start_member(self.member_spec(rt, "m1"))
             rt.signal_member("m1", signal.SIGKILL)
             deadline = time.monotonic() + 10
-            while not (rt.is_running("m1") and rt.pid("m1") != first):
-                assert time.monotonic() < deadline, "not restarted by the supervisor"
+            while not (rt.is_running("m1") and rt.pid("m1") != first and len(events) >= 3):
+                assert time.monotonic() < deadline, "not restarted by the supervisor (or not reported)"
                 await anyio.sleep(0.02)
             assert rt.restarts("m1") == 1
             assert [e.kind for e in events] == ["started", "exited", "started"]
@@ -376,7 +386,10 @@ class ChaosContract(_Isolated):
     def test_it_is_registered_and_complete(self) -> None:
         chaos = CHAOS.get(self.kind)()
         assert isinstance(chaos, Chaos), "the class lacks members of the Chaos protocol"
-        assert chaos.kind == self.kind and isinstance(chaos.needs_peer_proxy, bool)
+        assert chaos.kind == self.kind
+        assert isinstance(chaos.needs_peer_proxy(RUNTIMES.get(self.runtime_name)(
+            trial_id=f"contract{uuid.uuid4().hex[:12]}", workspace=self.runtime_dir / "w", journal=Journal("contract", self.runtime_dir / "x"),
+            restart_policy=RestartPolicy.parse("never"), on_event=lambda e: None)), bool)
 
     def test_it_validates_before_anything_starts(self) -> None:
         chaos = CHAOS.get(self.kind)()

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 
 from opeval.errors import UsageError
 from opeval.events import ClusterState, MemberEndpoint, MemberState
-from opeval.runtimes import Journal, MemberEvent, MemberSpec, PortLease, RestartPolicy, Runtime, supervisor_state
+from opeval.runtimes import ContainerDefinition, Journal, MemberEvent, MemberSpec, PortLease, RestartPolicy, Runtime, supervisor_state
 from opeval.subjects import SubjectBase
 from opeval.workload import KeyValueWorkload, WorkloadWindow
 
@@ -88,6 +88,13 @@ class FakeRuntime:
             self.ports.release()
             shutil.rmtree(self.workspace, ignore_errors=True)
             self.journal.close()
+
+    def prepare(self, subject: str, definition: ContainerDefinition | None) -> None:
+        """Nothing to prepare."""
+
+    def address(self, member: str) -> str:
+        """Loopback, for every member."""
+        return self.host
 
     def mount_capped(self, path: Path, size_bytes: int) -> None:
         """Recorded, not mounted (no filesystem is capped)."""

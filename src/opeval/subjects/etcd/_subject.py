@@ -26,7 +26,7 @@ import yaml
 from opeval._assets import asset_path
 from opeval.errors import EnvironmentProblem, UsageError
 from opeval.events import ClusterState, MemberEndpoint, MemberState, Scalar
-from opeval.runtimes import MemberSpec, Runtime
+from opeval.runtimes import ContainerDefinition, MemberSpec, Runtime
 from opeval.commands import CommandRule
 from opeval.subjects._base import SubjectBase
 from opeval.subjects._symptoms import member_symptoms
@@ -81,14 +81,14 @@ class EtcdSubject(SubjectBase):
         names = self.member_names(count)
         width = 3 if peer_fronts else 2
         ports = runtime.allocate_ports(width * count)
-        host = runtime.host
         self._endpoints = [
-            MemberEndpoint(name=n, client_url=f"http://{host}:{ports[width * i]}",
-                           peer_url=f"http://{host}:{ports[width * i + 1]}")
+            MemberEndpoint(name=n, client_url=f"http://{runtime.address(n)}:{ports[width * i]}",
+                           peer_url=f"http://{runtime.address(n)}:{ports[width * i + 1]}")
             for i, n in enumerate(names)
         ]
         self._fronts = {n: ports[width * i + 2] for i, n in enumerate(names)} if peer_fronts else {}
-        advertised = {e.name: f"http://{host}:{self._fronts[e.name]}" if peer_fronts else e.peer_url
+        # The fronts listen where members reach the harness (the runtime's host).
+        advertised = {e.name: f"http://{runtime.host}:{self._fronts[e.name]}" if peer_fronts else e.peer_url
                       for e in self._endpoints}
         initial = ",".join(f"{e.name}={advertised[e.name]}" for e in self._endpoints)
         etcd = str(etcd_bin_dir() / "etcd")
@@ -111,11 +111,15 @@ class EtcdSubject(SubjectBase):
         return specs
 
     @property
-    def peer_routes(self) -> dict[str, tuple[int, int]]:
-        """Member -> (front port the others dial, its real peer port); empty unless planned
-        with ``peer_fronts``."""
-        return {e.name: (self._fronts[e.name], int(e.peer_url.rsplit(":", 1)[1]))
-                for e in self._endpoints if e.name in self._fronts}
+    def peer_routes(self) -> dict[str, tuple[int, str, int]]:
+        """Member -> (front port the others dial, its real peer host and port); empty unless
+        planned with ``peer_fronts``."""
+        routes = {}
+        for e in self._endpoints:
+            if e.name in self._fronts:
+                host, port = e.peer_url.removeprefix("http://").rsplit(":", 1)
+                routes[e.name] = (self._fronts[e.name], host, int(port))
+        return routes
 
     # --- observation ---------------------------------------------------------------
     async def _member_state(self, http: httpx.AsyncClient, e: MemberEndpoint, up: bool) -> MemberState:
@@ -361,6 +365,12 @@ class EtcdSubject(SubjectBase):
         return KeyValueWorkload(self.client(http), rate_hz=rate_hz, clock=clock, seed=seed, on_sample=on_sample)
 
     # --- the operator's side ------------------------------------------------------------
+    def container_definition(self) -> ContainerDefinition:
+        """``subjects/etcd/compose.yaml``: a ``FROM scratch`` image of the static etcd binaries."""
+        bins = etcd_bin_dir()
+        return ContainerDefinition(compose=asset_path("subjects/etcd/compose.yaml"),
+                                   files={"etcd": bins / "etcd", "etcdctl": bins / "etcdctl"})
+
     def operator_tools(self, bin_dir: Path) -> dict[str, str]:
         """``etcdctl`` on the PATH, preconfigured (by its environment) for this cluster."""
         bin_dir.mkdir(parents=True, exist_ok=True)

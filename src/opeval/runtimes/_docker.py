@@ -1,0 +1,436 @@
+"""The docker runtime: each member a container on a private network of its own trial.
+
+Images are built locally from the subject's Compose definition and cached by content
+(nothing is ever pulled: an image is looked up, and built if missing). Every container and
+network carries the label ``opeval.trial=<trial id>`` and is journaled before it is
+created; teardown and ``opeval cleanup`` remove by that label, never by name.
+
+A member's directory is bind-mounted at its own path, so its command line, data and the
+agent's view of it are the same as with the local runtime; its program is taken from the
+image by name. Crashes are SIGKILLs of the container's process (the engine's restart
+policy sees a failure, as ``docker kill`` would not let it), pauses use the cgroup freezer,
+and partitions are iptables rules in each member's network namespace, in a chain of the
+trial's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import yaml
+
+from opeval.errors import EnvironmentProblem, UsageError
+from opeval.runtimes._journal import Journal, mount_tmpfs, unmount
+from opeval.runtimes._ports import PortLease
+from opeval.runtimes._protocol import ContainerDefinition, MemberEvent, MemberSpec, RestartPolicy, supervisor_state
+
+LABEL = "opeval.trial"
+#: Private /24 networks are carved from here (one per running trial).
+SUBNETS = ipaddress.ip_network("10.213.0.0/16")
+
+
+def _client() -> Any:
+    try:
+        import docker
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise EnvironmentProblem("the docker runtime needs the docker package: pip install docker") from None
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure to reach the engine means the same to the user
+        raise EnvironmentProblem(f"cannot reach the Docker engine ({type(e).__name__}): start it, or use "
+                                 "--runtime local") from None
+    return client
+
+
+def reap_by_label(trial_id: str) -> list[str]:
+    """Remove every container and network labelled with ``trial_id``; say what went."""
+    try:
+        client = _client()
+    except EnvironmentProblem:
+        return []
+    removed = []
+    selector = {"label": f"{LABEL}={trial_id}"}
+    for c in client.containers.list(all=True, filters=selector):
+        with contextlib.suppress(Exception):
+            c.remove(force=True)
+            removed.append(f"container {c.name}")
+    for n in client.networks.list(filters=selector):
+        with contextlib.suppress(Exception):
+            n.remove()
+            removed.append(f"network {n.name}")
+    for v in client.volumes.list(filters=selector):
+        with contextlib.suppress(Exception):
+            v.remove(force=True)
+            removed.append(f"volume {v.name}")
+    return removed
+
+
+def image_tag(definition: ContainerDefinition) -> tuple[str, dict[str, Any]]:
+    """The image's tag, by the content of everything its build reads, and the ``member`` service."""
+    try:
+        compose = yaml.safe_load(definition.compose.read_text())
+        service = compose["services"]["member"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise EnvironmentProblem(f"{definition.compose}: not a usable Compose file with a 'member' service ({e})") from None
+    build = service.get("build") or {}
+    context = definition.compose.parent / str(build.get("context", "."))
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes())
+    for name, path in sorted(definition.files.items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return f"{service.get('image', 'opeval/member')}:{digest.hexdigest()[:12]}", service
+
+
+class DockerRuntime:
+    """Runs members as containers. Use as ``async with DockerRuntime(...).session()``."""
+
+    name = "docker"
+
+    def __init__(self, *, trial_id: str, workspace: Path, journal: Journal, restart_policy: RestartPolicy,
+                 on_event: Callable[[MemberEvent], Any] = lambda e: None) -> None:
+        self.trial_id = trial_id
+        self.workspace = workspace
+        self.journal = journal
+        self.policy = restart_policy
+        self.on_event = on_event
+        self.ports = PortLease("127.0.0.1")
+        self.host = ""  # the network's gateway: where members reach the harness (set by session)
+        self.chain = f"OPEVAL-{trial_id[:8]}"
+        self._client: Any = None
+        self._network: Any = None
+        self._subnet: ipaddress.IPv4Network | None = None
+        self._addresses: dict[str, str] = {}
+        self._image = ""
+        self._service: dict[str, Any] = {}
+        self._specs: dict[str, MemberSpec] = {}
+        self._ids: dict[str, str] = {}
+        self._wanted: dict[str, bool] = {}
+        self._ours: set[str] = set()  # members whose next start event this runtime reported itself
+        self._pids: dict[str, int] = {}  # the last host pid seen for each member
+        self._cut = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[DockerRuntime]:
+        """Own the trial's network and containers while the block runs; leaving it removes them."""
+        self.journal.set_workspace(self.workspace)
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        try:
+            self._client = await anyio.to_thread.run_sync(_client)
+            await anyio.to_thread.run_sync(self._make_network)
+            async with anyio.create_task_group() as tg:
+                events = self._client.events(decode=True, filters={"label": f"{LABEL}={self.trial_id}",
+                                                                   "type": "container"})
+                tg.start_soon(self._follow_events, events)
+                try:
+                    yield self
+                finally:
+                    events.close()
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._teardown)
+
+    def _teardown(self) -> None:
+        if self._client is not None:
+            reap_by_label(self.trial_id)
+        self.ports.release()
+        for mount in reversed(self.journal.entry.mounts):  # never delete through a mount
+            unmount(Path(mount))
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        self.journal.close()
+
+    def _make_network(self) -> None:
+        import docker
+
+        name = f"opeval-{self.trial_id[:12]}"
+        self.journal.add_docker("network", name)
+        subnets = list(SUBNETS.subnets(new_prefix=24))
+        start = int(hashlib.sha256(self.trial_id.encode()).hexdigest()[:8], 16) % len(subnets)
+        for subnet in subnets[start:] + subnets[:start]:
+            pool = docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))
+            try:
+                self._network = self._client.networks.create(
+                    name, driver="bridge", ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                    labels={LABEL: self.trial_id}, check_duplicate=True)
+            except docker.errors.APIError as e:
+                if "overlap" in str(e).lower():
+                    continue  # another trial's network: try the next range
+                raise EnvironmentProblem(f"cannot create the trial's Docker network: {e.explanation or e}") from None
+            self._subnet, self.host = subnet, str(subnet[1])
+            return
+        raise EnvironmentProblem(f"no free /24 left in {SUBNETS} for a trial network: run `opeval cleanup`")
+
+    def prepare(self, subject: str, definition: ContainerDefinition | None) -> None:
+        """Find the subject's image by its content tag, or build it (``FROM scratch``: no pull)."""
+        if definition is None:
+            raise UsageError(f"subject {subject} has no container definition (subjects/{subject}/compose.yaml): "
+                             "use --runtime local")
+        tag, self._service = image_tag(definition)
+        import docker
+
+        client = self._client or _client()
+        try:
+            client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            build = self._service.get("build") or {}
+            with tempfile.TemporaryDirectory(prefix="opeval-image-") as ctx:
+                shutil.copytree(definition.compose.parent / str(build.get("context", ".")), ctx, dirs_exist_ok=True)
+                for name, path in definition.files.items():
+                    shutil.copy2(path, Path(ctx) / name)
+                try:
+                    client.images.build(path=ctx, dockerfile=str(build.get("dockerfile", "Dockerfile")), tag=tag,
+                                        rm=True, pull=False, labels={"opeval.subject": subject})
+                except docker.errors.BuildError as e:
+                    raise EnvironmentProblem(f"cannot build the {subject} image {tag}: {e.msg} (images are built "
+                                             "FROM scratch here; nothing can be pulled)") from None
+        self._image = tag
+
+    # --- addresses and resources ------------------------------------------------------------
+    def address(self, member: str) -> str:
+        """The member's own address on the trial network (fixed for the trial)."""
+        if member not in self._addresses:
+            assert self._subnet is not None, "address() is for inside session()"
+            self._addresses[member] = str(self._subnet[2 + len(self._addresses)])
+        return self._addresses[member]
+
+    def allocate_ports(self, count: int) -> list[int]:
+        """Ports unique on this machine (each member has its own address, so any would do)."""
+        return self.ports.take(count)
+
+    def member_dir(self, name: str) -> Path:
+        """The member's directory, bind-mounted into its container at the same path."""
+        path = self.workspace / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def mount_capped(self, path: Path, size_bytes: int) -> None:
+        """A size-capped tmpfs at ``path`` on the host (journaled), seen by the member through its bind mount."""
+        mount_tmpfs(self.journal, path, size_bytes, self.trial_id)
+
+    # --- members -------------------------------------------------------------------------
+    def _inspect(self, name: str) -> dict[str, Any]:
+        cid = self._ids.get(name)
+        if cid is None:
+            return {}
+        try:
+            return self._client.api.inspect_container(cid)["State"]  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - gone is as good as stopped
+            return {}
+
+    def _restart_policy(self) -> dict[str, Any]:
+        return {"Name": "on-failure"} if self.policy.name == "on-failure" else {"Name": "no"}
+
+    def _create(self, spec: MemberSpec) -> str:
+        api = self._client.api
+        cname = f"opeval-{self.trial_id[:12]}-{spec.name}"
+        self.journal.add_docker("container", cname)
+        member_dir = str(self.member_dir(spec.name))
+        env = {k: v for k, v in spec.env.items() if k != "PATH"}
+        grace = str(self._service.get("stop_grace_period", "5s")).rstrip("s")
+        host_config = api.create_host_config(binds={member_dir: {"bind": member_dir, "mode": "rw"}},
+                                             restart_policy=self._restart_policy())
+        networking = api.create_networking_config({self._network.name: api.create_endpoint_config(
+            ipv4_address=self.address(spec.name))})
+        program = os.path.basename(spec.argv[0])
+        created = api.create_container(
+            self._image, command=[program, *spec.argv[1:]], name=cname, hostname=spec.name,
+            labels={LABEL: self.trial_id, "opeval.member": spec.name}, environment=env, working_dir=spec.cwd,
+            host_config=host_config, networking_config=networking, stop_timeout=int(float(grace or 5)))
+        return str(created["Id"])
+
+    async def start_member(self, spec: MemberSpec, *, reason: str = "initial") -> int:
+        """Create (first time) and start the member's container; return its host pid."""
+        if not self._image:
+            raise UsageError("the docker runtime was not prepared: prepare() before starting members")
+        self._specs[spec.name] = spec
+        self._wanted[spec.name] = True
+        if self.is_running(spec.name):
+            return self.pid(spec.name) or 0
+        if spec.name not in self._ids:
+            self._ids[spec.name] = await anyio.to_thread.run_sync(self._create, spec)
+        self._ours.add(spec.name)  # the engine's start event for this start is ours, reported here
+        await anyio.to_thread.run_sync(self._client.api.start, self._ids[spec.name])
+        pid = self._pids[spec.name] = self.pid(spec.name) or 0
+        self.on_event(MemberEvent(member=spec.name, kind="started", pid=pid, restarts=self.restarts(spec.name),
+                                  reason=reason))
+        return pid
+
+    async def stop_member(self, name: str, timeout_s: float = 5.0) -> None:
+        """Stop on purpose (SIGTERM, then SIGKILL): the engine does not restart it."""
+        self._member(name)
+        self._wanted[name] = False
+        with contextlib.suppress(Exception):
+            await anyio.to_thread.run_sync(lambda: self._client.api.stop(self._ids[name], timeout=int(timeout_s)))
+
+    def signal_member(self, name: str, sig: int) -> int:
+        """SIGSTOP/SIGCONT freeze and thaw the container's cgroup; any other signal goes to its
+        process on the host, so the engine sees a crash and applies its restart policy."""
+        self._member(name)
+        pid = self.pid(name)
+        if pid is None:
+            raise UsageError(f"{name} is not running")
+        if sig == signal.SIGSTOP:
+            self._client.api.pause(self._ids[name])
+        elif sig == signal.SIGCONT:
+            self._client.api.unpause(self._ids[name])
+        else:
+            os.kill(pid, sig)
+        return pid
+
+    def _member(self, name: str) -> MemberSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UsageError(f"no member {name!r}") from None
+
+    def is_running(self, name: str) -> bool:
+        """Is the container running (paused counts: its process lives)?"""
+        return bool(self._inspect(name).get("Running"))
+
+    def is_paused(self, name: str) -> bool:
+        """Is its cgroup frozen?"""
+        return bool(self._inspect(name).get("Paused"))
+
+    def pid(self, name: str) -> int | None:
+        """The container's main process, as the host sees it."""
+        st = self._inspect(name)
+        return int(st["Pid"]) if st.get("Running") and st.get("Pid") else None
+
+    def last_exit(self, name: str) -> int | None:
+        """Its last exit: negative for a signal (the engine reports 128 + signal)."""
+        st = self._inspect(name)
+        if not st or st.get("Running") or not st.get("FinishedAt", "").startswith(("1", "2")):
+            return None
+        code = int(st.get("ExitCode", 0))
+        return -(code - 128) if code > 128 else code
+
+    def state(self, name: str) -> str:
+        """What ``nodectl status`` shows."""
+        self._member(name)
+        st = self._inspect(name)
+        return supervisor_state(running=bool(st.get("Running")), paused=bool(st.get("Paused")),
+                                wanted=self._wanted.get(name, True), last_exit=self.last_exit(name))
+
+    def members(self) -> list[str]:
+        """Every member, in start order."""
+        return list(self._specs)
+
+    def spec(self, name: str) -> MemberSpec:
+        """How the member is run."""
+        return self._member(name)
+
+    def restarts(self, name: str) -> int:
+        """Restarts by the engine's restart policy."""
+        cid = self._ids.get(name)
+        if cid is None:
+            return 0
+        with contextlib.suppress(Exception):
+            return int(self._client.api.inspect_container(cid).get("RestartCount", 0))
+        return 0
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        """The end of the container's output."""
+        self._member(name)
+        try:
+            out = self._client.api.logs(self._ids[name], tail=max(1, lines), stdout=True, stderr=True)
+        except Exception as e:  # noqa: BLE001
+            return f"(cannot read the log: {e})"
+        return str(out.decode(errors="replace")).rstrip("\n")
+
+    # --- the engine's events -------------------------------------------------------------------
+    async def _follow_events(self, events: Iterator[dict[str, Any]]) -> None:
+        send, receive = anyio.create_memory_object_stream[dict[str, Any]](256)
+
+        def pump() -> None:
+            with contextlib.suppress(Exception):  # the stream ends when the session closes it
+                for ev in events:
+                    anyio.from_thread.run_sync(send.send_nowait, ev)
+
+        async with send, receive, anyio.create_task_group() as tg:
+            tg.start_soon(lambda: anyio.to_thread.run_sync(pump, abandon_on_cancel=True))
+            async for ev in receive:
+                self._emit(ev)
+
+    def _emit(self, ev: dict[str, Any]) -> None:
+        attrs = ev.get("Actor", {}).get("Attributes", {})
+        name = attrs.get("opeval.member")
+        if name is None or ev.get("status") not in ("start", "die"):
+            return
+        if ev["status"] == "start":
+            if name in self._ours:
+                self._ours.discard(name)
+                return
+            restarts = self.restarts(name)
+            reason = f"restart {restarts} by the engine ({self.policy.name})"
+            self._pids[name] = self.pid(name) or 0
+            self.on_event(MemberEvent(member=name, kind="started", pid=self._pids[name], restarts=restarts,
+                                      reason=reason))
+        else:
+            code = int(attrs.get("exitCode", 0))
+            sig = code - 128 if code > 128 else None
+            self.on_event(MemberEvent(member=name, kind="exited", pid=self._pids.get(name, 0),
+                                      exit_code=None if sig else code,
+                                      signal=sig))
+
+    # --- network faults --------------------------------------------------------------------------
+    def _iptables(self, member: str, *args: str, check: bool = True) -> None:
+        pid = self.pid(member)
+        if pid is None:
+            return
+        r = subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", "-w", *args], capture_output=True,
+                           text=True, check=False)
+        if check and r.returncode != 0:
+            raise EnvironmentProblem(f"iptables in {member}'s network namespace failed: {r.stderr.strip()}")
+
+    def cut(self, groups: list[set[str]]) -> None:
+        """Drop every packet between members of different groups, in each member's own namespace."""
+        side = {m: i for i, g in enumerate(groups) for m in g}
+        for member, i in side.items():
+            self._iptables(member, "-N", self.chain, check=False)
+            self._iptables(member, "-F", self.chain)
+            for hook in ("INPUT", "OUTPUT"):
+                self._iptables(member, "-D", hook, "-j", self.chain, check=False)
+                self._iptables(member, "-I", hook, "1", "-j", self.chain)
+            for other, j in side.items():
+                if j != i:
+                    ip = self.address(other)
+                    self._iptables(member, "-A", self.chain, "-s", ip, "-j", "DROP")
+                    self._iptables(member, "-A", self.chain, "-d", ip, "-j", "DROP")
+        self._cut = True
+
+    def heal(self) -> bool:
+        """Remove the trial's chain from every member (idempotent); True if links were cut."""
+        if not self._cut:
+            return False
+        for member in self._specs:
+            for hook in ("INPUT", "OUTPUT"):
+                self._iptables(member, "-D", hook, "-j", self.chain, check=False)
+            self._iptables(member, "-F", self.chain, check=False)
+            self._iptables(member, "-X", self.chain, check=False)
+        self._cut = False
+        return True
+
+    def chains(self) -> dict[str, bool]:
+        """Whether each running member's namespace holds the trial's chain (for checks)."""
+        found = {}
+        for member in self._specs:
+            pid = self.pid(member)
+            if pid is not None:
+                r = subprocess.run(["nsenter", "-t", str(pid), "-n", "iptables", "-w", "-S"], capture_output=True,
+                                   text=True, check=False)
+                found[member] = self.chain in r.stdout
+        return found
