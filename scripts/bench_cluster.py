@@ -7,8 +7,10 @@
    probe polls the same recovery criteria every ~10 ms. Lag = the moment the monitor says
    the criteria first held (RecoveryDetected.criteria_met_offset_s) minus the moment the
    independent probe first saw them hold for good.
+3. with ``--runtimes local,docker``: both figures for each runtime, interleaved in the same
+   run, and the ratio of each runtime's to the local runtime's (the anchor).
 
-    .venv/bin/python scripts/bench_cluster.py [--starts 10] [--trials 10]
+    .venv/bin/python scripts/bench_cluster.py [--starts 10] [--trials 10] [--runtimes local,docker]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import httpx
 
 from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest, TrialStatus, run_single
-from opeval.runtimes import Journal, LocalRuntime, RestartPolicy, runtime_dir
+from opeval.runtimes import RUNTIMES, Journal, RestartPolicy, runtime_dir
 from opeval.store import EventStore
 from opeval.subjects import EtcdSubject
 
@@ -41,12 +43,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
-async def harness_start(tmp: Path) -> tuple[float, list[list[str]]]:
+async def harness_start(tmp: Path, runtime: str = "local") -> tuple[float, list[list[str]]]:
     tid = uuid.uuid4().hex
     subject = EtcdSubject()
-    rt = LocalRuntime(trial_id=tid, workspace=runtime_dir() / "trials" / tid, journal=Journal(tid, tmp / "x.db"),
-                      restart_policy=RestartPolicy.parse("never"))
+    rt = RUNTIMES.get(runtime)(trial_id=tid, workspace=runtime_dir() / "trials" / tid,
+                               journal=Journal(tid, tmp / "x.db"), restart_policy=RestartPolicy.parse("never"),
+                               on_event=lambda e: None)
     async with rt.session(), httpx.AsyncClient(trust_env=False) as http:
+        await anyio.to_thread.run_sync(rt.prepare, "etcd", subject.container_definition())  # built once, cached
         specs = subject.plan(rt, 3, tid)
         t0 = time.perf_counter()
         for spec in specs:
@@ -76,7 +80,7 @@ def raw_start(argvs: list[list[str]], tmp: Path) -> float:
             p.wait()
 
 
-async def lag_trial(store: EventStore) -> tuple[float, float]:
+async def lag_trial(store: EventStore, runtime: str = "local") -> tuple[float, float]:
     """One trial with an independent probe; returns (lag_s, recovery_event_delay_s)."""
     status: dict[str, uuid.UUID] = {}
     met_runs: list[list[float]] = []  # [start_wall, last_wall] of each continuous met run
@@ -111,7 +115,7 @@ async def lag_trial(store: EventStore) -> tuple[float, float]:
                     met_runs.append([-1.0, -1.0])  # a break
                 await anyio.sleep(0.01)
 
-    req = TrialRequest(chaos=ChaosSpec(kind="node_kill", target="follower"), agent=AgentSpec(), seed=1,
+    req = TrialRequest(runtime=runtime, chaos=ChaosSpec(kind="node_kill", target="follower"), agent=AgentSpec(), seed=1,
                        config=TrialConfig(restart_policy="on-failure", settle_s=1.0, warmup_s=0.5, timeout_s=20))
     async with anyio.create_task_group() as tg:
         tg.start_soon(probe)
@@ -128,37 +132,54 @@ async def lag_trial(store: EventStore) -> tuple[float, float]:
     return claimed - truth, recorded - (truth + recovered.held_s)
 
 
-async def main_async(starts: int, trials: int, tmp: Path) -> None:
-    ours, raw = [], []
-    for _ in range(starts):
-        took, argvs = await harness_start(tmp)
-        ours.append(took)
-        raw.append(await anyio.to_thread.run_sync(raw_start, argvs, tmp))
+async def main_async(starts: int, trials: int, tmp: Path, runtimes: list[str]) -> None:
+    ours: dict[str, list[float]] = {r: [] for r in runtimes}
+    raw = []
+    for _ in range(starts):  # interleaved, so load on the machine hits every runtime alike
+        for r in runtimes:
+            took, argvs = await harness_start(tmp, r)
+            ours[r].append(took)
+            if r == "local":
+                raw.append(await anyio.to_thread.run_sync(raw_start, argvs, tmp))
     print(f"cluster start-to-healthy, 3 members, {starts} runs each")
-    print(f"  opeval runtime+subject: median {statistics.median(ours) * 1e3:.0f} ms  max {max(ours) * 1e3:.0f} ms")
-    print(f"  bare Popen + /health  : median {statistics.median(raw) * 1e3:.0f} ms  max {max(raw) * 1e3:.0f} ms")
-    print(f"  ratio bare/opeval: {statistics.median(raw) / statistics.median(ours):.2f}")
+    for r in runtimes:
+        print(f"  opeval {r:<6} runtime+subject: median {statistics.median(ours[r]) * 1e3:.0f} ms  "
+              f"max {max(ours[r]) * 1e3:.0f} ms")
+    if raw:
+        print(f"  bare Popen + /health        : median {statistics.median(raw) * 1e3:.0f} ms  max {max(raw) * 1e3:.0f} ms")
+        print(f"  ratio bare/opeval local: {statistics.median(raw) / statistics.median(ours['local']):.2f}")
+    for r in runtimes:
+        if r != "local" and "local" in ours:
+            print(f"  ratio {r}/local: {statistics.median(ours[r]) / statistics.median(ours['local']):.2f}")
 
-    lags, delays = [], []
+    lags: dict[str, list[float]] = {r: [] for r in runtimes}
+    delays: dict[str, list[float]] = {r: [] for r in runtimes}
     with EventStore(tmp / "lag.db") as store:
         for _ in range(trials):
-            lag, delay = await lag_trial(store)
-            lags.append(lag)
-            delays.append(delay)
-    print(f"recovery detection lag, {trials} follower-kill trials (monitor polls every 100 ms; probe ~10 ms)")
-    print(f"  criteria-met lag : median {statistics.median(lags) * 1e3:.0f} ms  max {max(lags) * 1e3:.0f} ms "
-          f"(all: {', '.join(f'{x * 1e3:.0f}' for x in lags)})")
-    print(f"  RecoveryDetected recorded after truth+settle: median {statistics.median(delays) * 1e3:.0f} ms")
+            for r in runtimes:
+                lag, delay = await lag_trial(store, r)
+                lags[r].append(lag)
+                delays[r].append(delay)
+    print(f"recovery detection lag, {trials} follower-kill trials each (monitor polls every 100 ms; probe ~10 ms)")
+    for r in runtimes:
+        print(f"  {r:<6} criteria-met lag : median {statistics.median(lags[r]) * 1e3:.0f} ms  "
+              f"max {max(lags[r]) * 1e3:.0f} ms (all: {', '.join(f'{x * 1e3:.0f}' for x in lags[r])})")
+        print(f"  {r:<6} RecoveryDetected recorded after truth+settle: median "
+              f"{statistics.median(delays[r]) * 1e3:.0f} ms")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--starts", type=int, default=10)
     ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--runtimes", default="local", help="comma-separated; the first figures are local's (the anchor)")
     args = ap.parse_args()
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    if "local" not in runtimes:
+        runtimes.insert(0, "local")
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d}")
     with tempfile.TemporaryDirectory() as d:
-        anyio.run(main_async, args.starts, args.trials, Path(d))
+        anyio.run(main_async, args.starts, args.trials, Path(d), runtimes)
     return 0
 
 

@@ -138,6 +138,13 @@ def test_a_partition_is_a_chain_in_each_members_namespace_removed_on_heal(tmp_pa
                     break
                 await anyio.sleep(0.1)
             assert not state.members[0].healthy and state.members[1].healthy
+            log = Path(specs[0].log_path)
+            for _ in range(100):  # the cut-off member complains; its log file on disk says so too
+                if log.exists() and log.read_text().strip():
+                    break
+                await anyio.sleep(0.1)
+            last = log.read_text().strip().splitlines()[-1]
+            assert last and last in rt.log_tail("etcd-1", 400)
             assert rt.heal() and not rt.heal()
             return before, during, rt.chains()
 

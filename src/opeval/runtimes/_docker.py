@@ -23,6 +23,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from opeval.runtimes._ports import PortLease
 from opeval.runtimes._protocol import ContainerDefinition, MemberEvent, MemberSpec, RestartPolicy, supervisor_state
 
 LABEL = "opeval.trial"
+#: What opeval reads of a Compose file's ``member`` service (anything else is refused, not ignored).
+_SERVICE_KEYS = {"image", "build", "environment", "stop_grace_period"}
 #: Private /24 networks are carved from here (one per running trial).
 SUBNETS = ipaddress.ip_network("10.213.0.0/16")
 
@@ -84,6 +88,10 @@ def image_tag(definition: ContainerDefinition) -> tuple[str, dict[str, Any]]:
         service = compose["services"]["member"]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
         raise EnvironmentProblem(f"{definition.compose}: not a usable Compose file with a 'member' service ({e})") from None
+    if not isinstance(service, dict) or set(service) - _SERVICE_KEYS:
+        unknown = sorted(set(service) - _SERVICE_KEYS) if isinstance(service, dict) else ["(not a mapping)"]
+        raise EnvironmentProblem(f"{definition.compose}: services.member.{unknown[0]} is not used by opeval "
+                                 f"(it reads {', '.join(sorted(_SERVICE_KEYS))})")
     build = service.get("build") or {}
     context = definition.compose.parent / str(build.get("context", "."))
     digest = hashlib.sha256()
@@ -239,7 +247,8 @@ class DockerRuntime:
         cname = f"opeval-{self.trial_id[:12]}-{spec.name}"
         self.journal.add_docker("container", cname)
         member_dir = str(self.member_dir(spec.name))
-        env = {k: v for k, v in spec.env.items() if k != "PATH"}
+        env = {**{str(k): str(v) for k, v in (self._service.get("environment") or {}).items()},
+               **{k: v for k, v in spec.env.items() if k != "PATH"}}
         grace = str(self._service.get("stop_grace_period", "5s")).rstrip("s")
         host_config = api.create_host_config(binds={member_dir: {"bind": member_dir, "mode": "rw"}},
                                              restart_policy=self._restart_policy())
@@ -263,7 +272,9 @@ class DockerRuntime:
         if spec.name not in self._ids:
             self._ids[spec.name] = await anyio.to_thread.run_sync(self._create, spec)
         self._ours.add(spec.name)  # the engine's start event for this start is ours, reported here
+        since = time.time()
         await anyio.to_thread.run_sync(self._client.api.start, self._ids[spec.name])
+        self._copy_log(spec.name, since)
         pid = self._pids[spec.name] = self.pid(spec.name) or 0
         self.on_event(MemberEvent(member=spec.name, kind="started", pid=pid, restarts=self.restarts(spec.name),
                                   reason=reason))
@@ -351,6 +362,19 @@ class DockerRuntime:
             return f"(cannot read the log: {e})"
         return str(out.decode(errors="replace")).rstrip("\n")
 
+    def _copy_log(self, name: str, since: float) -> None:
+        """Append the container's output to the member's log file while this run of it lasts,
+        so the log on disk says what ``nodectl logs`` says (as with the local runtime)."""
+        cid, path = self._ids[name], Path(self._specs[name].log_path)
+
+        def copy() -> None:
+            with contextlib.suppress(Exception), open(path, "ab") as f:  # noqa: PTH123
+                for chunk in self._client.api.logs(cid, stream=True, follow=True, since=int(since)):
+                    f.write(chunk)
+                    f.flush()
+
+        threading.Thread(target=copy, name=f"opeval-log-{name}", daemon=True).start()
+
     # --- the engine's events -------------------------------------------------------------------
     async def _follow_events(self, events: Iterator[dict[str, Any]]) -> None:
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](256)
@@ -374,6 +398,7 @@ class DockerRuntime:
             if name in self._ours:
                 self._ours.discard(name)
                 return
+            self._copy_log(name, float(ev.get("timeNano", time.time_ns())) / 1e9 - 0.5)
             restarts = self.restarts(name)
             reason = f"restart {restarts} by the engine ({self.policy.name})"
             self._pids[name] = self.pid(name) or 0
