@@ -232,5 +232,5 @@ def test_an_agent_out_of_steps_is_stopped_with_that_reason(store_path: Path) -> 
 
 
 def test_a_kind_the_subject_does_not_support_is_refused_with_the_ones_it_does() -> None:
-    with pytest.raises(UsageError, match="choose one of none, node_kill, pause, quorum_loss"):
+    with pytest.raises(UsageError, match="choose one of node_kill, none, pause, quorum_loss$"):
         prepare(request("partition"))

@@ -37,5 +37,5 @@ def test_opeval_run_finds_the_plugin_subject_by_entry_point(tmp_path: Path, runt
     bad = subprocess.run([sys.executable, "-m", "opeval", "run", "--subject", "toykv", "--chaos", "partition"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
-    assert "subject toykv does not support chaos kind 'partition': choose one of none, node_kill, pause" in bad.stderr
+    assert "subject toykv does not support chaos kind 'partition': choose one of node_kill, none, pause\n" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -26,6 +26,10 @@ class NoFault(FaultBase):
 
     kind = "none"
 
+    def applies_to(self, subject: object) -> bool:
+        """Every subject can be left alone."""
+        return True
+
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """No target (``none``), and only ``alert``: a non-empty text."""
         if spec.target not in _TARGETS:

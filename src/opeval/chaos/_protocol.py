@@ -56,8 +56,8 @@ class ChaosVerificationError(Exception):
 class Chaos(Protocol):
     """A kind of fault: validated before anything starts, then inject -> verify -> revert.
 
-    The runner calls, in order: :meth:`validate` (before any cluster starts; the subject
-    must list the kind in ``Subject.chaos_kinds``), :meth:`prepare_members` (before the
+    The runner calls, in order: :meth:`applies_to` and :meth:`validate` (before any
+    cluster starts), :meth:`needs_peer_proxy` and :meth:`prepare_members` (before the
     members first start), :meth:`inject`, :meth:`verify` (the clock for time to detect and
     recover starts when it returns), and :meth:`revert` (when ``duration_s`` ends and at
     the end of every trial, so it must be idempotent). Whatever a kind needs to know of
@@ -69,6 +69,11 @@ class Chaos(Protocol):
     def needs_peer_proxy(self, runtime: Runtime) -> bool:
         """Must members reach each other through the fault proxy (``ctx.proxy``) from their
         first start, on ``runtime``?"""
+        ...
+
+    def applies_to(self, subject: Subject) -> bool:
+        """Can this kind break ``subject``? Built-in kinds ask the subject (its ``chaos_kinds``);
+        a kind that needs nothing of the subject (only the runtime) may say yes to any."""
         ...
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
@@ -98,6 +103,10 @@ class FaultBase:
     Subclass it and write :meth:`validate`, :meth:`inject` and :meth:`verify`."""
 
     kind = ""
+
+    def applies_to(self, subject: Subject) -> bool:
+        """When the subject lists this kind in its ``chaos_kinds``."""
+        return self.kind in subject.chaos_kinds
 
     def needs_peer_proxy(self, runtime: Runtime) -> bool:
         """No proxy."""

@@ -102,10 +102,9 @@ def prepare(req: TrialRequest) -> None:
 
 
 def check_supported(subject: Subject, kind: str) -> None:
-    """A chaos kind the subject does not list is refused, naming those it does."""
-    CHAOS.get(kind)
-    if kind != "none" and kind not in subject.chaos_kinds:
-        allowed = ", ".join(["none", *subject.chaos_kinds])
+    """A chaos kind that does not apply to the subject is refused, naming those that do."""
+    if not CHAOS.get(kind)().applies_to(subject):
+        allowed = ", ".join(k for k in CHAOS.names() if CHAOS.get(k)().applies_to(subject))
         raise UsageError(f"subject {subject.name} does not support chaos kind {kind!r}: choose one of {allowed}")
 
 
