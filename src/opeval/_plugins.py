@@ -25,6 +25,7 @@ class Registry(Generic[T]):
         self.group = group
         self._code: dict[str, T] = {}
         self._entry_points: dict[str, T] | None = None  # loaded on first need
+        self._broken: dict[str, str] = {}  # entry points that failed to load, and why
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: register ``obj`` under ``name``."""
@@ -55,14 +56,14 @@ class Registry(Generic[T]):
 
     def _loaded(self) -> dict[str, T]:
         if self._entry_points is None:
-            self._entry_points = {}
+            self._entry_points, self._broken = {}, {}
             for ep in entry_points(group=self.group):
-                if ep.name not in self._code:
-                    try:
-                        self._entry_points[ep.name] = ep.load()
-                    except Exception as e:  # noqa: BLE001 - one broken plugin must not hide the others
-                        raise UsageError(f"the {self.kind} plugin {ep.name!r} ({ep.value}) cannot be loaded: "
-                                         f"{type(e).__name__}: {e}; reinstall or remove it") from None
+                if ep.name in self._code:
+                    continue
+                try:
+                    self._entry_points[ep.name] = ep.load()
+                except Exception as e:  # noqa: BLE001 - one broken plugin must not hide the others
+                    self._broken[ep.name] = f"{ep.value}: {type(e).__name__}: {e}"
         return {**self._entry_points, **self._code}
 
     def names(self) -> list[str]:
@@ -77,5 +78,8 @@ class Registry(Generic[T]):
         try:
             return self._loaded()[name]
         except KeyError:
+            if name in self._broken:
+                raise UsageError(f"the {self.kind} plugin {name!r} cannot be loaded ({self._broken[name]}): "
+                                 "reinstall or remove it") from None
             choices = ", ".join(self.names()) or "none installed"
             raise UsageError(f"unknown {self.kind} {name!r}: choose one of {choices}") from None

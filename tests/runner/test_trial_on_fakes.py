@@ -10,7 +10,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import pytest
@@ -104,6 +104,11 @@ def test_a_lost_quorum_stops_the_workload_and_its_outage_is_recorded(store_path:
 
 class _NeverSeen(FaultBase):
     kind = "never_seen"
+    reverted: ClassVar[list[str]] = []
+
+    async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
+        self.reverted.append(injection.target)
+        return "undone"
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         pass
@@ -135,6 +140,8 @@ def test_a_fault_never_verified_is_an_error_and_the_cluster_still_goes_down(stor
         result, events = run_one_trial(store_path, request("never_seen"))
     assert result.outcome == "error" and result.reason == "fault not verified: nothing happened"
     assert "ChaosVerified" not in names(events) and "ClusterDown" in names(events)
+    assert _NeverSeen.reverted == ["fake-1"]  # an unverified fault is still undone, and that is recorded
+    assert one(events, Trial.ChaosReverted).action == "undone"
 
 
 def test_a_harness_failure_is_recorded_then_raised(store_path: Path) -> None:

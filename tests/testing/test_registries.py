@@ -4,6 +4,7 @@ named in a clear error rather than a traceback."""
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,24 @@ def test_a_plugin_registered_for_a_block_is_gone_after_it() -> None:
     assert "temporary" not in CHAOS.names()
     with pytest.raises(UsageError):
         CHAOS.get("temporary")
+
+
+def test_a_broken_plugin_is_named_when_asked_for_and_hides_no_other(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    info = tmp_path / "broken_kinds-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-kinds\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[opeval.chaos]\naaa_broken = no_such_module:Kind\n"
+                                           "zzz_fine = opeval.chaos:NodeKill\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    CHAOS.reload()
+    try:
+        for _ in range(2):  # the same answers every time: nothing is half-cached
+            assert CHAOS.get("zzz_fine").kind == "node_kill"
+            with pytest.raises(UsageError, match=r"the chaos kind plugin 'aaa_broken' cannot be loaded "
+                                                 r"\(no_such_module:Kind: ModuleNotFoundError"):
+                CHAOS.get("aaa_broken")
+        assert "zzz_fine" in CHAOS.names() and "aaa_broken" not in CHAOS.names()
+    finally:
+        monkeypatch.undo()
+        CHAOS.reload()

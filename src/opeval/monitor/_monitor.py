@@ -49,6 +49,7 @@ class Monitor:
         self.verified = False  # set when the fault is verified: recovery counts from then
         self.verified_at = 0.0  # the trial offset of ChaosVerified (set with ``verified``)
         self.judging = False  # recovery is judged while set: from verification (a control: from the agent's end)
+        self.judging_since = 0.0  # observations made before this offset are not judged (see judge_from)
         self._early_symptoms: list[str] = []
         self.fault_detected_at: float | None = None
         self.symptoms: list[str] = []
@@ -79,10 +80,15 @@ class Monitor:
                     self.fault_detected_at = max(observed_at, self.verified_at)
                     self.symptoms = found
                     self.record(Trial.FaultDetected, symptoms=found)
-            if self.judging and not self.recovered.is_set():
+            if self.judging and not self.recovered.is_set() and observed_at >= self.judging_since:
                 await self._judge_recovery(state, observed_at)
             next_at = max(next_at + self.poll_interval_s, time.monotonic())
             await anyio.sleep(max(0.0, next_at - time.monotonic()))
+
+    def judge_from(self, offset_s: float) -> None:
+        """Judge recovery from observations made at ``offset_s`` or later (one already in
+        flight began earlier, so it cannot speak for the time after)."""
+        self.judging_since, self.judging = offset_s, True
 
     async def _judge_recovery(self, state: ClusterState, observed_at: float) -> None:
         unmet = self.subject.recovery_unmet(self.baseline, state)

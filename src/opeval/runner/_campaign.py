@@ -20,7 +20,7 @@ from opeval.errors import OpevalError, UsageError
 from opeval.events import Campaign, Scalar
 from opeval.runner._campaign_file import CampaignPlan, PlannedTrial
 from opeval.runner._cleanup import finish_campaign_if_done
-from opeval.runner._trial import TrialRequest, TrialResult, TrialStatus, harness_info, prepare, run_trial
+from opeval.runner._trial import TrialRequest, TrialResult, TrialStatus, harness_info, prepare, run_trial, sole_error
 from opeval.store import EventStore
 
 
@@ -58,17 +58,20 @@ async def run_single(
                 caught.append(signal.Signals(signum).name)
                 scope.cancel()
 
-    async with anyio.create_task_group() as tg:
-        if handle_signals:
-            tg.start_soon(watch_signals)
-        try:
-            result = await run_trial(store, campaign, 0, req, cancel_scope=scope,
-                                     interrupted=lambda: caught[0] if caught else None, on_status=on_status,
-                                     agent=agent)
-        finally:
-            tg.cancel_scope.cancel()
-            with contextlib.suppress(OpevalError):  # a broken store already has its error on the way
-                finish_campaign_if_done(store, campaign.id)
+    try:
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(watch_signals)
+            try:
+                result = await run_trial(store, campaign, 0, req, cancel_scope=scope,
+                                         interrupted=lambda: caught[0] if caught else None, on_status=on_status,
+                                         agent=agent)
+            finally:
+                tg.cancel_scope.cancel()
+                with contextlib.suppress(OpevalError):  # a broken store already has its error on the way
+                    finish_campaign_if_done(store, campaign.id)
+    except BaseExceptionGroup as group:  # the trial's own error, not a group of one: the CLI prints it in a line
+        raise sole_error(group) from None
     return result
 
 

@@ -87,7 +87,7 @@ def prepare(req: TrialRequest) -> None:
     """Fail fast (before any cluster starts) on an unknown or unsupported subject, runtime,
     chaos kind, target or setting."""
     subject = SUBJECTS.get(req.subject)()
-    RUNTIMES.get(req.runtime)
+    RUNTIMES.get(req.runtime).preflight(subject.name, subject.container_definition())
     check_supported(subject, req.chaos.kind)
     names = subject.member_names(req.config.members)
     CHAOS.get(req.chaos.kind)().validate(req.chaos, names)
@@ -203,7 +203,7 @@ async def run_trial(
         if scope.cancelled_caught:
             outcome, reason = "aborted", f"interrupted by {interrupted() or 'cancellation'}"
     except Exception as e:  # the trial is still recorded as ended before the error surfaces
-        error = _first_user_error(e) or _sole(e)
+        error = _first_user_error(e) or sole_error(e)
         outcome = "error"
         reason = str(error) if isinstance(error, OpevalError) else f"{type(error).__name__}: {error}"
     finally:
@@ -230,7 +230,7 @@ def _first_user_error(exc: BaseException) -> OpevalError | None:
     return None
 
 
-def _sole(exc: BaseException) -> BaseException:
+def sole_error(exc: BaseException) -> BaseException:
     """The one error inside nested groups of one (task groups wrap a lone failure), else ``exc``."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
@@ -341,57 +341,61 @@ class _TrialRun:
             record(Trial.ChaosInjected, kind=req.chaos.kind, target=injection.target,
                    params=req.chaos.params, detail=injection.detail)
             try:
-                verification = await chaos.verify(injection, ctx, cfg.verify_timeout_s)
-            except ChaosVerificationError as e:
-                tg.cancel_scope.cancel()
-                return "error", f"fault not verified: {e}", None, None
-            verified_at = clock()  # TTD and TTR count from this very offset
-            record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
-                   offset_s=verified_at)
-            monitor.verified_at, monitor.verified = verified_at, True
-            # A fault is judged from its verification; a control once the agent has stopped.
-            monitor.judging = not self.control or self.agent is None
-            duration = req.chaos.params.get("duration_s")
-            if duration:
-                async def end_fault() -> None:  # the fault lasts its duration unless repaired first
-                    await anyio.sleep(float(duration))  # type: ignore[arg-type]
+                try:
+                    verification = await chaos.verify(injection, ctx, cfg.verify_timeout_s)
+                except ChaosVerificationError as e:
+                    tg.cancel_scope.cancel()
+                    return "error", f"fault not verified: {e}", None, None
+                verified_at = clock()  # TTD and TTR count from this very offset
+                record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
+                       offset_s=verified_at)
+                monitor.verified_at, monitor.verified = verified_at, True
+                # A fault is judged from its verification; a control once the agent has stopped.
+                if not self.control or self.agent is None:
+                    monitor.judge_from(verified_at)
+                duration = req.chaos.params.get("duration_s")
+                if duration:
+                    async def end_fault() -> None:  # the fault lasts its duration unless repaired first
+                        await anyio.sleep(float(duration))  # type: ignore[arg-type]
+                        action = await chaos.revert(injection, ctx)
+                        if action:
+                            record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target,
+                                   action=f"{action} (its {float(duration):g}s duration ended)")  # type: ignore[arg-type]
+
+                    tg.start_soon(end_fault)
+
+                deadline = anyio.current_time() + cfg.timeout_s
+                if self.agent is not None:
+                    self.set_phase("agent at work")
+                    with anyio.move_on_at(deadline):
+                        await self._run_agent(self.agent, monitor, deadline)
+                if self.control:
+                    # Judged after the agent: healthy for the settle window, within the verification
+                    # timeout, however long the agent took (it may have left the system broken).
+                    monitor.judge_from(clock())
+                    deadline = max(deadline, anyio.current_time() + cfg.settle_s + cfg.verify_timeout_s)
+                self.set_phase("waiting for recovery")
+                with anyio.move_on_at(deadline):
+                    await monitor.recovered.wait()
+                if monitor.fault_detected_at is not None and not self.control:
+                    ttd = round(max(0.0, monitor.fault_detected_at - verified_at), 6)
+                if monitor.recovered.is_set():
+                    assert monitor.met_since is not None
+                    outcome = "recovered"
+                    if self.control:
+                        reason = "control: the system was healthy at the end (criteria held for the settle window)"
+                    else:
+                        ttr = round(max(0.0, monitor.met_since - verified_at), 6)
+                        reason = "recovery criteria held for the settle window"
+                else:
+                    unmet = "; ".join(monitor.unmet) or "criteria not met"
+                    reason = (f"control: left unhealthy: {unmet}" if self.control
+                              else f"not recovered within {cfg.timeout_s:g}s: {unmet}")
+            finally:  # every path from the injection on, an error or Ctrl-C included, reverts
+                with anyio.CancelScope(shield=True):
                     action = await chaos.revert(injection, ctx)
                     if action:
-                        record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target,
-                               action=f"{action} (its {float(duration):g}s duration ended)")  # type: ignore[arg-type]
-
-                tg.start_soon(end_fault)
-
-            deadline = anyio.current_time() + cfg.timeout_s
-            if self.agent is not None:
-                self.set_phase("agent at work")
-                with anyio.move_on_at(deadline):
-                    await self._run_agent(self.agent, monitor, deadline)
-            if self.control:
-                # Judged after the agent: healthy for the settle window, within the verification
-                # timeout, however long the agent took (it may have left the system broken).
-                monitor.judging = True
-                deadline = max(deadline, anyio.current_time() + cfg.settle_s + cfg.verify_timeout_s)
-            self.set_phase("waiting for recovery")
-            with anyio.move_on_at(deadline):
-                await monitor.recovered.wait()
-            if monitor.fault_detected_at is not None and not self.control:
-                ttd = round(max(0.0, monitor.fault_detected_at - verified_at), 6)
-            if monitor.recovered.is_set():
-                assert monitor.met_since is not None
-                outcome = "recovered"
-                if self.control:
-                    reason = "control: the system was healthy at the end (criteria held for the settle window)"
-                else:
-                    ttr = round(max(0.0, monitor.met_since - verified_at), 6)
-                    reason = "recovery criteria held for the settle window"
-            else:
-                unmet = "; ".join(monitor.unmet) or "criteria not met"
-                reason = (f"control: left unhealthy: {unmet}" if self.control
-                          else f"not recovered within {cfg.timeout_s:g}s: {unmet}")
-            action = await chaos.revert(injection, ctx)
-            if action:
-                record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target, action=action)
+                        record(Trial.ChaosReverted, kind=req.chaos.kind, target=injection.target, action=action)
             tg.cancel_scope.cancel()
 
         record(Trial.WorkloadStopped, writes_ok=workload.totals.writes_ok, writes_failed=workload.totals.writes_failed,

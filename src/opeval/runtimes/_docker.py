@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,7 @@ import anyio
 import yaml
 
 from opeval.errors import EnvironmentProblem, UsageError
-from opeval.runtimes._journal import Journal, mount_tmpfs, unmount
+from opeval.runtimes._journal import Journal, mount_tmpfs, sweep_labelled, unmount
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._protocol import ContainerDefinition, MemberEvent, MemberSpec, RestartPolicy, supervisor_state
 
@@ -58,12 +59,32 @@ def _client() -> Any:
     return client
 
 
-def reap_by_label(trial_id: str) -> list[str]:
-    """Remove every container and network labelled with ``trial_id``; say what went."""
+def reap_by_label(trial_id: str, client: Any = None) -> list[str]:
+    """Remove every container and network labelled with ``trial_id``; say what went.
+    EnvironmentProblem if the engine cannot be reached or something labelled remains."""
+    own = client is None
+    client = client or _client()
     try:
-        client = _client()
-    except EnvironmentProblem:
-        return []
+        removed = _remove_labelled(client, trial_id)
+        left = labelled_objects(client, trial_id)
+    finally:
+        if own:
+            client.close()
+    if left:
+        raise EnvironmentProblem(f"could not remove {', '.join(left)} of trial {trial_id[:8]}: run `opeval cleanup` "
+                                 "again once the Docker engine answers")
+    return removed
+
+
+def labelled_objects(client: Any, trial_id: str) -> list[str]:
+    """Every container, network and volume labelled with ``trial_id``."""
+    selector = {"label": f"{LABEL}={trial_id}"}
+    return ([f"container {c.name}" for c in client.containers.list(all=True, filters=selector)]
+            + [f"network {n.name}" for n in client.networks.list(filters=selector)]
+            + [f"volume {v.name}" for v in client.volumes.list(filters=selector)])
+
+
+def _remove_labelled(client: Any, trial_id: str) -> list[str]:
     removed = []
     selector = {"label": f"{LABEL}={trial_id}"}
     for c in client.containers.list(all=True, filters=selector):
@@ -79,6 +100,21 @@ def reap_by_label(trial_id: str) -> list[str]:
             v.remove(force=True)
             removed.append(f"volume {v.name}")
     return removed
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def compose_seconds(value: object) -> float:
+    """A Compose duration (``1m30s``, ``500ms``, ``10s``, or a number of seconds) in seconds."""
+    text = str(value).strip()
+    parts = _DURATION.findall(text)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise EnvironmentProblem(f"stop_grace_period: {value!r} is not a Compose duration (like 10s or 1m30s)")
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
 def image_tag(definition: ContainerDefinition) -> tuple[str, dict[str, Any]]:
@@ -126,6 +162,7 @@ class DockerRuntime:
         self._specs: dict[str, MemberSpec] = {}
         self._ids: dict[str, str] = {}
         self._wanted: dict[str, bool] = {}
+        self._side: dict[str, int] = {}  # member -> its side of a partition, while one is in place
         self._ours: set[str] = set()  # members whose next start event this runtime reported itself
         self._pids: dict[str, int] = {}  # the last host pid seen for each member
         self._cut = False
@@ -153,13 +190,21 @@ class DockerRuntime:
                 await anyio.to_thread.run_sync(self._teardown)
 
     def _teardown(self) -> None:
+        left = False
         if self._client is not None:
-            reap_by_label(self.trial_id)
+            try:
+                reap_by_label(self.trial_id, self._client)
+            except Exception:  # noqa: BLE001 - the journal stays, so `opeval cleanup` finishes the job
+                left = True
+            finally:
+                self._client.close()
+        sweep_labelled(self.trial_id)
         self.ports.release()
         for mount in reversed(self.journal.entry.mounts):  # never delete through a mount
             unmount(Path(mount))
-        shutil.rmtree(self.workspace, ignore_errors=True)
-        self.journal.close()
+        if not left:
+            shutil.rmtree(self.workspace, ignore_errors=True)
+            self.journal.close()
 
     def _make_network(self) -> None:
         import docker
@@ -182,15 +227,23 @@ class DockerRuntime:
             return
         raise EnvironmentProblem(f"no free /24 left in {SUBNETS} for a trial network: run `opeval cleanup`")
 
+    @staticmethod
+    def preflight(subject: str, definition: ContainerDefinition | None) -> None:
+        """The subject has a container definition and the engine answers."""
+        if definition is None:
+            raise UsageError(f"subject {subject} has no container definition (its container_definition() is None): "
+                             "use --runtime local")
+        image_tag(definition)  # the Compose file is usable
+        _client().close()  # the engine answers
+
     def prepare(self, subject: str, definition: ContainerDefinition | None) -> None:
         """Find the subject's image by its content tag, or build it (``FROM scratch``: no pull)."""
-        if definition is None:
-            raise UsageError(f"subject {subject} has no container definition (subjects/{subject}/compose.yaml): "
-                             "use --runtime local")
+        self.preflight(subject, definition)
+        assert definition is not None
         tag, self._service = image_tag(definition)
         import docker
 
-        client = self._client or _client()
+        client = self._client
         try:
             client.images.get(tag)
         except docker.errors.ImageNotFound:
@@ -202,9 +255,10 @@ class DockerRuntime:
                 try:
                     client.images.build(path=ctx, dockerfile=str(build.get("dockerfile", "Dockerfile")), tag=tag,
                                         rm=True, pull=False, labels={"opeval.subject": subject})
-                except docker.errors.BuildError as e:
-                    raise EnvironmentProblem(f"cannot build the {subject} image {tag}: {e.msg} (images are built "
-                                             "FROM scratch here; nothing can be pulled)") from None
+                except (docker.errors.BuildError, docker.errors.APIError) as e:
+                    detail = getattr(e, "msg", None) or getattr(e, "explanation", None) or e
+                    raise EnvironmentProblem(f"cannot build the {subject} image {tag}: {detail} (images are built "
+                                             "locally; nothing can be pulled)") from None
         self._image = tag
 
     # --- addresses and resources ------------------------------------------------------------
@@ -249,7 +303,7 @@ class DockerRuntime:
         member_dir = str(self.member_dir(spec.name))
         env = {**{str(k): str(v) for k, v in (self._service.get("environment") or {}).items()},
                **{k: v for k, v in spec.env.items() if k != "PATH"}}
-        grace = str(self._service.get("stop_grace_period", "5s")).rstrip("s")
+        grace = compose_seconds(self._service.get("stop_grace_period", "5s"))
         host_config = api.create_host_config(binds={member_dir: {"bind": member_dir, "mode": "rw"}},
                                              restart_policy=self._restart_policy())
         networking = api.create_networking_config({self._network.name: api.create_endpoint_config(
@@ -258,7 +312,7 @@ class DockerRuntime:
         created = api.create_container(
             self._image, command=[program, *spec.argv[1:]], name=cname, hostname=spec.name,
             labels={LABEL: self.trial_id, "opeval.member": spec.name}, environment=env, working_dir=spec.cwd,
-            host_config=host_config, networking_config=networking, stop_timeout=int(float(grace or 5)))
+            host_config=host_config, networking_config=networking, stop_timeout=max(1, round(grace)))
         return str(created["Id"])
 
     async def start_member(self, spec: MemberSpec, *, reason: str = "initial") -> int:
@@ -271,9 +325,17 @@ class DockerRuntime:
             return self.pid(spec.name) or 0
         if spec.name not in self._ids:
             self._ids[spec.name] = await anyio.to_thread.run_sync(self._create, spec)
+        elif self._inspect(spec.name).get("Restarting"):  # in the engine's back-off: take over, start it now
+            await anyio.to_thread.run_sync(lambda: self._client.api.stop(self._ids[spec.name], timeout=1))
         self._ours.add(spec.name)  # the engine's start event for this start is ours, reported here
         since = time.time()
-        await anyio.to_thread.run_sync(self._client.api.start, self._ids[spec.name])
+        try:
+            await anyio.to_thread.run_sync(self._client.api.start, self._ids[spec.name])
+        except BaseException:
+            self._ours.discard(spec.name)
+            raise
+        if self._cut:
+            await anyio.to_thread.run_sync(self._apply_cut, spec.name)
         self._copy_log(spec.name, since)
         pid = self._pids[spec.name] = self.pid(spec.name) or 0
         self.on_event(MemberEvent(member=spec.name, kind="started", pid=pid, restarts=self.restarts(spec.name),
@@ -308,9 +370,15 @@ class DockerRuntime:
         except KeyError:
             raise UsageError(f"no member {name!r}") from None
 
+    @staticmethod
+    def _alive(st: dict[str, Any]) -> bool:
+        # The engine says Running (and Restarting) while a crashed container waits out its
+        # restart back-off; its process is gone then (Pid 0).
+        return bool(st.get("Running")) and not st.get("Restarting") and bool(st.get("Pid"))
+
     def is_running(self, name: str) -> bool:
-        """Is the container running (paused counts: its process lives)?"""
-        return bool(self._inspect(name).get("Running"))
+        """Is the container's process alive (paused counts: it lives, frozen)?"""
+        return self._alive(self._inspect(name))
 
     def is_paused(self, name: str) -> bool:
         """Is its cgroup frozen?"""
@@ -319,12 +387,12 @@ class DockerRuntime:
     def pid(self, name: str) -> int | None:
         """The container's main process, as the host sees it."""
         st = self._inspect(name)
-        return int(st["Pid"]) if st.get("Running") and st.get("Pid") else None
+        return int(st["Pid"]) if self._alive(st) else None
 
     def last_exit(self, name: str) -> int | None:
         """Its last exit: negative for a signal (the engine reports 128 + signal)."""
         st = self._inspect(name)
-        if not st or st.get("Running") or not st.get("FinishedAt", "").startswith(("1", "2")):
+        if not st or self._alive(st) or not st.get("FinishedAt", "").startswith(("1", "2")):
             return None
         code = int(st.get("ExitCode", 0))
         return -(code - 128) if code > 128 else code
@@ -333,7 +401,7 @@ class DockerRuntime:
         """What ``nodectl status`` shows."""
         self._member(name)
         st = self._inspect(name)
-        return supervisor_state(running=bool(st.get("Running")), paused=bool(st.get("Paused")),
+        return supervisor_state(running=self._alive(st), paused=bool(st.get("Paused")),
                                 wanted=self._wanted.get(name, True), last_exit=self.last_exit(name))
 
     def members(self) -> list[str]:
@@ -399,6 +467,8 @@ class DockerRuntime:
                 self._ours.discard(name)
                 return
             self._copy_log(name, float(ev.get("timeNano", time.time_ns())) / 1e9 - 0.5)
+            if self._cut:  # a restarted container has a new namespace: the partition follows it
+                threading.Thread(target=self._reapply_cut, args=(name,), daemon=True).start()
             restarts = self.restarts(name)
             reason = f"restart {restarts} by the engine ({self.policy.name})"
             self._pids[name] = self.pid(name) or 0
@@ -422,20 +492,30 @@ class DockerRuntime:
             raise EnvironmentProblem(f"iptables in {member}'s network namespace failed: {r.stderr.strip()}")
 
     def cut(self, groups: list[set[str]]) -> None:
-        """Drop every packet between members of different groups, in each member's own namespace."""
-        side = {m: i for i, g in enumerate(groups) for m in g}
-        for member, i in side.items():
-            self._iptables(member, "-N", self.chain, check=False)
-            self._iptables(member, "-F", self.chain)
-            for hook in ("INPUT", "OUTPUT"):
-                self._iptables(member, "-D", hook, "-j", self.chain, check=False)
-                self._iptables(member, "-I", hook, "1", "-j", self.chain)
-            for other, j in side.items():
-                if j != i:
-                    ip = self.address(other)
-                    self._iptables(member, "-A", self.chain, "-s", ip, "-j", "DROP")
-                    self._iptables(member, "-A", self.chain, "-d", ip, "-j", "DROP")
+        """Drop every packet between members of different groups, in each member's own namespace
+        (and again in a member's new namespace whenever it restarts, until :meth:`heal`)."""
+        self._side = {m: i for i, g in enumerate(groups) for m in g}
         self._cut = True
+        for member in self._side:
+            self._apply_cut(member)
+
+    def _reapply_cut(self, member: str) -> None:
+        with contextlib.suppress(Exception):  # it may have died again meanwhile: its next start re-applies
+            self._apply_cut(member)
+
+    def _apply_cut(self, member: str) -> None:
+        if member not in self._side:
+            return
+        self._iptables(member, "-N", self.chain, check=False)
+        self._iptables(member, "-F", self.chain)
+        for hook in ("INPUT", "OUTPUT"):
+            self._iptables(member, "-D", hook, "-j", self.chain, check=False)
+            self._iptables(member, "-I", hook, "1", "-j", self.chain)
+        for other, j in self._side.items():
+            if j != self._side[member]:
+                ip = self.address(other)
+                self._iptables(member, "-A", self.chain, "-s", ip, "-j", "DROP")
+                self._iptables(member, "-A", self.chain, "-d", ip, "-j", "DROP")
 
     def heal(self) -> bool:
         """Remove the trial's chain from every member (idempotent); True if links were cut."""
@@ -447,6 +527,7 @@ class DockerRuntime:
             self._iptables(member, "-F", self.chain, check=False)
             self._iptables(member, "-X", self.chain, check=False)
         self._cut = False
+        self._side = {}
         return True
 
     def chains(self) -> dict[str, bool]:

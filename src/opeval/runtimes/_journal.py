@@ -123,6 +123,15 @@ def unmount(path: Path) -> bool:
     return not is_mounted(path)
 
 
+def sweep_labelled(trial_id: str) -> None:
+    """Kill whatever still carries the trial's label (an agent's background job that left its
+    process group, say): nothing of a trial outlives it, whatever the runtime."""
+    for pid in pids_with_env(TRIAL_ENV, trial_id):
+        if pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def mount_tmpfs(journal: Journal, path: Path, size_bytes: int, trial_id: str) -> None:
     """A tmpfs of ``size_bytes`` at ``path``, journaled before it is made (root only)."""
     path.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import anyio
 from anyio.abc import Process, TaskGroup
 
 from opeval.errors import EnvironmentProblem, UsageError
-from opeval.runtimes._journal import TRIAL_ENV, Journal, mount_tmpfs, unmount
+from opeval.runtimes._journal import TRIAL_ENV, Journal, mount_tmpfs, sweep_labelled, unmount
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._proc import pids_with_env, process_state
 from opeval.runtimes._protocol import ContainerDefinition, MemberEvent, MemberSpec, RestartPolicy, supervisor_state
@@ -87,19 +87,17 @@ class LocalRuntime:
                 raise group.exceptions[0] from None
             raise
         finally:
-            self._sweep_labelled()
+            sweep_labelled(self.trial_id)
             self.ports.release()
             for mount in reversed(self.journal.entry.mounts):  # never delete through a mount
                 unmount(Path(mount))
             shutil.rmtree(self.workspace, ignore_errors=True)
             self.journal.close()
 
-    def _sweep_labelled(self) -> None:
-        # Anything else that carries this trial's label (an agent's background job that
-        # left its process group, say) ends with the trial too.
-        for pid in pids_with_env(TRIAL_ENV, self.trial_id):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+
+    @staticmethod
+    def preflight(subject: str, definition: ContainerDefinition | None) -> None:
+        """Any subject runs as local processes."""
 
     def prepare(self, subject: str, definition: ContainerDefinition | None) -> None:
         """Nothing to prepare: members are this machine's processes."""

@@ -80,7 +80,8 @@ def supervisor_state(*, running: bool, paused: bool, wanted: bool, last_exit: in
 
 @runtime_checkable
 class Runtime(Protocol):
-    """Where members run. Implementations: :class:`~opeval.runtimes.LocalRuntime`.
+    """Where members run: :class:`~opeval.runtimes.LocalRuntime` (processes),
+    :class:`~opeval.runtimes.DockerRuntime` (containers), or a plugin's.
 
     Made by a :class:`RuntimeFactory` for one trial. Inside :meth:`session` it starts,
     signals, stops and supervises members (reporting each start and exit through the
@@ -181,7 +182,12 @@ class LinkCutter(Protocol):
 
 
 class RuntimeFactory(Protocol):
-    """How the runner makes a runtime for one trial (a runtime class's constructor)."""
+    """How the runner makes a runtime for one trial (a runtime class's constructor), and how it
+    checks, before anything starts, that the runtime can run a subject (a class-level method)."""
+
+    def preflight(self, subject: str, definition: ContainerDefinition | None) -> None:
+        """Raise UsageError or EnvironmentProblem if members of ``subject`` cannot run here."""
+        ...
 
     def __call__(self, *, trial_id: str, workspace: Path, journal: Journal, restart_policy: RestartPolicy,
                  on_event: Callable[[MemberEvent], Any]) -> Runtime:

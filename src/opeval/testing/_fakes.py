@@ -89,6 +89,10 @@ class FakeRuntime:
             shutil.rmtree(self.workspace, ignore_errors=True)
             self.journal.close()
 
+    @staticmethod
+    def preflight(subject: str, definition: ContainerDefinition | None) -> None:
+        """Anything goes."""
+
     def prepare(self, subject: str, definition: ContainerDefinition | None) -> None:
         """Nothing to prepare."""
 

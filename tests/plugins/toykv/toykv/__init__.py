@@ -62,7 +62,7 @@ class ToyKV(SubjectBase):
 
     def plan(self, runtime: Runtime, count: int, cluster_token: str, *, peer_fronts: bool = False) -> list[MemberSpec]:
         names, ports = self.member_names(count), runtime.allocate_ports(count)
-        self._endpoints = [MemberEndpoint(name=n, client_url=f"http://{runtime.host}:{p}", peer_url="")
+        self._endpoints = [MemberEndpoint(name=n, client_url=f"http://{runtime.address(n)}:{p}", peer_url="")
                            for n, p in zip(names, ports, strict=True)]
         server = str(Path(__file__).with_name("server.py"))
         specs = []
