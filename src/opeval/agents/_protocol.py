@@ -127,8 +127,10 @@ class Agent(Protocol):
     The runner constructs it from the variant's :class:`~opeval.events.AgentSpec`
     (see :data:`AgentFactory`), calls :meth:`run` once per trial inside the trial's
     sandbox, and cancels it at the trial's deadline or when recovery is detected.
-    Whatever it does must go through ``tools``; whatever it raises (but a
-    :class:`BudgetExhausted`) is recorded as the agent's own failure, not the harness's.
+    Whatever it does must go through ``tools``. What it raises is recorded as the agent's
+    own failure (``AgentFinished`` reason ``error``), not the harness's; a
+    :class:`BudgetExhausted` ends it with the budget's name, and an ``OpevalError`` (the
+    harness's own: a broken store, a sandbox that cannot start) ends the trial in error.
     """
 
     name: str

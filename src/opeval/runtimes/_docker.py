@@ -351,7 +351,9 @@ class DockerRuntime:
 
     def signal_member(self, name: str, sig: int) -> int:
         """SIGSTOP/SIGCONT freeze and thaw the container's cgroup; any other signal goes to its
-        process on the host, so the engine sees a crash and applies its restart policy."""
+        process on the host, so the engine sees a crash and applies its restart policy. (The
+        process is its namespace's PID 1: a signal it installs no handler for, other than
+        SIGKILL, is ignored, as inside any container.)"""
         self._member(name)
         pid = self.pid(name)
         if pid is None:
