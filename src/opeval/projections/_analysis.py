@@ -377,14 +377,22 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         "", "## Detection and recovery", "",
         f"- Fault verified at {_fmt_s(t['verified_s'])}, detected at {_fmt_s(t['detected_s'])}, "
         f"recovery criteria first held at {_fmt_s(t['recovered_s'])}.",
-        f"- Agent first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
-        f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands ({t['unique_commands']} distinct), "
-        f"{t['destructive']} destructive, thrashing {t['thrashing']}.",
+        _agent_line(t),
         "", "## Lessons", "",
         "- What slowed detection or repair, and what would have prevented the fault, go here.",
         "",
     ]
     return "\n".join(out)
+
+
+def _agent_line(t: dict[str, Any]) -> str:
+    if t["agent"] == "none":
+        # The baseline runs no command; "first diagnostic after -" would read as a missing figure.
+        return "- No agent responded: recovery, if any, was the system's own (restart policy " \
+               f"{t['restart_policy']})."
+    return (f"- Agent first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
+            f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands ({t['unique_commands']} distinct), "
+            f"{t['destructive']} destructive, thrashing {t['thrashing']}.")
 
 
 def _responder(t: dict[str, Any]) -> str:
@@ -453,8 +461,9 @@ def _control_postmortem(t: dict[str, Any], events: list[dict[str, Any]], command
         + (" The system was nonetheless unhealthy at the end: what broke, broke after the page." if t["left_broken"]
            else ""),
         "", "## The false alarm", "",
-        f"- The clock started at {_fmt_s(t['verified_s'])}, the agent was paged at {_fmt_s(t['agent_started_s'])}; from the page, "
-        f"first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
+        f"- The clock started at {_fmt_s(t['verified_s'])}; no agent was paged (a baseline control)." if t["agent"] == "none"
+        else f"- The clock started at {_fmt_s(t['verified_s'])}, the agent was paged at {_fmt_s(t['agent_started_s'])}; "
+        f"from the page, first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
         f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands "
         f"({t['unique_commands']} distinct), {t['remediations']} remediations, {t['destructive']} destructive, "
         f"thrashing {t['thrashing']}.",
