@@ -16,11 +16,17 @@ def in_terminal(*args: str, columns: int = 80, env: dict[str, str] | None = None
                 timeout: float = 120) -> tuple[int, str]:
     """``python -m opeval ARGS`` with standard output and error on a terminal ``columns``
     wide; its exit code and what it printed, colours removed."""
+    return run_in_terminal([sys.executable, "-m", "opeval", *args], columns=columns, env=env, timeout=timeout)
+
+
+def run_in_terminal(argv: list[str], *, columns: int = 80, env: dict[str, str] | None = None,
+                    cwd: str | None = None, timeout: float = 120) -> tuple[int, str]:
+    """``argv`` on a terminal ``columns`` wide: its exit code and output, colours removed."""
     leader, follower = os.openpty()
     environ = {**os.environ, **(env or {}), "COLUMNS": str(columns), "LINES": "50", "TERM": "xterm-256color"}
     environ.pop("NO_COLOR", None)
-    proc = subprocess.Popen([sys.executable, "-m", "opeval", *args], stdin=follower, stdout=follower,
-                            stderr=follower, env=environ, close_fds=True)
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=environ, close_fds=True,
+                            cwd=cwd)
     os.close(follower)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout

@@ -353,9 +353,12 @@ def campaigns(*, store: StoreOption = None, json: JsonFlag = False, wide: WideFl
         out.print(f"no campaigns yet: run `{hint('run --baseline')}` or `{hint('run campaign FILE')}`",
                   highlight=False, markup=False)
         return ExitCode.OK
-    cols = [Col("campaign", keep=True), Col("name", drop=2), Col("status", keep=True, style=outcome_style),
-            Col("trials", keep=True, justify="right"), Col("aborted", justify="right", drop=5),
-            Col("recovered", justify="right", drop=3), Col("started (UTC)", fold=False, drop=6), Col("file", drop=4)]
+    any_aborted = any(r["aborted"] for r in rows)
+    cols = [Col("campaign", keep=True), Col("name", drop=1), Col("status", keep=True, style=outcome_style),
+            Col("trials", keep=True, justify="right"),
+            Col("aborted", justify="right", fold=False, drop=2 if any_aborted else 7),
+            Col("recovered", justify="right", fold=False, drop=3), Col("started (UTC)", fold=False, drop=5),
+            Col("file", drop=6)]
     table = []
     for r in rows:
         status = r["status"] + (f" ({r['running']})" if r["status"] == "running" else "")

@@ -50,7 +50,7 @@ def _natural(col: Col, cells: Sequence[str]) -> int:
 
 
 #: A cell's word longer than this may be split to fold it.
-LONG_WORD = 16
+LONG_WORD = 20
 
 
 def _minimum(col: Col, cells: Sequence[str], natural: int) -> int:
