@@ -450,7 +450,11 @@ def config(*, json: JsonFlag = False) -> int:
     """
     from ._config import KEYS, config_files, env_var, settings
 
+    from opeval.store import default_store_path
+
     found = settings()
+    built_in = {"store": str(default_store_path()), "subject": "etcd", "parallel": "the campaign file's, else 1",
+                "model": DEFAULT_MODEL}
     rows = [{"key": k, "value": found[k].value if k in found else None,
              "from": found[k].origin if k in found else "built-in default", "variable": env_var(k), "sets": what}
             for k, what in KEYS.items()]
@@ -459,8 +463,8 @@ def config(*, json: JsonFlag = False) -> int:
         return ExitCode.OK
     print_table([Col("key", keep=True), Col("value", drop=2), Col("from", drop=1), Col("variable", drop=3),
                  Col("sets", drop=4)],
-                [[r["key"], "-" if r["value"] is None else str(r["value"]), r["from"], r["variable"], r["sets"]]
-                 for r in rows])
+                [[r["key"], built_in[r["key"]] if r["value"] is None else str(r["value"]), r["from"], r["variable"],
+                  r["sets"]] for r in rows])
     for p, exists in config_files():
         out.print(f"{'read' if exists else 'absent'}: {p}", highlight=False, markup=False, soft_wrap=True)
     return ExitCode.OK
