@@ -18,6 +18,17 @@ def runtime_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No opeval.toml of the user's, and no OPEVAL_* default from the shell, reaches a test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    for name in ("OPEVAL_SUBJECT", "OPEVAL_PARALLEL", "OPEVAL_MODEL", "OPEVAL_PROG"):
+        monkeypatch.delenv(name, raising=False)
+    from opeval.cli._config import settings
+
+    settings.cache_clear()
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     """A fresh event store file."""

@@ -73,13 +73,29 @@ def test_analyze_compare_rescore_export(store: tuple[Path, str, str, str], tmp_p
 def test_analysis_input_errors(store: tuple[Path, str, str, str], tmp_path: Path) -> None:
     path, agent, _, hostile = store
     s = ["--store", str(path)]
-    for args, fragment in [
-        (["analyze", hostile[:8]], "is a trial, not a campaign"),
-        (["export", agent[:8]], "is a campaign, not a trial"),
-        (["rescore", "--rules", str(tmp_path / "none.yaml"), "--all"], "cannot read rule set"),
-        (["rescore", agent[:8], "--all", "--rules", "x"], "give a campaign or --all"),
-        (["compare-baseline", hostile[:8]], "is a trial"),
+    for args, code, fragment in [
+        (["export", agent[:8]], 4, f"{agent[:8]!r} is campaign 'agent' of 10 trials, not a trial"),
+        (["analyze", "f" * 33], 4, "no campaign or trial id starts with"),
+        (["rescore", "--rules", str(tmp_path / "none.yaml"), "--all"], 2, "cannot read rule set"),
+        (["rescore", agent[:8], "--all", "--rules", "x"], 2, "give a campaign or --all"),
     ]:
         proc = opeval(*args, *s)
-        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr
         assert fragment in proc.stderr, proc.stderr
+
+
+def test_any_id_works_where_the_other_kind_is_asked_for(store: tuple[Path, str, str, str]) -> None:
+    """A campaign command given a trial works on its campaign; a trial command given a
+    one-trial campaign works on its trial; both say so on standard error."""
+    path, _, _, hostile = store
+    s = ["--store", str(path)]
+    listed = json.loads(opeval("list", *s, "--json").stdout)
+    hostile_campaign = next(r["campaign_id"] for r in listed if r["trial_id"].replace("-", "") == hostile)
+    by_trial = opeval("analyze", hostile[:8], *s, "--json")
+    assert by_trial.returncode == 0, by_trial.stderr
+    assert json.loads(by_trial.stdout)["campaign_id"] == hostile_campaign.replace("-", "")
+    assert f"{hostile[:8]} is a trial: using its campaign {hostile_campaign[:8]}" in by_trial.stderr
+    by_campaign = opeval("export", hostile_campaign[:10], *s, "--format", "json")
+    assert by_campaign.returncode == 0, by_campaign.stderr
+    assert json.loads(by_campaign.stdout)["trial"]["trial_id"] == hostile
+    assert "is a one-trial campaign: using its trial" in by_campaign.stderr

@@ -1,7 +1,8 @@
 """End to end: a real trial, ``opeval view`` on its store, the pages in headless Chromium.
 
-Screenshots land in ``$OPEVAL_TEST_ARTIFACTS/viewer`` (default ``test-artifacts/viewer``
-in the checkout) for a person to look at.
+Every page is opened at 1400 and 800 px wide; full-page screenshots land in
+``$OPEVAL_TEST_ARTIFACTS/viewer`` (default ``test-artifacts/viewer`` in the checkout),
+named ``<page>-<width>.png``, for a person to look at.
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ from typing import Any
 import pytest
 import uvicorn
 
-from opeval.projections.synthetic import make_trial, new_campaign
+from opeval.projections import ReadModels
+from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
 from opeval.store import EventStore
 from opeval.viewer import bind, create_app, url_of
-from tests.viewer.helpers import HOSTILE_OUTPUT, finish_trial, read_url, start_trial, start_viewer, stop_viewer
+from tests.projections.helpers import aborted_control
+from tests.viewer.cdp import OVERLAPS_JS, Browser
+from tests.viewer.helpers import (
+    HOSTILE_OUTPUT,
+    finish_trial,
+    read_url,
+    start_trial,
+    start_viewer,
+    stop_viewer,
+    strict_rules,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -99,24 +111,37 @@ def chromium(tmp_path: Path) -> Chromium:
 
 @pytest.fixture
 def viewer(store_path: Path, no_leaks: None) -> Iterator[tuple[str, dict[str, str]]]:
-    """A store with one real trial and synthetic ones, served by ``opeval view``."""
+    """A store with one real trial and synthetic ones (an agent campaign and a baseline
+    paired with it by seed, a resumed campaign with an aborted attempt, an agent trial with
+    hostile output), scored under two rule sets, served by ``opeval view``."""
     proc = subprocess.run([sys.executable, "-m", "opeval", "run", "--baseline", "--target", "follower", "--seed", "11",
                            "--timeout", "20", "--store", str(store_path), "--json"],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     real = json.loads(proc.stdout)
     with EventStore(store_path) as es:
-        campaign = new_campaign("synthetic runbook", 3)
+        campaign = new_campaign("synthetic runbook", 6)
         es.save(campaign)
-        trials = [make_trial(campaign, i, random.Random(i), seconds=20, command_output=HOSTILE_OUTPUT)
-                  for i in range(3)]
+        trials = [make_trial(campaign, i, random.Random(i), seconds=20, seed=i, command_output=HOSTILE_OUTPUT)
+                  for i in range(6)]
         es.save(campaign, *trials)
+        base = write_campaign(es, "synthetic self-healing", 6, rng=random.Random(9), seconds=20,
+                              seeds=list(range(6)), agent="none")
+        resumed = new_campaign("resumed after Ctrl-C", 2)
+        es.save(resumed)
+        es.save(resumed, aborted_control(resumed, 0))
+        es.save(resumed, make_trial(resumed, 0, random.Random(20), seconds=12),
+                make_trial(resumed, 1, random.Random(21), seconds=12))
         _, agent_trial = start_trial(es, "agent with a hostile shell")
         finish_trial(es, agent_trial)
         (started,) = [e for _, e in es.iter_events(topics=["opeval.trial:TrialStarted"])
                       if e.originator_id.hex == real["trial_id"].replace("-", "")]
+    models = ReadModels(store_path)
+    models.update()
+    models.score(strict_rules())
     ids = {"trial": real["trial_id"].replace("-", ""), "campaign": started.campaign_id.hex,
-           "outcome": real["outcome"], "agent_trial": agent_trial.id.hex, "synthetic": campaign.id.hex}
+           "outcome": real["outcome"], "agent_trial": agent_trial.id.hex, "synthetic": campaign.id.hex,
+           "base": base.id.hex, "resumed": resumed.id.hex}
     server = start_viewer(store_path, "--port", "0")
     try:
         url = read_url(server)
@@ -126,36 +151,47 @@ def viewer(store_path: Path, no_leaks: None) -> Iterator[tuple[str, dict[str, st
         assert server.returncode == 0 and "Traceback" not in out + err, err
 
 
-def test_the_pages_render_in_a_real_browser(viewer: tuple[str, dict[str, str]], chromium: Chromium) -> None:
+#: Every page, by name: (path, what it must say).
+def pages(ids: dict[str, str]) -> dict[str, tuple[str, list[str]]]:
+    return {
+        "campaigns": ("", ["etcd/node_kill/none seed 11", "synthetic runbook", "resumed after Ctrl-C",
+                           "aborted attempt"]),
+        "campaign": (f"campaigns/{ids['campaign'][:8]}", ["etcd/node_kill/none seed 11", f"/trials/{ids['trial']}",
+                                                          ids["outcome"].replace("_", " "), "Per agent",
+                                                          'href="#trials"']),
+        "synthetic-campaign": (f"campaigns/{ids['synthetic']}", ["Recovery rate", "Time to recover", "(no agent)"]),
+        "resumed-campaign": (f"campaigns/{ids['resumed']}", ["2 of 2 planned", "1 aborted attempt"]),
+        "trial": (f"trials/{ids['trial'][:8]}", ['class="chart timeline"', "seconds from trial start", "ChaosVerified",
+                                                 "TrialFinished", "Data safety", 'class="chart health"',
+                                                 'class="chart workload"',
+                                                 "No agent: the cluster was left to heal itself."]),
+        "agent-trial": (f"trials/{ids['agent_trial']}", ["&lt;script&gt;alert(1)&lt;/script&gt;", "thrashing",
+                                                         "agent at work"]),
+        "compare": (f"compare?a={ids['base']}&b={ids['synthetic']}", ["Metric by metric"]),
+        "compare-rule-sets": (f"compare?campaign={ids['synthetic']}", ["Trials whose score changed"]),
+        "not-found": ("trials/0000000000", ["no campaign or trial id starts with"]),
+    }
+
+
+def test_every_page_renders_at_two_widths_without_overlapping_labels(
+        viewer: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """Each page at 1400 and 800 px: what it must say, no escaped markup run, no two labels
+    of a chart on top of each other; a full-page screenshot of each in test-artifacts/viewer."""
     url, ids = viewer
     out = artifacts_dir()
-
-    home = chromium.dom(url)
-    assert "etcd/node_kill/none" in home and "synthetic runbook" in home
-
-    campaign = chromium.dom(f"{url}campaigns/{ids['campaign'][:8]}")
-    assert "etcd/node_kill/none" in campaign and f"/trials/{ids['trial']}" in campaign
-    assert ids["outcome"].replace("_", " ") in campaign and "Per agent" in campaign
-
-    trial = chromium.dom(f"{url}trials/{ids['trial'][:8]}")
-    assert 'class="chart timeline"' in trial and "seconds from trial start" in trial
-    assert "ChaosVerified" in trial and "TrialFinished" in trial and "Data safety" in trial
-    assert 'class="chart health"' in trial and 'class="chart workload"' in trial
-    assert "No agent: the cluster was left to heal itself." in trial
-
-    hostile = chromium.dom(f"{url}trials/{ids['agent_trial']}")
-    assert "<script>alert" not in hostile and "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile
-    assert "<img src" not in hostile and "thrashing" in hostile
-
-    shots = {
-        "campaigns.png": url,
-        "campaign.png": f"{url}campaigns/{ids['campaign']}",
-        "trial.png": f"{url}trials/{ids['trial']}",
-        "agent-trial.png": f"{url}trials/{ids['agent_trial']}",
-        "synthetic-campaign.png": f"{url}campaigns/{ids['synthetic']}",
-    }
-    for name, page_url in shots.items():
-        assert_png(chromium.screenshot(page_url, out / name), 1280)
+    with Browser(chromium_binary(), tmp_path / "profile") as browser:
+        for name, (path, must) in pages(ids).items():
+            for width in (1400, 800):
+                browser.open(url + path, width)
+                dom = browser.evaluate("document.documentElement.outerHTML")
+                for text in must:
+                    assert text in dom, (name, width, text)
+                assert "<script>alert" not in dom and "<img src" not in dom
+                overlaps = browser.evaluate(OVERLAPS_JS)
+                assert overlaps == [], (name, width, overlaps)
+                # Nothing widens the page past the window (a wide table scrolls in its own box).
+                assert browser.evaluate("document.documentElement.scrollWidth") == width, (name, width)
+                assert_png(browser.screenshot(out / f"{name}-{width}.png"), width)
 
 
 def test_a_running_trial_updates_live_in_a_real_browser(store_path: Path, chromium: Chromium) -> None:

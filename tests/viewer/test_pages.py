@@ -456,3 +456,48 @@ def test_a_campaign_of_variants_ranks_them(store_path: Path) -> None:
     assert overall[0]["mean_composite"] >= overall[1]["mean_composite"]
     assert {g["scope"] for g in ranking} == {"all", "node_kill"}
     assert "Which configuration performs best" in html and "careful" in html and "hasty" in html
+
+
+def test_trials_are_counted_by_index_and_one_trial_runs_are_told_apart(store_path: Path) -> None:
+    """A resumed campaign's aborted attempt is shown apart, never as a trial past the plan;
+    two one-trial runs show their seeds."""
+    import random
+
+    from opeval.events import Campaign
+    from opeval.projections.synthetic import make_trial
+    from tests.projections.helpers import aborted_control
+
+    with EventStore(store_path) as es:
+        resumed = new_campaign("resumed", 2)
+        es.save(resumed)
+        es.save(resumed, aborted_control(resumed, 0))
+        es.save(resumed, make_trial(resumed, 0, random.Random(1), seconds=10),
+                make_trial(resumed, 1, random.Random(2), seconds=10))
+        for seed in (7, 8):
+            single = Campaign._create(Campaign.CampaignStarted, name="etcd/node_kill/none", spec={"seed": seed},
+                                      trials_planned=1, harness=resumed.harness)
+            es.save(single)
+            es.save(single, make_trial(single, 0, random.Random(seed), seconds=10, seed=seed, agent="none"))
+    with TestClient(create_app(store_path)) as client:
+        home = page(client, "/")
+        items = {c["campaign_id"]: c for c in client.get("/api/campaigns").json()}
+        detail = page(client, f"/campaigns/{resumed.id.hex}")
+    assert items[resumed.id.hex]["done"] == 2 and items[resumed.id.hex]["trials"] == 3
+    assert "3/2" not in home and ">2<span class=\"muted\">/2</span>" in home
+    assert "etcd/node_kill/none seed 7" in home and "etcd/node_kill/none seed 8" in home
+    assert "2 of 2 planned" in detail and "1 aborted attempt" in detail
+    assert 'href="#trials"' in detail and 'id="trials"' in detail  # the trials table is linked from the top
+    assert "aborted attempt" in home  # the outcome bar's key
+
+
+def test_figures_only_an_agent_has_are_not_coloured_against_no_agent(client: Client,
+                                                                    viewer_store: ViewerStore) -> None:
+    detail = client.get(f"/api/campaigns/{viewer_store.agent}").json()
+    metrics = {m["metric"]: m for m in detail["baseline"]["metrics"]}
+    assert metrics["commands"]["directional"] is False and metrics["tokens"]["directional"] is False
+    assert metrics["recovered"]["directional"] is True and metrics["ttr_s"]["directional"] is True
+    html = page(client, f"/campaigns/{viewer_store.agent}")
+    row = html.split("<td>commands", 1)[1].split("</tr>", 1)[0]
+    assert "(no agent)" in row
+    commands_tr = html[:html.index("<td>commands")].rsplit("<tr", 1)[1]
+    assert "better" not in commands_tr and "worse" not in commands_tr

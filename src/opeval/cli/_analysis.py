@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
-from rich.markup import escape
-from rich.table import Table
 
 from opeval.errors import UsageError
 from opeval.projections import (
@@ -27,10 +25,13 @@ from opeval.projections import (
     summary,
     trial_scores,
 )
-from opeval.store import EventStore, resolve_store_path
+from opeval.store import EventStore
 
-from ._app import app
-from ._common import JsonFlag, StoreOption, out, print_json
+from ._app import AnyId, CampaignId, TrialId, app
+from ._common import JsonFlag, StoreOption, WideFlag, err, out, print_json, store_path
+from ._exit import ExitCode
+from ._ids import campaign_id, short_ids, store_ids, trial_id
+from ._tables import Col, outcome_style, print_table
 
 RulesOption = Annotated[
     Path | None, Parameter(name="--rules", help="Scoring rule set (YAML); default: the shipped default rule set."),
@@ -42,16 +43,20 @@ def _rules(path: Path | None) -> RuleSet:
 
 
 def _resolve(store: Path, prefix: str, want: str) -> str:
+    """The hex id of the ``want`` (campaign or trial) ``prefix`` names, directly or through
+    the other kind (a trial's campaign, a one-trial campaign's trial)."""
     with EventStore(store, writable=False) as es:
-        kind, oid = es.resolve(prefix)
-    if kind != want:
-        raise UsageError(f"{prefix!r} is a {kind}, not a {want}: see `opeval list`")
+        oid = campaign_id(es, prefix) if want == "campaign" else trial_id(es, prefix)
     return oid.hex
 
 
+def _short(store: Path) -> dict[str, str]:
+    with EventStore(store, writable=False) as es:
+        return short_ids(store_ids(es))
+
+
 def _scored(store: Path | None, rules: RuleSet) -> ReadModels:
-    path = resolve_store_path(store)
-    rm = ReadModels(path)
+    rm = ReadModels(store_path(store))
     rm.score(rules)
     return rm
 
@@ -67,8 +72,9 @@ def _f(v: Any, digits: int = 3) -> str:
 
 
 @app.command
-def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption = None, json: JsonFlag = False) -> int:
-    """Scores and metrics of every trial of a campaign, and aggregates per agent/variant.
+def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreOption = None,
+            json: JsonFlag = False, wide: WideFlag = False) -> int:
+    """Scores and metrics of every trial of a campaign, and aggregates per agent and variant.
 
     Control trials (``--chaos none``: no fault, the agent paged anyway) are left out of the
     fault aggregates and get their own table of false-alarm figures.
@@ -76,11 +82,12 @@ def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption =
     Parameters
     ----------
     campaign
-        Campaign id or unique prefix.
+        Campaign id or unique prefix (a trial's id means its campaign).
     """
     rs = _rules(rules)
     rm = _scored(store, rs)
-    cid = _resolve(resolve_store_path(store), campaign, "campaign")
+    path = store_path(store)
+    cid = _resolve(path, campaign, "campaign")
     with rm.connect() as con:
         rows = campaign_rows(con, rs, cid)
     groups = summary(rows)
@@ -89,64 +96,92 @@ def analyze(campaign: str, /, *, rules: RulesOption = None, store: StoreOption =
     if json:
         print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups,
                     "controls": control_groups, "ranking": ranking})
-        return 0
-    table = Table("trial", "agent", "chaos:target", "outcome", "TTD", "TTR", "avail", "lost", "cmds", "remed.",
-                  "destr.", "thrash", "cost $", "score", title=f"campaign {cid[:8]} under {rs.key}",
-                  caption="control: no fault injected (no TTD, TTR or score; availability to the trial's end)"
-                  if control_groups else None)
+        return ExitCode.OK
+    short = _short(path)
+    cols = [Col("trial", keep=True), Col("agent", drop=3), Col("chaos → target", drop=5),
+            Col("outcome", keep=True, style=outcome_style), Col("TTD", justify="right", fold=False, drop=8),
+            Col("TTR", justify="right", fold=False, drop=1), Col("avail", justify="right", fold=False, drop=9),
+            Col("lost", justify="right", fold=False, drop=6), Col("cmds", justify="right", fold=False, drop=7),
+            Col("remed.", justify="right", fold=False, drop=11), Col("destr.", justify="right", fold=False, drop=4),
+            Col("thrash", justify="right", fold=False, drop=12), Col("cost $", justify="right", fold=False, drop=13),
+            Col("score", justify="right", fold=False, drop=2)]
+    table = []
     for r in rows:
-        agent = r["agent"] + (" (unisolated)" if r["unisolated"] else "")
-        chaos = "control (no fault)" if r["control"] else f"{r['chaos']}:{r['target']}"
+        agent = _who(r["agent"], r["variant"]) + (" (unisolated)" if r["unisolated"] else "")
+        chaos = "control (no fault)" if r["control"] else f"{r['chaos']} → {r['target']}"
         outcome = r["outcome"] or "running"
         if r["left_broken"]:
             outcome += " (left broken)"
-        table.add_row(r["trial_id"][:8], agent, chaos, outcome,
+        table.append([short.get(r["trial_id"], r["trial_id"]), agent, chaos, outcome,
                       _f(r["ttd_s"]), _f(r["ttr_s"]), _f(r["availability"]), _f(r["lost_writes"]), _f(r["commands"]),
                       _f(r["remediations"]), _f(r["destructive"]), _f(r["thrashing"]), _f(r["cost_usd"], 4),
-                      _f(r["composite"], 2))
-    out.print(table)
+                      _f(r["composite"], 2)])
+    print_table(cols, table, wide=wide, title=f"campaign {short.get(cid, cid)} under {rs.key}",
+                caption="TTD, TTR: seconds from the fault verified; avail: share of client operations that "
+                        "succeeded; lost: acknowledged writes missing; remed., destr.: remediation and destructive "
+                        "commands" + ("; control: no fault injected (no TTD, TTR or score; availability to the "
+                                      "trial's end)" if control_groups else ""))
     if groups or not control_groups:
-        agg = Table("agent", "variant", "trials", "recovery rate", "mean TTR", "mean score", "destructive",
-                    "lost writes", *LEFT_OUT_COLUMNS, title="fault trials" if control_groups else None,
+        cols = [Col("agent", keep=True), Col("variant", keep=True), Col("trials", justify="right", drop=6),
+                Col("recovery rate", justify="right", fold=False, drop=1),
+                Col("mean TTR", justify="right", fold=False, drop=3),
+                Col("mean score", justify="right", fold=False, drop=2),
+                Col("destr.", justify="right", fold=False, drop=5), Col("lost", justify="right", fold=False, drop=4),
+                *_left_out_cols(groups)]
+        out.print()
+        print_table(cols, [[g["agent"], g["variant"], str(g["trials"]), _pct(g["recovery_rate"]),
+                            _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]),
+                            str(g["lost_writes"]), *_left_out_cells(g)] for g in groups],
+                    wide=wide, title="fault trials" if control_groups else "per agent and variant",
                     caption=LEFT_OUT_CAPTION)
-        for g in groups:
-            agg.add_row(g["agent"], g["variant"], str(g["trials"]), _pct(g["recovery_rate"]),
-                        _f(g["mean_ttr_s"]), _f(g["mean_composite"], 2), str(g["destructive"]), str(g["lost_writes"]),
-                        *_left_out_cells(g))
-        out.print(agg)
     if control_groups:
-        out.print(_control_table(control_groups))
+        out.print()
+        _control_table(control_groups, wide)
     if len({g["variant"] for g in ranking}) > 1:
-        on_controls = ("controls", "ctl remed.", "ctl destr.", "ctl min avail", "ctl broken") if control_groups else ()
-        rank = Table("scope", "rank", "variant", "agent", "trials", "mean score", "95% CI", "recovery rate",
-                     "mean TTR", *LEFT_OUT_COLUMNS, *on_controls,
-                     title="which configuration performs best (by mean composite score on fault trials)",
-                     caption=LEFT_OUT_CAPTION + ("; ctl: the same variant on control trials (no fault injected)"
-                                                 if control_groups else ""))
+        on_controls = [Col("controls", justify="right", drop=20), Col("ctl remed.", justify="right", drop=21),
+                       Col("ctl destr.", justify="right", drop=16), Col("ctl min avail", justify="right", drop=18),
+                       Col("ctl broken", justify="right", drop=17)] if control_groups else []
+        cols = [Col("scope", keep=True), Col("rank", keep=True, justify="right"), Col("variant", keep=True),
+                Col("agent", drop=6), Col("trials", justify="right", drop=5),
+                Col("mean score", justify="right", fold=False, drop=1), Col("95% CI", fold=False, drop=4),
+                Col("recovery rate", justify="right", fold=False, drop=2),
+                Col("mean TTR", justify="right", fold=False, drop=3), *_left_out_cols(ranking), *on_controls]
+        table = []
         for g in ranking:
             ci = "-" if g["ci_low"] is None else f"[{g['ci_low']:.1f}, {g['ci_high']:.1f}]"
             control_cells = [str(g["control_trials"]), _f(g["control_mean_remediations"], 1),
                              str(g["control_destructive"]), _f(g["control_min_availability"]),
                              str(g["control_left_broken"])] if control_groups else []
-            rank.add_row(g["scope"], str(g["rank"]), g["variant"], g["agent"], str(g["trials"]),
-                         _f(g["mean_composite"], 2), ci, _pct(g["recovery_rate"]), _f(g["mean_ttr_s"]),
-                         *_left_out_cells(g), *control_cells)
-        out.print(rank)
-    return 0
+            table.append([g["scope"], str(g["rank"]), g["variant"], g["agent"], str(g["trials"]),
+                          _f(g["mean_composite"], 2), ci, _pct(g["recovery_rate"]), _f(g["mean_ttr_s"]),
+                          *_left_out_cells(g), *control_cells])
+        out.print()
+        print_table(cols, table, wide=wide,
+                    title="which configuration performs best (by mean composite score on fault trials)",
+                    caption=LEFT_OUT_CAPTION + ("; ctl: the same variant on control trials (no fault injected)"
+                                                if control_groups else ""))
+    return ExitCode.OK
 
 
-def _control_table(groups: list[dict[str, Any]]) -> Table:
-    table = Table("agent", "variant", "trials", "mean cmds", "mean remediations", "destructive", "min avail",
-                  "mean avail", "lost writes", "left broken", *LEFT_OUT_COLUMNS,
-                  title="controls (no fault): what a false alarm cost",
-                  caption="control trials: no fault injected, the agent paged anyway; remediations: remediation or "
-                          "destructive commands; availability from the page's clock start to the trial's end; "
-                          "left broken: the system was unhealthy at the end. " + CONTROL_LEFT_OUT_CAPTION)
-    for g in groups:
-        table.add_row(g["agent"], g["variant"], str(g["trials"]), _f(g["mean_commands"], 1),
-                      _f(g["mean_remediations"], 1), str(g["destructive"]), _f(g["min_availability"]),
-                      _f(g["mean_availability"]), str(g["lost_writes"]), str(g["left_broken"]), *_left_out_cells(g))
-    return table
+def _who(agent: str, variant: str | None) -> str:
+    return agent if variant in (None, "default", agent) else f"{agent}/{variant}"
+
+
+def _control_table(groups: list[dict[str, Any]], wide: bool) -> None:
+    cols = [Col("agent", keep=True), Col("variant", keep=True), Col("trials", justify="right", drop=6),
+            Col("mean cmds", justify="right", fold=False, drop=7),
+            Col("mean remediations", justify="right", fold=False, drop=2),
+            Col("destr.", justify="right", fold=False, drop=1), Col("min avail", justify="right", fold=False, drop=4),
+            Col("mean avail", justify="right", fold=False, drop=8), Col("lost", justify="right", fold=False, drop=5),
+            Col("left broken", justify="right", fold=False, drop=3), *_left_out_cols(groups)]
+    print_table(cols, [[g["agent"], g["variant"], str(g["trials"]), _f(g["mean_commands"], 1),
+                        _f(g["mean_remediations"], 1), str(g["destructive"]), _f(g["min_availability"]),
+                        _f(g["mean_availability"]), str(g["lost_writes"]), str(g["left_broken"]), *_left_out_cells(g)]
+                       for g in groups], wide=wide,
+                title="controls (no fault): what a false alarm cost",
+                caption="control trials: no fault injected, the agent paged anyway; remediations: remediation or "
+                        "destructive commands; availability from the page's clock start to the trial's end; "
+                        "left broken: the system was unhealthy at the end. " + CONTROL_LEFT_OUT_CAPTION)
 
 
 #: Shown beside every aggregate: what it leaves out or cannot vouch for.
@@ -158,6 +193,16 @@ LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of ever
 CONTROL_LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; a trial in error "
                             "is not known to have left the system broken or healthy; retried: extra attempts at an "
                             "index; unisolated: the agent could reach the harness")
+
+
+def _left_out_cols(groups: list[dict[str, Any]]) -> list[Col]:
+    """The left-out counts' columns: kept on a narrow terminal while one of them is not zero
+    (a caveat on the figures beside it), left out first otherwise."""
+    cols = []
+    for n, (name, rank) in enumerate(zip(LEFT_OUT_COLUMNS, (10, 9, 11, 12), strict=True)):
+        nonzero = any(_left_out_cells(g)[n] != "0" for g in groups)
+        cols.append(Col(name, justify="right", fold=False, drop=3 if nonzero else rank))
+    return cols
 
 
 def _pct(rate: float | None) -> str:
@@ -173,37 +218,43 @@ def _left_out_line(name: str, counts: dict[str, int]) -> str:
             f"{counts['retried']} retried, {counts['unisolated']} unisolated")
 
 
-def _print_comparison(result: dict[str, Any], a_name: str, b_name: str) -> None:
+def _print_comparison(result: dict[str, Any], a_name: str, b_name: str, wide: bool) -> None:
     if result["a_trials"] or result["b_trials"] or not result.get("controls"):
-        _print_metrics(result, a_name, b_name)
+        _print_metrics(result, a_name, b_name, wide)
     controls = result.get("controls")
     if controls:
-        _print_metrics(controls, a_name, b_name, "controls (no fault injected): the harm each did")
+        out.print()
+        _print_metrics(controls, a_name, b_name, wide, "controls (no fault injected): the harm each did")
         if not controls["a_trials"] or not controls["b_trials"]:
             missing = a_name if not controls["a_trials"] else b_name
             out.print(f"{missing}: no control trials to compare", highlight=False)
 
 
-def _print_metrics(result: dict[str, Any], a_name: str, b_name: str, what: str = "") -> None:
-    table = Table("metric", f"{a_name} mean", f"{a_name} median", f"{b_name} mean", f"{b_name} median",
-                  f"delta ({b_name} - {a_name})", "95% CI",
-                  title=(f"{what}: " if what else "") + f"{'paired by seed' if result['paired'] else 'unpaired'}: "
-                        f"{result['a_trials']} vs {result['b_trials']} trials")
+def _print_metrics(result: dict[str, Any], a_name: str, b_name: str, wide: bool, what: str = "") -> None:
+    cols = [Col("metric", keep=True), Col(f"{a_name} mean", justify="right", fold=False, drop=1),
+            Col(f"{a_name} median", justify="right", fold=False, drop=3),
+            Col(f"{b_name} mean", justify="right", fold=False, drop=2),
+            Col(f"{b_name} median", justify="right", fold=False, drop=4),
+            Col(f"delta ({b_name} - {a_name})", justify="right", fold=False, drop=5), Col("95% CI", drop=6)]
+    table = []
     for m in result["metrics"]:
         ci = "-" if m["ci_low"] is None else f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
-        table.add_row(m["metric"], _f(m["a_mean"]), _f(m["a_median"]), _f(m["b_mean"]), _f(m["b_median"]),
-                      _f(m["delta"]), ci)
-    out.print(table)
+        table.append([m["metric"], _f(m["a_mean"]), _f(m["a_median"]), _f(m["b_mean"]), _f(m["b_median"]),
+                      _f(m["delta"]), ci])
+    print_table(cols, table, wide=wide,
+                title=(f"{what}: " if what else "") + f"{'paired by seed' if result['paired'] else 'unpaired'}: "
+                      f"{result['a_trials']} vs {result['b_trials']} trials")
     if "a_left_out" in result:
-        out.print(_left_out_line(a_name, result["a_left_out"]))
-        out.print(_left_out_line(b_name, result["b_left_out"]))
+        out.print(_left_out_line(a_name, result["a_left_out"]), highlight=False)
+        out.print(_left_out_line(b_name, result["b_left_out"]), highlight=False)
 
 
 @app.command
-def compare(campaign_a: str, campaign_b: str, /, *, rules: RulesOption = None, store: StoreOption = None,
-            json: JsonFlag = False) -> int:
-    """Compare two campaigns metric by metric (mean, median, delta, bootstrap 95% CI;
-    paired by seed where the seeds match).
+def compare(campaign_a: CampaignId, campaign_b: CampaignId, /, *, rules: RulesOption = None,
+            store: StoreOption = None, json: JsonFlag = False, wide: WideFlag = False) -> int:
+    """Compare two campaigns metric by metric: mean, median, delta, bootstrap 95% CI.
+
+    Trials are paired by seed where the seeds match.
 
     Parameters
     ----------
@@ -214,7 +265,7 @@ def compare(campaign_a: str, campaign_b: str, /, *, rules: RulesOption = None, s
     """
     rs = _rules(rules)
     rm = _scored(store, rs)
-    path = resolve_store_path(store)
+    path = store_path(store)
     a, b = _resolve(path, campaign_a, "campaign"), _resolve(path, campaign_b, "campaign")
     with rm.connect() as con:
         result = compare_groups(campaign_rows(con, rs, a), campaign_rows(con, rs, b))
@@ -222,15 +273,17 @@ def compare(campaign_a: str, campaign_b: str, /, *, rules: RulesOption = None, s
     if json:
         print_json(result)
     else:
-        _print_comparison(result, a[:8], b[:8])
-    return 0
+        short = _short(path)
+        _print_comparison(result, short.get(a, a), short.get(b, b), wide)
+    return ExitCode.OK
 
 
 @app.command(name="compare-baseline")
-def compare_baseline_(campaign: str, /, *, rules: RulesOption = None, store: StoreOption = None,
-                      json: JsonFlag = False) -> int:
-    """The campaign's agent against the system's own self-healing on the same chaos
-    (baseline trials from anywhere in the store): recovery, time to recover, harm done;
+def compare_baseline_(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreOption = None,
+                      json: JsonFlag = False, wide: WideFlag = False) -> int:
+    """The campaign's agent against the system's own self-healing on the same chaos.
+
+    Baseline trials come from anywhere in the store: recovery, time to recover, harm done;
     and on control trials (no fault injected) the harm each did to a healthy system.
 
     Parameters
@@ -240,20 +293,20 @@ def compare_baseline_(campaign: str, /, *, rules: RulesOption = None, store: Sto
     """
     rs = _rules(rules)
     rm = _scored(store, rs)
-    cid = _resolve(resolve_store_path(store), campaign, "campaign")
+    cid = _resolve(store_path(store), campaign, "campaign")
     with rm.connect() as con:
         result = compare_baseline(con, rs, cid)
     result.update({"campaign": cid, "rule_set": rs.key})
     if json:
         print_json(result)
     else:
-        _print_comparison(result, "baseline", "agent")
-    return 0
+        _print_comparison(result, "baseline", "agent", wide)
+    return ExitCode.OK
 
 
 @app.command
-def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, store: StoreOption = None,  # noqa: A002
-            json: JsonFlag = False) -> int:
+def rescore(campaign: CampaignId | None = None, /, *, all: bool = False, rules: Path,  # noqa: A002
+            store: StoreOption = None, json: JsonFlag = False, wide: WideFlag = False) -> int:
     """Replay trials under another rule set; show old (default) and new scores side by side.
 
     Parameters
@@ -268,7 +321,7 @@ def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, s
     if (campaign is None) == (not all):
         raise UsageError("give a campaign or --all (not both)")
     old, new = RuleSet.default(), RuleSet.load(rules)
-    path = resolve_store_path(store)
+    path = store_path(store)
     rm = ReadModels(path)
     rm.score(old)
     rm.score(new, force=True)
@@ -284,14 +337,15 @@ def rescore(campaign: str | None = None, /, *, all: bool = False, rules: Path, s
             for r in after]
     if json:
         print_json({"old_rule_set": old.key, "new_rule_set": new.key, "trials": rows})
-        return 0
-    table = Table("trial", "agent", f"recovered ({old.key})", f"recovered ({new.key})", "old score", "new score",
-                  "delta", title=f"{len(rows)} trials re-scored")
-    for r in rows:
-        table.add_row(r["trial_id"][:8], r["agent"], _f(r["old_recovered"]), _f(r["new_recovered"]),
-                      _f(r["old_score"], 2), _f(r["new_score"], 2), _f(r["delta"], 2))
-    out.print(table)
-    return 0
+        return ExitCode.OK
+    short = _short(path)
+    cols = [Col("trial", keep=True), Col("agent", drop=5), Col(f"recovered ({old.key})", fold=False, drop=3),
+            Col(f"recovered ({new.key})", fold=False, drop=4), Col("old score", justify="right", fold=False, drop=2),
+            Col("new score", justify="right", fold=False, drop=1), Col("delta", justify="right", keep=True)]
+    print_table(cols, [[short.get(r["trial_id"], r["trial_id"]), r["agent"], _f(r["old_recovered"]),
+                        _f(r["new_recovered"]), _f(r["old_score"], 2), _f(r["new_score"], 2), _f(r["delta"], 2)]
+                       for r in rows], wide=wide, title=f"{len(rows)} trials re-scored")
+    return ExitCode.OK
 
 
 def _delta(old: float | None, new: float | None) -> float | None:
@@ -300,14 +354,14 @@ def _delta(old: float | None, new: float | None) -> float | None:
 
 
 @app.command
-def export(trial: str, /, *, format: Literal["md", "json", "html"] = "md", output: Path | None = None,  # noqa: A002
+def export(trial: TrialId, /, *, format: Literal["md", "json", "html"] = "md", output: Path | None = None,  # noqa: A002
            rules: RulesOption = None, store: StoreOption = None) -> int:
     """A postmortem of one trial: what broke when, what the agent saw and did, when service came back.
 
     Parameters
     ----------
     trial
-        Trial id or prefix.
+        Trial id or prefix (a one-trial campaign's id means its trial).
     format
         ``md`` (a postmortem template), ``json`` or ``html``.
     output
@@ -315,25 +369,30 @@ def export(trial: str, /, *, format: Literal["md", "json", "html"] = "md", outpu
     """
     rs = _rules(rules)
     rm = _scored(store, rs)
-    tid = _resolve(resolve_store_path(store), trial, "trial")
+    tid = _resolve(store_path(store), trial, "trial")
     with rm.connect() as con:
         text = export_trial(con, rs, tid, format)
     if output:
-        output.write_text(text)
-        out.print(f"wrote {output}")
+        try:
+            output.write_text(text)
+        except OSError as e:
+            raise UsageError(f"cannot write {output}: {e.strerror}") from None
+        out.print(f"wrote {output}", highlight=False)
     else:
         print(text)
-    return 0
+    return ExitCode.OK
 
 
 
 
 @app.command
-def classify(campaign: str | None = None, /, *, all: bool = False, model: str | None = None,  # noqa: A002
+def classify(campaign: CampaignId | None = None, /, *, all: bool = False, model: str | None = None,  # noqa: A002
              limit: int | None = None, dry_run: bool = False, store: StoreOption = None,
              json: JsonFlag = False) -> int:
-    """Ask a model to classify the commands the rules left ``unknown``, and record its answers
-    as events, so every later analysis and replay uses them without calling a model.
+    """Ask a model to classify the commands the rules left ``unknown``; its answers are recorded.
+
+    The answers are recorded as events, so every later analysis and replay uses them
+    without calling a model.
 
     Parameters
     ----------
@@ -355,7 +414,7 @@ def classify(campaign: str | None = None, /, *, all: bool = False, model: str | 
     if (campaign is None) == (not all):
         raise UsageError("give a campaign or --all (not both)")
     model = model or DEFAULT_LABEL_MODEL
-    path = resolve_store_path(store)
+    path = store_path(store)
     where, params = "TRUE", []
     if campaign is not None:
         where, params = "trial_id IN (SELECT trial_id FROM trials WHERE campaign_id = ?)", [
@@ -377,7 +436,7 @@ def classify(campaign: str | None = None, /, *, all: bool = False, model: str | 
                       + (":" if pending else " (nothing to do)"), highlight=False)
             for c in pending:
                 out.print(f"  {c}", highlight=False, markup=False)
-        return 0
+        return ExitCode.OK
     require_api_key()
     with EventStore(path) as es:
         result = anyio.run(lambda: CommandLabeller(model).label(es, pending, prices=load_prices()))
@@ -386,12 +445,11 @@ def classify(campaign: str | None = None, /, *, all: bool = False, model: str | 
         print_json({"model": model, "pending": pending, "labels": result.labels, "unanswered": result.unanswered,
                      "calls": result.calls, "input_tokens": result.input_tokens,
                      "output_tokens": result.output_tokens, "cost_usd": result.cost_usd})
-        return 0
-    table = Table("command", "class", "reason", title=f"{len(result.labels)} command(s) classified by {model}")
-    for lab in result.labels:
-        table.add_row(escape(lab["command"]), lab["label"], escape(lab["rationale"]))
-    out.print(table)
+        return ExitCode.OK
+    print_table([Col("command", drop=0, keep=False), Col("class", keep=True), Col("reason", drop=1)],
+                [[lab["command"], lab["label"], lab["rationale"]] for lab in result.labels],
+                title=f"{len(result.labels)} command(s) classified by {model}")
     cost = "unknown cost" if result.cost_usd is None else f"${result.cost_usd:.4f}"
     out.print(f"{result.calls} call(s), {result.input_tokens + result.output_tokens} tokens, {cost}; "
               f"{len(result.unanswered)} left unanswered", highlight=False)
-    return 0
+    return ExitCode.OK

@@ -1,8 +1,7 @@
-"""The ``opeval`` command line."""
+"""The ``opeval`` command line: running trials, and finding what was run."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import uuid
@@ -11,51 +10,62 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from cyclopts import App, Parameter
-from rich.table import Table
+from cyclopts.exceptions import CycloptsError
 
 import opeval
 from opeval.agents import DEFAULT_MODEL
 from opeval.errors import OpevalError, UsageError
-from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig, describe, event_json, member_summary
-from opeval.runner import TrialRequest, TrialStatus, cleanup, run_single
-from opeval.store import EventStore, resolve_store_path
+from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig, describe, event_json
+from opeval.runner import TrialRequest, cleanup, run_single
+from opeval.store import EventStore
 
-from ._common import JsonFlag, StoreOption, err, out, print_json, refresh_read_models
+from ._common import (
+    JsonFlag,
+    StoreOption,
+    WideFlag,
+    err,
+    hint,
+    out,
+    print_json,
+    prog,
+    refresh_read_models,
+    store_path,
+    with_prog,
+)
+from ._config import setting
+from ._exit import ExitCode, for_outcome
+from ._ids import SHORT, campaign_id, completer, short_ids, store_ids
+from ._progress import TrialStatusLine
+from ._tables import Col, outcome_style, print_table
 
 app = App(
     name="opeval",
     help="Chaos evaluation harness for AI operator agents: break a real cluster, record every step.",
     version=opeval.__version__,
+    # Errors are one line and an exit code (main), never a panel or a traceback.
+    print_error=False,
+    exit_on_error=False,
+    suppress_keyboard_interrupt=False,
 )
+app.register_install_completion_command(
+    help="Install shell completion for opeval (bash, zsh or fish; --shell, else the current shell).")
+
+def _names(registry: str) -> Any:
+    """Shell completion of a plugin's name from its registry (entry points included)."""
+
+    def complete(ctx: Any) -> list[str]:
+        import importlib
+
+        module, name = registry.rsplit(".", 1)
+        names: list[str] = getattr(importlib.import_module(module), name).names()
+        return names + (["none"] if name == "AGENTS" else [])
+
+    return complete
 
 
-class _StatusLine:
-    """A live status line on a terminal; plain phase lines otherwise (CI, pipes)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = err.is_terminal
-        self.last_phase = ""
-        self.status = err.status("starting") if self.tty and not quiet else None
-
-    def __enter__(self) -> _StatusLine:
-        if self.status:
-            self.status.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.status:
-            self.status.stop()
-
-    def update(self, s: TrialStatus) -> None:
-        if self.quiet:
-            return
-        line = f"{s.phase:<22} {s.elapsed_s:6.1f}s  {member_summary(s.state)}"
-        if self.status:
-            self.status.update(line)
-        elif s.phase != self.last_phase:
-            err.print(f"[{s.elapsed_s:6.1f}s] {s.phase}", highlight=False)
-        self.last_phase = s.phase
+TrialId = Annotated[str, Parameter(completer=completer("trial"))]
+CampaignId = Annotated[str, Parameter(completer=completer("campaign"))]
+AnyId = Annotated[str, Parameter(completer=completer(None))]
 
 
 @app.command
@@ -66,12 +76,12 @@ def run(
     *,
     parallel: int | None = None,
     resume: bool = False,
-    subject: str = "etcd",
-    runtime: str = "local",
-    chaos: str = "node_kill",
+    subject: Annotated[str | None, Parameter(completer=_names("opeval.subjects.SUBJECTS"))] = None,
+    runtime: Annotated[str, Parameter(completer=_names("opeval.runtimes.RUNTIMES"))] = "local",
+    chaos: Annotated[str, Parameter(completer=_names("opeval.chaos.CHAOS"))] = "node_kill",
     target: str | None = None,
     alert: str | None = None,
-    agent: str = "none",
+    agent: Annotated[str, Parameter(completer=_names("opeval.agents.AGENTS"))] = "none",
     baseline: Annotated[bool, Parameter(negative=())] = False,
     model: str | None = None,
     system_prompt: Path | None = None,
@@ -80,15 +90,17 @@ def run(
     seed: int | None = None,
     timeout: float = 60.0,
     settle: float = 2.0,
-    restart_policy: str = "on-failure",
+    restart_policy: Annotated[str, Parameter(completer=lambda ctx: ["on-failure", "never"])] = "on-failure",
     members: int | None = None,
     rate: float = 50.0,
     sandbox: Literal["bubblewrap", "none"] = "bubblewrap",
     store: StoreOption = None,
     json: JsonFlag = False,
 ) -> int:
-    """Run one trial: start the subject, inject the fault, wait for recovery, record it all.
-    ``opeval run campaign FILE`` runs every trial of a campaign file instead.
+    """Run one trial (start the subject, inject the fault, wait for recovery), or a campaign file.
+
+    ``opeval run`` runs one trial and records it all; ``opeval run campaign FILE`` runs every
+    trial of a campaign file instead, with a progress display.
 
     Parameters
     ----------
@@ -97,11 +109,12 @@ def run(
     file
         The campaign file (YAML; examples in campaigns/).
     parallel
-        Campaigns: trials run at once (default: the file's ``parallel``, else 1).
+        Campaigns: trials run at once (default: $OPEVAL_PARALLEL, else ``parallel`` in
+        opeval.toml, else the file's ``parallel``, else 1).
     resume
         Campaigns: continue the unfinished campaign of this file, skipping finished trials.
     subject
-        The system under test (``etcd``).
+        The system under test (default: $OPEVAL_SUBJECT, else ``subject`` in opeval.toml, else ``etcd``).
     runtime
         Where its members run: ``local`` (processes of this machine) or ``docker`` (a
         container each, on a network of the trial's own; images built locally).
@@ -119,7 +132,8 @@ def run(
     baseline
         Same as ``--agent none``: measure self-healing without any agent.
     model
-        Model for ``--agent anthropic`` (default claude-sonnet-4-6).
+        Model for ``--agent anthropic`` (default: $OPEVAL_MODEL, else ``model`` in opeval.toml,
+        else claude-sonnet-4-6).
     system_prompt
         File whose text replaces the anthropic agent's system prompt.
     max_steps
@@ -144,25 +158,26 @@ def run(
     """
     if what == "campaign":
         if file is None:
-            raise UsageError("opeval run campaign FILE: give the campaign file (examples in campaigns/)")
+            raise UsageError(f"give the campaign file: `{hint('run campaign FILE')}` (examples in campaigns/)")
         from opeval.cli._campaign import run_campaign_file
 
         return run_campaign_file(file, parallel=parallel, resume=resume, store=store, json=json)
     if file is not None or parallel is not None or resume:
-        raise UsageError("--parallel, --resume and a file are for campaigns: opeval run campaign FILE")
+        raise UsageError(f"--parallel, --resume and a file are for campaigns: `{hint('run campaign FILE')}`")
+    subject = subject or setting("subject") or "etcd"
     if baseline:
         agent = "none"
     agent_config: dict[str, Scalar] = {}
     if agent != "none":
         agent_config = {"max_steps": max_steps, "command_timeout_s": command_timeout}
         if agent == "anthropic":
-            agent_config["model"] = model or DEFAULT_MODEL
+            agent_config["model"] = model or setting("model") or DEFAULT_MODEL
         if system_prompt is not None:
             try:
                 agent_config["system_prompt"] = system_prompt.read_text()
             except OSError as e:
                 raise UsageError(f"cannot read --system-prompt {system_prompt}: {e.strerror}") from None
-    path = resolve_store_path(store)
+    path = store_path(store)
     from opeval.subjects import SUBJECTS
 
     default_members = SUBJECTS.get(subject)().default_members
@@ -183,10 +198,10 @@ def run(
     with EventStore(path) as es:
         report = cleanup(es)
         for tid in report.aborted:
-            err.print(f"recorded leftover trial {tid.hex[:8]} as aborted (its harness had died)")
+            err.print(f"recorded leftover trial {tid.hex[:SHORT]} as aborted (its harness had died)")
         for problem in report.problems:
             err.print(problem, highlight=False)
-        with _StatusLine(quiet=json) as line:
+        with TrialStatusLine(quiet=json) as line:
             result = anyio.run(lambda: run_single(es, req, on_status=line.update))
     refresh_read_models(path)
     if json:
@@ -194,14 +209,20 @@ def run(
                      "time_to_detect_s": result.time_to_detect_s, "time_to_recover_s": result.time_to_recover_s,
                      "store": str(path)})
     else:
-        out.print(f"trial {result.trial_id.hex[:8]}: [bold]{result.outcome}[/bold] - {result.reason}")
-        out.print(f"see the timeline: opeval show {result.trial_id.hex[:8]}" +
-                  ("" if store is None and "OPEVAL_STORE" not in os.environ else f" --store {path}"),
-                  highlight=False)
-    return {"recovered": 0, "not_recovered": 0, "aborted": 130}.get(result.outcome, 1)
+        short = result.trial_id.hex[:SHORT]
+        out.print(f"trial {short}: [bold]{result.outcome}[/bold] - {result.reason}", highlight=False)
+        out.print(f"see the timeline: {hint('show ' + short)}", highlight=False, markup=False, soft_wrap=True)
+    return for_outcome(result.outcome)
+
+
+# --- what is in the store -----------------------------------------------------------------------
+def _who(agent: str, variant: str | None) -> str:
+    """``runbook``, or ``anthropic/sonnet`` for a named variant."""
+    return agent if variant in (None, "default", agent) else f"{agent}/{variant}"
 
 
 def _trial_rows(es: EventStore) -> list[dict[str, Any]]:
+    """The trials, read from the event log itself (the read models are busy or unwritable)."""
     finished: dict[Any, Any] = {}
     for _, e in es.iter_events(topics=["opeval.trial:TrialFinished"]):
         finished[e.originator_id] = e
@@ -209,9 +230,9 @@ def _trial_rows(es: EventStore) -> list[dict[str, Any]]:
     for _, e in es.iter_events(topics=["opeval.trial:TrialStarted"]):
         f = finished.get(e.originator_id)
         rows.append({
-            "trial_id": str(e.originator_id), "campaign_id": str(e.campaign_id),
+            "trial_id": str(e.originator_id), "campaign_id": str(e.campaign_id), "index": e.index,
             "started": e.timestamp.isoformat(timespec="seconds"), "subject": e.subject,
-            "chaos": e.chaos.kind, "target": e.chaos.target, "agent": e.agent.name,
+            "chaos": e.chaos.kind, "target": e.chaos.target, "agent": e.agent.name, "variant": e.agent.variant,
             "restart_policy": e.config.restart_policy, "seed": e.seed,
             "outcome": f.outcome if f else "running",
             "time_to_recover_s": f.time_to_recover_s if f else None,
@@ -225,8 +246,8 @@ def _trial_rows_from_read_models(path: Path) -> list[dict[str, Any]]:
     rm = ReadModels(path)
     rm.update()
     with rm.connect() as con:
-        rows = query(con, "SELECT trial_id, campaign_id, started_at, subject, chaos, target, agent, restart_policy, "
-                          "seed, coalesce(outcome, 'running') AS outcome, "
+        rows = query(con, "SELECT trial_id, campaign_id, idx AS index, started_at, subject, chaos, target, agent, "
+                          "variant, restart_policy, seed, coalesce(outcome, 'running') AS outcome, "
                           # A control trial has no fault to recover from (its TrialFinished says None too).
                           "CASE WHEN outcome = 'recovered' AND NOT control THEN recovered_s - verified_s END "
                           "AS time_to_recover_s FROM trials ORDER BY started_at, trial_id")
@@ -239,70 +260,168 @@ def _trial_rows_from_read_models(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _hex(i: str) -> str:
+    return i.replace("-", "")
+
+
 @app.command(name="list")
-def list_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
-    """List the trials in the store, oldest first (from the read models)."""
-    path = resolve_store_path(store)
+def list_(*, campaign: CampaignId | None = None, store: StoreOption = None, json: JsonFlag = False,
+          wide: WideFlag = False) -> int:
+    """List the trials in the store, oldest first, with the campaign each belongs to.
+
+    Parameters
+    ----------
+    campaign
+        Only this campaign's trials (an id or unique prefix; a trial's id means its campaign).
+    """
+    path = store_path(store)
     with EventStore(path, writable=False) as es:
         try:
             rows = _trial_rows_from_read_models(path)
         except OpevalError:  # read models unavailable (busy, read-only directory): read the log itself
             rows = _trial_rows(es)
+        short = short_ids(store_ids(es))
+        if campaign is not None:
+            cid = campaign_id(es, campaign)
+            rows = [r for r in rows if _hex(r["campaign_id"]) == cid.hex]
     if json:
         print_json(rows)
-        return 0
+        return ExitCode.OK
     if not rows:
-        out.print("no trials yet: run `opeval run --baseline`")
-        return 0
-    table = Table("trial", "started (UTC)", "subject", "chaos", "agent", "restart", "outcome", "TTR")
+        out.print(f"no trials yet: run `{hint('run --baseline')}`" if campaign is None
+                  else "this campaign has no trials yet", highlight=False, markup=False)
+        return ExitCode.OK
+    cols = [Col("trial", keep=True), Col("campaign", keep=True), Col("started (UTC)", fold=False, drop=6),
+            Col("subject", drop=9), Col("chaos → target", drop=2), Col("agent", drop=3),
+            Col("seed", justify="right", fold=False, drop=7), Col("restart", drop=8),
+            Col("outcome", keep=True, style=outcome_style), Col("TTR", justify="right", fold=False, drop=4)]
+    table = [[short[_hex(r["trial_id"])], short[_hex(r["campaign_id"])], r["started"][5:16].replace("T", " "),
+              r["subject"], f"{r['chaos']} → {r['target']}", _who(r["agent"], r.get("variant")), str(r["seed"]),
+              r["restart_policy"], r["outcome"],
+              "-" if r["time_to_recover_s"] is None else f"{r['time_to_recover_s']:.3f}s"] for r in rows]
+    print_table(cols, table, wide=wide)
+    return ExitCode.OK
+
+
+def _campaign_rows_from_log(es: EventStore) -> list[dict[str, Any]]:
+    """Campaigns counted from the event log (when the read models cannot be opened)."""
+    from opeval.projections import REAL_OUTCOMES, campaign_title
+
+    rows = []
+    for _, e in es.iter_events(topics=["opeval.campaign:CampaignStarted"]):
+        c: Campaign = es.campaign(e.originator_id)
+        outcomes = [(c.trial_index[t], es.trial(t).outcome) for t in c.trial_ids]
+        counts = {o: sum(1 for _, x in outcomes if x == o) for o in REAL_OUTCOMES}
+        running = sum(1 for _, x in outcomes if x is None)
+        rows.append({
+            "campaign_id": e.originator_id.hex, "name": e.name, "title": campaign_title(e.name, e.spec, c.trials_planned),
+            "started_at": e.timestamp.isoformat(), "trials_planned": c.trials_planned, "finished": c.finished,
+            "file": e.spec.get("file"), "done": len({i for i, x in outcomes if x in REAL_OUTCOMES}),
+            "aborted": sum(1 for _, x in outcomes if x == "aborted"), "running": running, **counts,
+            "status": "finished" if c.finished else "running" if running else "interrupted",
+        })
+    return sorted(rows, key=lambda r: r["started_at"], reverse=True)
+
+
+def _campaign_rows(path: Path, es: EventStore) -> list[dict[str, Any]]:
+    from opeval.projections import ReadModels, campaign_overview
+
+    try:
+        rm = ReadModels(path)
+        rm.update()
+        with rm.connect() as con:
+            rows = campaign_overview(con)
+    except OpevalError:
+        return _campaign_rows_from_log(es)
     for r in rows:
-        ttr = "-" if r["time_to_recover_s"] is None else f"{r['time_to_recover_s']:.3f}s"
-        table.add_row(r["trial_id"].replace("-", "")[:8], r["started"][5:].replace("T", " ")[:14], r["subject"],
-                      f"{r['chaos']}:{r['target']}", r["agent"], r["restart_policy"], r["outcome"], ttr)
-    out.print(table)
-    return 0
+        r.pop("spec", None)
+    return rows
 
 
 @app.command
-def show(id: str, /, *, store: StoreOption = None, json: JsonFlag = False) -> int:  # noqa: A002
-    """Show a trial's timeline, or a campaign and its trials. ``ID`` may be a unique prefix.
+def campaigns(*, store: StoreOption = None, json: JsonFlag = False, wide: WideFlag = False) -> int:
+    """List the campaigns in the store, newest first, with their status and trials done.
+
+    Each campaign's id, name, file, status (finished, running, interrupted), trials done of
+    those planned (an index counts once, whatever its attempts), aborted attempts, and when
+    it started. A one-trial ``opeval run`` is a campaign too, named after its subject,
+    chaos, agent and seed.
+    """
+    path = store_path(store)
+    with EventStore(path, writable=False) as es:
+        rows = _campaign_rows(path, es)
+        short = short_ids(store_ids(es))
+    if json:
+        print_json(rows)
+        return ExitCode.OK
+    if not rows:
+        out.print(f"no campaigns yet: run `{hint('run --baseline')}` or `{hint('run campaign FILE')}`",
+                  highlight=False, markup=False)
+        return ExitCode.OK
+    any_aborted = any(r["aborted"] for r in rows)
+    cols = [Col("campaign", keep=True), Col("name", drop=1), Col("status", keep=True, style=outcome_style),
+            Col("trials", keep=True, justify="right"),
+            Col("aborted", justify="right", fold=False, drop=2 if any_aborted else 7),
+            Col("recovered", justify="right", fold=False, drop=3), Col("started (UTC)", fold=False, drop=5),
+            Col("file", drop=6)]
+    table = []
+    for r in rows:
+        status = r["status"] + (f" ({r['running']})" if r["status"] == "running" else "")
+        table.append([short[r["campaign_id"]], r["title"], status, f"{r['done']}/{r['trials_planned']}",
+                      str(r["aborted"]), str(r["recovered"]), (r["started_at"] or "")[:16].replace("T", " "),
+                      r["file"] or "-"])
+    print_table(cols, table, wide=wide, caption="trials: indexes with an outcome of those planned; aborted: "
+                                                "attempts stopped before an outcome (--resume runs them again)")
+    return ExitCode.OK
+
+
+@app.command
+def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wide: WideFlag = False) -> int:  # noqa: A002
+    """Show a trial's timeline, or a campaign and its trials.
 
     Parameters
     ----------
     id
-        A trial or campaign id, or a unique prefix of one (see ``opeval list``).
+        A trial or campaign id, or a unique prefix of one (see ``opeval list`` and ``opeval campaigns``).
     """
-    with EventStore(resolve_store_path(store), writable=False) as es:
+    with EventStore(store_path(store), writable=False) as es:
         kind, oid = es.resolve(id)
         events = es.events(oid)
+        trials: list[tuple[uuid.UUID, Any]] = []
         if kind == "campaign":
             campaign: Campaign = es.campaign(oid)
             trials = [(tid, es.trial(tid)) for tid in campaign.trial_ids]
+        short = short_ids(store_ids(es))
     if json:
         data: dict[str, Any] = {"kind": kind, "id": str(oid), "events": [event_json(None, e) for e in events]}
         if kind == "campaign":
-            data["trials"] = [{"trial_id": str(t), "outcome": tr.outcome} for t, tr in trials]
+            data["trials"] = [{"trial_id": str(t), "index": campaign.trial_index[t], "outcome": tr.outcome}
+                              for t, tr in trials]
         print_json(data)
-        return 0
+        return ExitCode.OK
     if kind == "campaign":
         c = events[0]
-        out.print(f"campaign {oid.hex} [bold]{c.name}[/bold] started {c.timestamp:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
-        for tid, tr in trials:
-            out.print(f"  trial {tid.hex[:8]}  {tr.chaos.kind} target={tr.chaos.target} -> {tr.outcome or 'running'}")
-        return 0
+        out.print(f"campaign {oid.hex} [bold]{c.name}[/bold] started {c.timestamp:%Y-%m-%d %H:%M:%S} UTC",
+                  highlight=False)
+        cols = [Col("#", justify="right", drop=4), Col("trial", keep=True), Col("chaos → target", drop=2),
+                Col("agent", drop=1), Col("seed", justify="right", drop=3),
+                Col("outcome", keep=True, style=outcome_style)]
+        print_table(cols, [[str(campaign.trial_index[tid]), short[tid.hex], f"{tr.chaos.kind} → {tr.chaos.target}",
+                            _who(tr.agent.name, tr.agent.variant), str(tr.seed), tr.outcome or "running"]
+                           for tid, tr in trials], wide=wide)
+        return ExitCode.OK
     started = events[0]
-    out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
-    table = Table("offset", "event", "detail", show_lines=False)
-    for e in events:
-        table.add_row(f"{e.offset_s:8.3f}s", type(e).__name__, describe(e))
-    out.print(table)
-    return 0
+    out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC  "
+              f"(campaign {short.get(started.campaign_id.hex, started.campaign_id.hex)})", highlight=False)
+    print_table([Col("offset", keep=True, justify="right"), Col("event", keep=True), Col("detail", drop=1)],
+                [[f"{e.offset_s:.3f}s", type(e).__name__, describe(e)] for e in events], wide=wide)
+    return ExitCode.OK
 
 
 @app.command(name="cleanup")
 def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
     """Reap what killed harnesses left behind (processes, directories) and record their trials as aborted."""
-    path = resolve_store_path(store)
+    path = store_path(store)
     if path.exists():
         with EventStore(path) as es:
             report = cleanup(es)
@@ -315,25 +434,77 @@ def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
         })
     else:
         for r in report.reaped:
-            out.print(f"trial {r.trial_id[:8]}: killed {len(r.killed)} processes, removed {len(r.removed)} directories")
+            out.print(f"trial {r.trial_id[:SHORT]}: killed {len(r.killed)} processes, "
+                      f"removed {len(r.removed)} directories")
         for t in report.aborted:
-            out.print(f"trial {t.hex[:8]}: recorded as aborted")
+            out.print(f"trial {t.hex[:SHORT]}: recorded as aborted")
         for p in report.problems:
-            err.print(p)
+            err.print(p, highlight=False)
         if not (report.reaped or report.aborted or report.problems):
             out.print("nothing to clean up")
-    return 1 if report.problems else 0
+    return ExitCode.TRIAL_ERROR if report.problems else ExitCode.OK
+
+
+@app.command
+def config(*, json: JsonFlag = False) -> int:
+    """Show the defaults in effect (store, subject, parallel, model) and where each comes from.
+
+    Sources, highest first: an option on the command line, an ``OPEVAL_*`` variable, the
+    project's opeval.toml (this directory or the nearest parent with one), the user's
+    ~/.config/opeval/opeval.toml ($XDG_CONFIG_HOME), the built-in default.
+    """
+    from ._config import KEYS, config_files, env_var, settings
+
+    from opeval.store import default_store_path
+
+    found = settings()
+    built_in = {"store": str(default_store_path()), "subject": "etcd", "parallel": "the campaign file's, else 1",
+                "model": DEFAULT_MODEL}
+    rows = [{"key": k, "value": found[k].value if k in found else None,
+             "from": found[k].origin if k in found else "built-in default", "variable": env_var(k), "sets": what}
+            for k, what in KEYS.items()]
+    if json:
+        print_json({"settings": rows, "files": [{"path": str(p), "exists": e} for p, e in config_files()]})
+        return ExitCode.OK
+    print_table([Col("key", keep=True), Col("value", drop=2), Col("from", drop=1), Col("variable", drop=3),
+                 Col("sets", drop=4)],
+                [[r["key"], built_in[r["key"]] if r["value"] is None else str(r["value"]), r["from"], r["variable"],
+                  r["sets"]] for r in rows])
+    for p, exists in config_files():
+        out.print(f"{'read' if exists else 'absent'}: {p}", highlight=False, markup=False, soft_wrap=True)
+    return ExitCode.OK
+
+
+@app.command
+def completion(shell: Literal["bash", "zsh", "fish"], /) -> int:
+    """Print the shell completion script, to install by hand (``--install-completion`` does it for you).
+
+    Parameters
+    ----------
+    shell
+        The shell to complete for.
+    """
+    sys.stdout.write(app.generate_completion(prog_name="opeval", shell=shell))
+    return ExitCode.OK
+
+
+def _one_line(e: CycloptsError) -> str:
+    text = " ".join(str(e).split())
+    return text[:-1] if text.endswith(".") and not text.endswith("...") else text
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and an exit code, never a traceback."""
     try:
-        app(argv)
+        code = app(argv)
+    except CycloptsError as e:
+        err.print(f"opeval: error: {_one_line(e)} (see `{prog()} --help`)", highlight=False, markup=False,
+                  soft_wrap=True)
+        sys.exit(ExitCode.USAGE)
     except OpevalError as e:
-        err.print(f"opeval: error: {e}", highlight=False, soft_wrap=True)
+        err.print(f"opeval: error: {with_prog(str(e))}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err.print("opeval: interrupted")
-        sys.exit(130)
-
-
+        err.print("opeval: interrupted", highlight=False)
+        sys.exit(ExitCode.INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

@@ -6,49 +6,46 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from opeval.runner import PlannedTrial, TrialResult, cleanup, load_campaign, run_campaign
-from opeval.store import EventStore, resolve_store_path
+from opeval.runner import CampaignRun, PlannedTrial, TrialResult, TrialStatus, cleanup, load_campaign, run_campaign
+from opeval.store import EventStore
 
-from ._common import err, print_json, refresh_read_models
-
-
-def _label(t: PlannedTrial) -> str:
-    return f"#{t.index} {t.chaos.kind}:{t.chaos.target} {t.agent.variant} seed {t.seed}"
+from ._common import err, hint, print_json, refresh_read_models, store_path
+from ._config import setting
+from ._exit import ExitCode
+from ._progress import CampaignProgress
 
 
 def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: Path | None, json: bool) -> int:
     """Validate, run and report; exit 0 when every trial ran, 1 if one ended in error, 130 if interrupted."""
     plan = load_campaign(file)
-    path = resolve_store_path(store)
-    outcomes: dict[str, int] = {}
+    path = store_path(store)
+    width = max(1, parallel or setting("parallel") or plan.parallel)
     with EventStore(path) as es:
         report = cleanup(es)  # trials a dead harness left unfinished become aborted, so resume reruns them
         for tid in report.aborted:
             err.print(f"recorded leftover trial {tid.hex[:8]} as aborted (its harness had died)")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, disable=json, transient=False) as progress:
-            task = progress.add_task(f"campaign {plan.name}", total=len(plan.trials))
+        with CampaignProgress(plan.name, len(plan.trials), width, quiet=json) as progress:
+
+            def begun(r: CampaignRun) -> None:
+                progress.begin(r.campaign_id.hex, len(r.skipped))
 
             def started(t: PlannedTrial) -> None:
-                progress.console.print(f"start  {_label(t)}", highlight=False)
+                progress.start(t)
+
+            def status(t: PlannedTrial, s: TrialStatus) -> None:
+                progress.status(t, s)
 
             def done(t: PlannedTrial, r: TrialResult) -> None:
-                outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
-                ttr = f", TTR {r.time_to_recover_s:.1f}s" if r.time_to_recover_s is not None else ""
-                progress.console.print(f"{r.outcome:<13} {_label(t)}{ttr}", highlight=False)
-                progress.advance(task)
+                progress.done(t, r)
 
             async def go() -> Any:
-                return await run_campaign(es, plan, parallel=parallel, resume=resume, on_trial_start=started,
-                                          on_trial_done=done)
+                return await run_campaign(es, plan, parallel=width, resume=resume, on_campaign=begun,
+                                          on_trial_start=started, on_trial_status=status, on_trial_done=done)
 
-            if resume:
-                progress.update(task, completed=0)
             result = anyio.run(go)
-            progress.update(task, completed=len(result.skipped) + sum(1 for _, r in result.ran if r.outcome != "aborted"))
     refresh_read_models(path)
+    outcomes = progress.outcomes
     summary = {"campaign_id": result.campaign_id.hex, "name": plan.name, "planned": result.planned,
                "skipped_as_done": len(result.skipped), "ran": len(result.ran), "outcomes": outcomes,
                "finished": result.finished, "interrupted": result.interrupted}
@@ -60,9 +57,10 @@ def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: 
                   + (f"; {len(result.skipped)} already done" if result.skipped else ""), highlight=False)
         if result.interrupted:
             err.print(f"interrupted by {result.interrupted}: continue with "
-                      f"`opeval run campaign {file} --resume`", highlight=False)
+                      f"`{hint(f'run campaign {file} --resume')}`", highlight=False, markup=False, soft_wrap=True)
         elif result.finished:
-            err.print(f"see `opeval analyze {result.campaign_id.hex[:8]}`", highlight=False)
+            err.print(f"see `{hint('analyze ' + result.campaign_id.hex[:8])}`", highlight=False, markup=False,
+                      soft_wrap=True)
     if result.interrupted:
-        return 130
-    return 1 if outcomes.get("error") else 0
+        return ExitCode.INTERRUPTED
+    return ExitCode.TRIAL_ERROR if outcomes.get("error") else ExitCode.OK

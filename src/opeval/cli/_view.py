@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from opeval.store import resolve_store_path
-
 from ._app import app
-from ._common import StoreOption, out
+from ._common import StoreOption, out, store_path
 
 
 @app.command
@@ -16,8 +14,9 @@ def view(
     port: int = 8765,
     token: str | None = None,
 ) -> int:
-    """Serve the web viewer: campaigns, trials and their timelines, comparisons, live trials,
-    and a JSON API (OpenAPI at /schema). Read-only; Ctrl-C stops it.
+    """Serve the web viewer: campaigns, trials, comparisons, live trials, and a JSON API.
+
+    Read-only; the OpenAPI document is at /schema; Ctrl-C stops it.
 
     Parameters
     ----------
@@ -47,7 +46,7 @@ def view(
     if not is_loopback(host) and token is None:
         raise UsageError(f"listening on {host} would open this store to the network: lock it with --token SECRET, "
                          f"${TOKEN_ENV}, or --token generate")
-    path = resolve_store_path(store)
+    path = store_path(store)
     StoreView(path).check()  # a missing or unreadable store fails here, in one line
     sock = bind(host, port)
 

@@ -161,6 +161,53 @@ def campaign_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: s
     return trial_scores(con, rules, "t.campaign_id = ?", [campaign_id])
 
 
+#: Outcomes that settle a trial's index: an aborted attempt leaves it to be run again.
+REAL_OUTCOMES = ("recovered", "not_recovered", "error")
+
+
+def campaign_title(name: str, spec: dict[str, Any] | None, trials_planned: int | None) -> str:
+    """A campaign's name, with the seed of a one-trial run (``opeval run``) whose recorded
+    name lacks it, so that such runs can be told apart."""
+    spec = spec or {}
+    if trials_planned == 1 and "file" not in spec and spec.get("seed") is not None and "seed" not in name:
+        return f"{name} seed {spec['seed']}"
+    return name
+
+
+def campaign_overview(con: duckdb.DuckDBPyConnection, where: str = "TRUE",
+                      params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Campaigns, newest first, with their trials counted by index: ``done`` indexes that
+    have a real outcome (and how many of them recovered, did not, or ended in error) out of
+    ``trials_planned``; ``aborted`` attempts and ``running`` trials counted apart. ``status``
+    is ``finished``, ``running`` or ``interrupted`` (unfinished, nothing running: a
+    campaign file's run that ``--resume`` continues)."""
+    real = ", ".join(f"'{o}'" for o in REAL_OUTCOMES)
+    rows = query(con, f"""
+        SELECT c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished, c.spec,
+               count(DISTINCT t.idx) FILTER (WHERE t.outcome IN ({real})) AS done,
+               count(t.trial_id) FILTER (WHERE t.outcome = 'aborted') AS aborted,
+               count(t.trial_id) FILTER (WHERE t.trial_id IS NOT NULL AND t.outcome IS NULL) AS running,
+               count(t.trial_id) FILTER (WHERE t.outcome = 'recovered') AS recovered,
+               count(t.trial_id) FILTER (WHERE t.outcome = 'not_recovered') AS not_recovered,
+               count(t.trial_id) FILTER (WHERE t.outcome = 'error') AS error
+        FROM campaigns c LEFT JOIN trials t ON t.campaign_id = c.campaign_id
+        WHERE {where}
+        GROUP BY ALL ORDER BY c.started_at DESC NULLS LAST, c.campaign_id""", params or [])
+    for r in rows:
+        spec = None
+        if r["spec"]:
+            try:
+                spec = json.loads(r["spec"])
+            except ValueError:
+                spec = None
+        r["spec"] = spec if isinstance(spec, dict) else {}
+        r["file"] = r["spec"].get("file")
+        r["title"] = campaign_title(r["name"] or "", r["spec"], r["trials_planned"])
+        r["finished"] = bool(r["finished"])
+        r["status"] = "finished" if r["finished"] else "running" if r["running"] else "interrupted"
+    return rows
+
+
 def mean_ci(values: list[float], *, iterations: int = 2000, seed: int = 0) -> tuple[float, float] | None:
     """95 % bootstrap interval of the mean (None below two values)."""
     if len(values) < 2:
@@ -377,14 +424,22 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         "", "## Detection and recovery", "",
         f"- Fault verified at {_fmt_s(t['verified_s'])}, detected at {_fmt_s(t['detected_s'])}, "
         f"recovery criteria first held at {_fmt_s(t['recovered_s'])}.",
-        f"- Agent first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
-        f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands ({t['unique_commands']} distinct), "
-        f"{t['destructive']} destructive, thrashing {t['thrashing']}.",
+        _agent_line(t),
         "", "## Lessons", "",
         "- What slowed detection or repair, and what would have prevented the fault, go here.",
         "",
     ]
     return "\n".join(out)
+
+
+def _agent_line(t: dict[str, Any]) -> str:
+    if t["agent"] == "none":
+        # The baseline runs no command; "first diagnostic after -" would read as a missing figure.
+        return "- No agent responded: recovery, if any, was the system's own (restart policy " \
+               f"{t['restart_policy']})."
+    return (f"- Agent first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
+            f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands ({t['unique_commands']} distinct), "
+            f"{t['destructive']} destructive, thrashing {t['thrashing']}.")
 
 
 def _responder(t: dict[str, Any]) -> str:
@@ -453,8 +508,9 @@ def _control_postmortem(t: dict[str, Any], events: list[dict[str, Any]], command
         + (" The system was nonetheless unhealthy at the end: what broke, broke after the page." if t["left_broken"]
            else ""),
         "", "## The false alarm", "",
-        f"- The clock started at {_fmt_s(t['verified_s'])}, the agent was paged at {_fmt_s(t['agent_started_s'])}; from the page, "
-        f"first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
+        f"- The clock started at {_fmt_s(t['verified_s'])}; no agent was paged (a baseline control)." if t["agent"] == "none"
+        else f"- The clock started at {_fmt_s(t['verified_s'])}, the agent was paged at {_fmt_s(t['agent_started_s'])}; "
+        f"from the page, first diagnostic after {_fmt_s(t['first_diagnostic_s'])}, first remediation after "
         f"{_fmt_s(t['first_remediation_s'])}; {t['commands']} commands "
         f"({t['unique_commands']} distinct), {t['remediations']} remediations, {t['destructive']} destructive, "
         f"thrashing {t['thrashing']}.",

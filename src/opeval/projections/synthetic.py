@@ -20,6 +20,7 @@ from opeval.events import (
     HarnessInfo,
     MemberEndpoint,
     MemberState,
+    SandboxInfo,
     TimeWindow,
     Trial,
     TrialConfig,
@@ -55,10 +56,13 @@ def new_campaign(name: str, planned: int) -> Campaign:
 
 def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str = "runbook",
                seconds: int = 40, seed: int | None = None, command_output: str = "ok\n",
-               commands: list[str] | None = None, variant: str = "default", chaos_kind: str = "node_kill") -> Trial:
+               commands: list[str] | None = None, variant: str = "default", chaos_kind: str = "node_kill",
+               sandbox: SandboxInfo | None = None) -> Trial:
     """One finished trial with all its events pending; the agent picks its commands from
     ``commands`` (``{v}`` stands for the victim) or from a typical operator's.
-    ``chaos_kind`` ``none`` makes a control trial (see :func:`make_control_trial`)."""
+    ``chaos_kind`` ``none`` makes a control trial (see :func:`make_control_trial`).
+    ``sandbox`` is how the agent was isolated (None, as in logs from before sandboxing:
+    the trial counts as unisolated)."""
     if chaos_kind == CONTROL:
         return make_control_trial(campaign, index, rng, agent=agent, seconds=seconds, seed=seed,
                                   command_output=command_output, commands=commands, variant=variant)
@@ -68,7 +72,8 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
     trial = Trial._create(
         Trial.TrialStarted, id=uuid.uuid4(), campaign_id=campaign.id, index=index, subject="etcd", runtime="local",
         chaos=ChaosSpec(kind="node_kill", target="random"), agent=AgentSpec(name=agent, variant=variant), seed=seed,
-        config=TrialConfig(restart_policy="never"), harness=_HARNESS, offset_s=0.0)
+        config=TrialConfig(restart_policy="never"), harness=_HARNESS, offset_s=0.0,
+        sandbox=sandbox if agent != "none" else None)
     campaign.trigger_event(Campaign.TrialScheduled, trial_id=trial.id, index=index)
     rec = trial.record
     victim = rng.choice(_NAMES)

@@ -33,6 +33,14 @@ def _spec_of(req: TrialRequest) -> dict[str, Scalar]:
     }
 
 
+def one_trial_name(req: TrialRequest) -> str:
+    """The name of ``opeval run``'s one-trial campaign: subject, chaos, agent (its variant,
+    if named) and seed, so that runs can be told apart in a list."""
+    variant = req.agent.variant
+    who = req.agent.name if variant in ("default", req.agent.name) else f"{req.agent.name}/{variant}"
+    return f"{req.subject}/{req.chaos.kind}/{who} seed {req.seed}"
+
+
 async def run_single(
     store: EventStore,
     req: TrialRequest,
@@ -45,8 +53,8 @@ async def run_single(
     if agent is None:
         prepare(req)
     campaign = Campaign._create(
-        Campaign.CampaignStarted, name=f"{req.subject}/{req.chaos.kind}/{req.agent.name}",
-        spec=_spec_of(req), trials_planned=1, harness=harness_info(),
+        Campaign.CampaignStarted, name=one_trial_name(req), spec=_spec_of(req), trials_planned=1,
+        harness=harness_info(),
     )
     store.save(campaign)
     scope = anyio.CancelScope()
@@ -142,6 +150,8 @@ async def run_campaign(
     resume: bool = False,
     on_trial_done: Callable[[PlannedTrial, TrialResult], Any] = lambda p, r: None,
     on_trial_start: Callable[[PlannedTrial], Any] = lambda p: None,
+    on_trial_status: Callable[[PlannedTrial, TrialStatus], Any] = lambda p, s: None,
+    on_campaign: Callable[[CampaignRun], Any] = lambda r: None,
     handle_signals: bool = True,
 ) -> CampaignRun:
     """Run (or, with ``resume``, continue) the campaign of ``plan``.
@@ -149,6 +159,8 @@ async def run_campaign(
     Trials run ``parallel`` at a time, each with its own ports and directories. On
     SIGINT/SIGTERM the running trials are recorded as aborted and no new one starts;
     ``resume`` later runs every index that has no finished trial, and only those.
+    ``on_campaign`` hears of the campaign once it is recorded (or found), with the indexes
+    already done; ``on_trial_status`` of each running trial's phase, for a progress display.
     """
     width = max(1, parallel or plan.parallel)
     requests = {t.index: TrialRequest(subject=plan.subject, runtime=plan.runtime, chaos=t.chaos, agent=t.agent,
@@ -164,6 +176,7 @@ async def run_campaign(
         store.save(campaign)
         done = set()
     result = CampaignRun(campaign.id, plan.name, len(plan.trials), skipped=sorted(done))
+    on_campaign(result)
     todo = [t for t in plan.trials if t.index not in done]
     caught: list[str] = []
     running: list[anyio.CancelScope] = []
@@ -185,7 +198,8 @@ async def run_campaign(
             running.append(trial_scope)
             try:
                 r = await run_trial(store, campaign, t.index, requests[t.index], cancel_scope=trial_scope,
-                                    interrupted=lambda: caught[0] if caught else None)
+                                    interrupted=lambda: caught[0] if caught else None,
+                                    on_status=lambda s: on_trial_status(t, s))
             except OpevalError as e:  # already recorded as an error by run_trial; the campaign goes on
                 r = TrialResult(uuid.UUID(int=0), "error", str(e), None, None)
             finally:

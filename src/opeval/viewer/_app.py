@@ -31,7 +31,7 @@ from litestar.types import Message, Scope
 
 import opeval
 from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
-from opeval.viewer._charts import outcome_bar
+from opeval.viewer._charts import outcome_bar, outcome_legend
 from opeval.viewer._lock import COOKIE, TokenLock, session_value
 from opeval.viewer._data import FILTERS, SORTABLE, StoreView, WrongKindError, default_rules
 from opeval.viewer._models import (
@@ -109,7 +109,7 @@ def campaigns_page(state: State, subject: Query = None, chaos: Query = None, age
     items, options = _view(state).campaigns(filters)
     bars = {c.campaign_id: outcome_bar(msgspec.structs.asdict(c.outcomes)) for c in items}
     return _render(state, "campaigns.html", campaigns=items, options=options, filters=filters, bars=bars,
-                   filter_names=FILTERS)
+                   filter_names=FILTERS, outcome_key=outcome_legend())
 
 
 @get("/campaigns/{campaign_id:str}", include_in_schema=False, sync_to_thread=True)

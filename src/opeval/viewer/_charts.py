@@ -21,7 +21,7 @@ LEFT = 130  # room for lane labels
 RIGHT = 20
 PLOT = WIDTH - LEFT - RIGHT
 LANE_H = 28
-AXIS_H = 30
+AXIS_H = 36  # ticks, then the caption below them (clear of the last tick)
 
 
 def _n(v: float) -> str:
@@ -57,12 +57,14 @@ class Svg:
         self.add('<text x="{}" y="{}" class="{}" text-anchor="{}">{}</text>', _n(x), _n(y), css, anchor, text)
 
     def marker(self, shape: str, x: float, y: float, css: str, title: str | None = None, r: float = 6) -> None:
-        """A circle, triangle (down), up (triangle up), diamond or tick centred on (x, y)."""
+        """A circle, square, triangle (down), up (triangle up), diamond or tick centred on (x, y)."""
         tip = Markup("<title>{}</title>").format(title) if title is not None else Markup("")
         if shape == "circle":
             self.add('<circle cx="{}" cy="{}" r="{}" class="{}">{}</circle>', _n(x), _n(y), _n(r * 0.8), css, tip)
             return
         points = {
+            "square": [(x - r * 0.8, y - r * 0.8), (x + r * 0.8, y - r * 0.8), (x + r * 0.8, y + r * 0.8),
+                       (x - r * 0.8, y + r * 0.8)],
             "triangle": [(x - r, y - r), (x + r, y - r), (x, y + r)],
             "up": [(x - r, y + r), (x + r, y + r), (x, y - r)],
             "diamond": [(x, y - r * 1.2), (x + r, y), (x, y + r * 1.2), (x - r, y)],
@@ -115,7 +117,7 @@ class TimeScale:
             svg.line(x, y, x, y + 4, "axis")
             svg.text(x, y + 16, _fmt_tick(k * step, step), "tick", "middle")
             k += 1
-        svg.text(LEFT + PLOT, y + 28, caption, "caption", "end")
+        svg.text(LEFT + PLOT, y + 32, caption, "caption", "end")
 
 
 @dataclass(frozen=True)
@@ -141,11 +143,15 @@ class Span:
     title: str
 
 
-#: Legend entries: (shape, css class, text).
+#: Legend entries, one for every mark a timeline can draw: (shape, css class, text).
 TIMELINE_LEGEND: tuple[tuple[str, str, str], ...] = (
     ("triangle", "m-chaos", "fault injected"),
     ("diamond", "m-verified", "fault verified"),
+    ("diamond", "m-reverted", "fault reverted"),
     ("circle", "m-detect", "fault detected"),
+    ("tick", "m-agent", "agent paged / stopped"),
+    ("tick", "m-reason", "agent reasoning"),
+    ("bar", "span-agent", "agent at work"),
     ("circle", "m-read_only", "read-only command"),
     ("circle", "m-remediation", "remediation"),
     ("circle", "m-destructive", "destructive"),
@@ -153,19 +159,45 @@ TIMELINE_LEGEND: tuple[tuple[str, str, str], ...] = (
     ("ring", "m-thrash", "thrashing"),
     ("triangle", "m-exit", "member process ended"),
     ("up", "m-start", "member process started"),
+    ("square", "m-up", "cluster up"),
     ("diamond", "m-recovered", "recovery criteria met"),
+    ("bar", "span-held", "criteria held (settle)"),
+    ("square", "m-safe", "data check: safe"),
+    ("square", "m-unsafe", "data check: writes lost"),
+    ("tick", "m-end", "cluster down / trial end"),
+    ("line", "guide", "clock start / recovery"),
     ("band", "incident", "incident (verified to recovered)"),
 )
 
+#: Average width of a character of the legend's 11 px font, and the room a key takes.
+CHAR_W = 6.6
+KEY_W = 22
 
-def _legend(svg: Svg, entries: Sequence[tuple[str, str, str]], y: float) -> float:
-    x: float = LEFT
+
+def legend_width(text: str) -> float:
+    """The room one legend entry takes: its key, its text, and a gap."""
+    return KEY_W + CHAR_W * len(text) + 14
+
+
+def _legend(svg: Svg, entries: Sequence[tuple[str, str, str]], y: float, x0: float = LEFT) -> float:
+    """Draw ``entries`` in rows from (``x0``, ``y``); the y below the last row."""
+    x: float = x0
     for shape, css, text in entries:
-        width = 28 + 6.5 * len(text)
-        if x + width > WIDTH - RIGHT:
-            x, y = LEFT, y + 20
+        width = legend_width(text)
+        if x + width > WIDTH - RIGHT and x > x0:
+            x, y = x0, y + 20
         if shape == "band":
             svg.rect(x - 6, y - 7, 12, 14, css)
+        elif shape == "bar":
+            svg.rect(x - 7, y - 4, 14, 8, css)
+        elif shape == "swatch":
+            svg.rect(x - 7, y - 5, 14, 10, css)
+        elif shape == "line":
+            svg.line(x, y - 8, x, y + 8, css)
+        elif shape == "whisker":
+            svg.line(x - 7, y, x + 7, y, css)
+            svg.line(x - 7, y - 5, x - 7, y + 5, css)
+            svg.line(x + 7, y - 5, x + 7, y + 5, css)
         elif shape == "ring":
             svg.marker("circle", x, y, "m-unknown")
             svg.add('<circle cx="{}" cy="{}" r="8" class="{}"/>', _n(x), _n(y), css)
@@ -176,13 +208,30 @@ def _legend(svg: Svg, entries: Sequence[tuple[str, str, str]], y: float) -> floa
     return y + 20
 
 
+def legend_rows(entries: Sequence[tuple[str, str, str]], x0: float = LEFT) -> int:
+    """How many rows :func:`_legend` takes for ``entries``."""
+    rows, x = 1, x0
+    for _, _, text in entries:
+        width = legend_width(text)
+        if x + width > WIDTH - RIGHT and x > x0:
+            rows, x = rows + 1, x0
+        x += width
+    return rows
+
+
 def timeline(scale: TimeScale, lanes: Sequence[str], marks: Sequence[Mark], spans: Sequence[Span],
              incident: tuple[float, float] | None, guides: Sequence[tuple[float, str]] = ()) -> Markup:
     """A trial on a time axis: one lane per actor, markers for its events, a legend."""
     top = 10
     height_plot = LANE_H * len(lanes)
     axis_y = top + height_plot
-    svg = Svg(WIDTH, axis_y + AXIS_H + 20 + 20 * 3, "trial timeline", "chart timeline")
+    used = {m.css for m in marks} | {s.css for s in spans} | {"m-thrash" for m in marks if m.ring}
+    if guides:
+        used.add("guide")
+    if incident is not None:
+        used.add("incident")
+    legend = [e for e in TIMELINE_LEGEND if e[1] in used]
+    svg = Svg(WIDTH, axis_y + AXIS_H + 16 + 20 * legend_rows(legend), "trial timeline", "chart timeline")
     lane_y = {lane: top + i * LANE_H + LANE_H / 2 for i, lane in enumerate(lanes)}
     for i, lane in enumerate(lanes):
         svg.rect(LEFT, top + i * LANE_H, PLOT, LANE_H, "lane" if i % 2 == 0 else "lane alt")
@@ -204,7 +253,7 @@ def timeline(scale: TimeScale, lanes: Sequence[str], marks: Sequence[Mark], span
         if m.ring:
             svg.add('<circle cx="{}" cy="{}" r="9" class="m-thrash"/>', _n(x), _n(y))
         svg.marker(m.shape, x, y, m.css, m.title)
-    _legend(svg, TIMELINE_LEGEND, axis_y + AXIS_H + 16)
+    _legend(svg, legend, axis_y + AXIS_H + 16)
     return svg.markup()
 
 
@@ -221,7 +270,7 @@ def member_health(scale: TimeScale, members: Sequence[str],
     top = 10
     rows = [*members, "leader"]
     axis_y = top + LANE_H * len(rows)
-    svg = Svg(WIDTH, axis_y + AXIS_H + 40, "members' health and leader over time", "chart health")
+    svg = Svg(WIDTH, axis_y + AXIS_H + 36, "members' health and leader over time", "chart health")
     for i, name in enumerate(rows):
         svg.text(LEFT - 8, top + i * LANE_H + LANE_H / 2 + 4, name, "lane-label", "end")
         svg.rect(LEFT, top + i * LANE_H + 3, PLOT, LANE_H - 6, "h-unknown")
@@ -241,21 +290,30 @@ def member_health(scale: TimeScale, members: Sequence[str],
             _health_run(svg, scale, y, member, run_start, ends[-1] if ends else scale.end_s, run_status, run_leader)
     y = top + len(members) * LANE_H + LANE_H / 2 + 4
     last: str | None = "\0"
+    # A label takes the first of two rows where it clears the one before it; when neither
+    # has room it is left out and the change line's tooltip names the leader.
+    row_ends = [-1e9, -1e9]
     for t, _, leader in samples:
         if leader != last:
             x: float = scale.x(t)
-            svg.line(x, y - 12, x, y + 4, "leader-change")
-            svg.text(x + 3, y, leader or "no leader", "leader-name" if leader else "leader-none")
+            name = leader or "no leader"
+            svg.add('<line x1="{}" y1="{}" x2="{}" y2="{}" class="leader-change"><title>{}</title></line>', _n(x),
+                    _n(y - 14), _n(x), _n(y + 6), f"{t:.1f} s: {name}")
+            width = CHAR_W * len(name) + 4
+            for row, baseline in enumerate((y - 3, y + 9)):
+                if x + 3 >= row_ends[row] and x + 3 + width <= LEFT + PLOT + RIGHT:
+                    svg.text(x + 3, baseline, name, "leader-name" if leader else "leader-none")
+                    row_ends[row] = x + 3 + width
+                    break
             last = leader
     if incident is not None:
         for t in incident:
             svg.line(scale.x(t), top, scale.x(t), axis_y, "guide")
     scale.axis(svg, axis_y, top)
-    x = LEFT
-    for css, word in [*STATUS.values(), ("h-leader", "leader")]:
-        svg.rect(x, axis_y + AXIS_H + 12, 14, 10, css)
-        svg.text(x + 18, axis_y + AXIS_H + 21, word, "legend")
-        x += 30 + 6.5 * len(word)
+    _legend(svg, [*[("swatch", css, word) for css, word in STATUS.values()], ("bar", "h-leader", "leader"),
+                  ("line", "leader-change", "leader changed"),
+                  *([("line", "guide", "incident start / end")] if incident is not None else [])],
+            axis_y + AXIS_H + 16)
     return svg.markup()
 
 
@@ -298,18 +356,19 @@ def workload(scale: TimeScale, windows: Sequence[tuple[float, float, int, int]],
         if not total:
             svg.rect(x0, axis_y - plot_h, w, plot_h, "w-none", title)
     scale.axis(svg, axis_y, top)
-    x: float = LEFT
-    for css, word in (("w-ok", "succeeded"), ("w-failed", "failed"), ("w-none", "no operation completed")):
-        svg.rect(x, axis_y + AXIS_H + 12, 14, 10, css)
-        svg.text(x + 18, axis_y + AXIS_H + 21, word, "legend")
-        x += 30 + 6.5 * len(word)
+    _legend(svg, [("swatch", "w-ok", "succeeded"), ("swatch", "w-failed", "failed"),
+                  ("swatch", "w-none", "no operation completed"), ("band", "incident", "incident")],
+            axis_y + AXIS_H + 16)
     return svg.markup()
 
 
 def histogram(groups: Sequence[tuple[str, Sequence[float]]], *, unit: str, label: str, integer: bool = False,
               bins: int = 24, extra: Sequence[tuple[str, int]] = (), extra_label: str = "") -> Markup:
     """Distributions of one quantity, one row per group on a shared axis; ``extra`` is a
-    count per group shown beside its row (e.g. trials that never recovered)."""
+    count per group shown beside its row (e.g. trials that never recovered).
+
+    Each row has a strip at its top for its note (how many trials), and its bars stay
+    below it with room for their counts: no label lands on another."""
     values = [v for _, vs in groups for v in vs]
     lo = 0.0
     hi = max(values, default=1.0)
@@ -322,9 +381,9 @@ def histogram(groups: Sequence[tuple[str, Sequence[float]]], *, unit: str, label
         width = nice_step(hi - lo, bins)
         nbins = max(1, math.ceil((hi - lo) / width))
     span = nbins * width
-    row_h, top = 70, 8
+    row_h, top, note_h, count_h = 80, 8, 18, 13
     axis_y = top + row_h * len(groups)
-    svg = Svg(WIDTH, axis_y + AXIS_H + 8, label, "chart histogram")
+    svg = Svg(WIDTH, axis_y + AXIS_H + 8 + 20, label, "chart histogram")
 
     def x_of(v: float) -> float:
         return LEFT + (v - lo) / span * PLOT
@@ -335,21 +394,23 @@ def histogram(groups: Sequence[tuple[str, Sequence[float]]], *, unit: str, label
         for v in vs:
             counts[min(int((v - lo) / width), nbins - 1)] += 1
         peak = max(counts, default=0) or 1
-        base = top + (g + 1) * row_h - 6
-        svg.rect(LEFT, top + g * row_h, PLOT, row_h - 6, "lane" if g % 2 == 0 else "lane alt")
+        row_top = top + g * row_h
+        base = row_top + row_h - 6
+        tallest = base - (row_top + note_h + count_h)  # a bar's count sits above it, below the note
+        svg.rect(LEFT, row_top, PLOT, row_h - 6, "lane" if g % 2 == 0 else "lane alt")
         svg.text(LEFT - 8, base - (row_h - 6) / 2 + 4, name, "lane-label", "end")
+        note = f"{len(vs)} trials" + (f"; {extras[name]} {extra_label}" if name in extras else "")
+        svg.text(LEFT + 6, row_top + 13, note, "note")
         for i, c in enumerate(counts):
             if not c:
                 continue
             a, b = lo + i * width, lo + (i + 1) * width
-            h = c / peak * (row_h - 20)
+            h = c / peak * tallest
             rng = f"{a:.0f}" if integer and width == 1 else f"{a:g} to {b:g}"
             svg.rect(x_of(a) + 1, base - h, max(x_of(b) - x_of(a) - 2, 1), h, "bar",
                      f"{name}: {c} trial{'s' if c != 1 else ''} at {rng} {unit}")
-            if h > 0 and (x_of(b) - x_of(a)) > 16:
+            if x_of(b) - x_of(a) >= CHAR_W * len(str(c)) + 2:
                 svg.text((x_of(a) + x_of(b)) / 2, base - h - 3, str(c), "bar-label", "middle")
-        note = f"{len(vs)} trials" + (f"; {extras[name]} {extra_label}" if name in extras else "")
-        svg.text(LEFT + 6, top + g * row_h + 14, note, "note")
     svg.line(LEFT, axis_y, LEFT + PLOT, axis_y, "axis")
     step = nice_step(span, 10) if not integer else max(width, nice_step(span, 10))
     k = 0
@@ -358,7 +419,8 @@ def histogram(groups: Sequence[tuple[str, Sequence[float]]], *, unit: str, label
         svg.line(x, axis_y, x, axis_y + 4, "axis")
         svg.text(x, axis_y + 16, _fmt_tick(lo + k * step, step), "tick", "middle")
         k += 1
-    svg.text(LEFT + PLOT, axis_y + 28, unit, "caption", "end")
+    svg.text(LEFT + PLOT, axis_y + 32, unit, "caption", "end")
+    _legend(svg, [("swatch", "bar", "trials in a bin (their count above it)")], axis_y + AXIS_H + 12)
     return svg.markup()
 
 
@@ -367,7 +429,7 @@ def rate_bars(groups: Sequence[tuple[str, float, Interval | None, str]], label: 
     row_h, top, text_w = 30, 8, 250
     plot = PLOT - text_w
     axis_y = top + row_h * len(groups)
-    svg = Svg(WIDTH, axis_y + AXIS_H + 8, label, "chart rates")
+    svg = Svg(WIDTH, axis_y + AXIS_H + 8 + 20, label, "chart rates")
 
     def x_of(v: float) -> float:
         return LEFT + v * plot
@@ -390,6 +452,25 @@ def rate_bars(groups: Sequence[tuple[str, float, Interval | None, str]], label: 
         x = x_of(k / 10)
         svg.line(x, axis_y, x, axis_y + 4, "axis")
         svg.text(x, axis_y + 16, f"{10 * k}%", "tick", "middle")
+    _legend(svg, [("swatch", "rate", "recovery rate"), ("whisker", "whisker", "95% interval (Wilson)")],
+            axis_y + AXIS_H + 12)
+    return svg.markup()
+
+
+#: The outcome bar's colours, for its legend.
+OUTCOME_LEGEND: tuple[tuple[str, str, str], ...] = (
+    ("swatch", "o-recovered", "recovered"), ("swatch", "o-not_recovered", "not recovered"),
+    ("swatch", "o-error", "error"), ("swatch", "o-aborted", "aborted attempt"), ("swatch", "o-running", "running"),
+)
+
+
+def outcome_legend() -> Markup:
+    """The key to :func:`outcome_bar`'s colours, as a one-row SVG."""
+    svg = Svg(20 + sum(legend_width(text) for _, _, text in OUTCOME_LEGEND), 24, "outcome colours", "legend-bar")
+    x: float = 16
+    for shape, css, text in OUTCOME_LEGEND:  # one row, whatever its width
+        _legend(svg, [(shape, css, text)], 12, x0=x)
+        x += legend_width(text)
     return svg.markup()
 
 

@@ -31,6 +31,8 @@ from opeval.errors import NotFoundError, StoreError, UsageError
 from opeval.events import Trial
 from opeval.projections import (
     CONTROL_KIND,
+    REAL_OUTCOMES,
+    campaign_title,
     ReadModels,
     RuleSet,
     campaign_rows,
@@ -75,6 +77,10 @@ FILTERS = ("subject", "chaos", "agent", "variant")
 SORTABLE = ("idx", "agent", "variant", "victim", "seed", "outcome", "ttd_s", "ttr_s", "availability", "lost_writes",
             "commands", "remediations", "destructive", "thrashing", "tokens", "cost_usd", "composite")
 _OUTCOMES = ("recovered", "not_recovered", "error", "aborted")
+#: Figures only an agent can have (commands, their timing, tokens, cost, thrashing): against
+#: a side without an agent their delta is neither better nor worse.
+AGENT_FIGURES = frozenset({"commands", "remediations", "first_diagnostic_s", "first_remediation_s", "thrashing",
+                           "tokens", "cost_usd"})
 LEFT_OUT_KEYS = tuple(LeftOut.__struct_fields__)
 _CACHE_SIZE = 32
 
@@ -313,15 +319,17 @@ class StoreView:
     def _campaigns(self, active: dict[str, str]) -> tuple[list[CampaignItem], CampaignFilters]:
         cond = "".join(f" AND t.{k} = ?" for k in active)
         counts = ", ".join(f"count(t.trial_id) FILTER (WHERE t.outcome = '{o}') AS {o}" for o in _OUTCOMES)
+        real = ", ".join(f"'{o}'" for o in REAL_OUTCOMES)
         sql = f"""
-            SELECT c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished,
+            SELECT c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished, c.spec,
                    count(t.trial_id) AS trials, {counts},
+                   count(DISTINCT t.idx) FILTER (WHERE t.outcome IN ({real})) AS done,
                    count(t.trial_id) FILTER (WHERE t.outcome IS NULL) AS running,
                    list(DISTINCT t.subject) FILTER (WHERE t.subject IS NOT NULL) AS subjects,
                    list(DISTINCT t.chaos) FILTER (WHERE t.chaos IS NOT NULL) AS chaos,
                    list(DISTINCT t.agent) FILTER (WHERE t.agent IS NOT NULL) AS agents
             FROM campaigns c LEFT JOIN trials t ON t.campaign_id = c.campaign_id{cond}
-            GROUP BY c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished
+            GROUP BY c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished, c.spec
             {"HAVING count(t.trial_id) > 0" if active else ""}
             ORDER BY c.started_at DESC NULLS LAST, c.campaign_id"""
         with self.session() as (con, _):
@@ -330,7 +338,8 @@ class StoreView:
                 f"SELECT DISTINCT {k} FROM trials WHERE {k} IS NOT NULL ORDER BY 1").fetchall()] for k in FILTERS}
         items = [CampaignItem(
             campaign_id=r["campaign_id"], name=r["name"] or "", started_at=r["started_at"],
-            trials_planned=r["trials_planned"], trials=r["trials"], finished=bool(r["finished"]),
+            title=campaign_title(r["name"] or "", _spec(r["spec"]), r["trials_planned"]),
+            trials_planned=r["trials_planned"], trials=r["trials"], done=r["done"], finished=bool(r["finished"]),
             subjects=sorted(r["subjects"] or []), chaos=sorted(r["chaos"] or []), agents=sorted(r["agents"] or []),
             outcomes=OutcomeCounts(**{o: r[o] for o in (*_OUTCOMES, "running")}),
         ) for r in rows]
@@ -353,7 +362,7 @@ class StoreView:
             baseline, note = None, None
             try:
                 raw = self._cached(("baseline", pos, cid, rules.key), lambda: compare_baseline(con, rules, cid))
-                baseline = msgspec.convert(raw, Comparison)
+                baseline = _neutral(msgspec.convert(raw, Comparison), a_has_agent=False)
             except UsageError as e:
                 note = str(e)
         if not head:
@@ -364,14 +373,13 @@ class StoreView:
             present = [t for t in trials if getattr(t, sort) is not None]
             missing = [t for t in trials if getattr(t, sort) is None]
             trials = sorted(present, key=lambda t: getattr(t, sort), reverse=descending) + missing
-        spec = None
-        if c["spec"]:
-            with contextlib.suppress(msgspec.DecodeError):
-                spec = msgspec.json.decode(c["spec"])
+        spec = _spec(c["spec"])
         return CampaignDetail(
-            campaign_id=cid, name=c["name"] or "", started_at=c["started_at"], trials_planned=c["trials_planned"],
+            campaign_id=cid, name=c["name"] or "", title=campaign_title(c["name"] or "", spec, c["trials_planned"]),
+            done=len({t.idx for t in trials if t.outcome in REAL_OUTCOMES}),
+            started_at=c["started_at"], trials_planned=c["trials_planned"],
             trials_scheduled=c["trials_scheduled"], finished=bool(c["finished"]),
-            spec=spec if isinstance(spec, dict) else None, rule_set=rules.key, outcomes=_outcomes(trials),
+            spec=spec, rule_set=rules.key, outcomes=_outcomes(trials),
             summary=group_summaries(rows), controls=control_summaries(rows), ranking=_rows_to(rank_variants(rows), VariantRank), trials=trials,
             baseline=baseline, baseline_note=note,
         )
@@ -448,10 +456,12 @@ class StoreView:
             names = dict(con.execute("SELECT campaign_id, name FROM campaigns WHERE campaign_id IN (?, ?)",
                                      [a_id, b_id]).fetchall())
             raw = self._cached(("campaigns", pos, a_id, b_id, rules.key), lambda: compare_groups(a_rows, b_rows))
+        comparison = _neutral(msgspec.convert(raw, Comparison), a_has_agent=_has_agent(a_rows),
+                              b_has_agent=_has_agent(b_rows))
         return CampaignComparison(
             mode="campaigns", a=a_id, b=b_id, a_label=f"{names.get(a_id) or '?'} ({a_id[:8]})",
             b_label=f"{names.get(b_id) or '?'} ({b_id[:8]})", rule_set=rules.key, campaign_id=None,
-            comparison=msgspec.convert(raw, Comparison), a_summary=group_summaries(a_rows),
+            comparison=comparison, a_summary=group_summaries(a_rows),
             b_summary=group_summaries(b_rows),
         )
 
@@ -486,12 +496,35 @@ class StoreView:
                                        b_score=r["composite"], delta=delta))
         return CampaignComparison(
             mode="rule_sets", a=ra.key, b=rb.key, a_label=ra.key, b_label=rb.key, rule_set=None, campaign_id=cid,
-            comparison=msgspec.convert(raw, Comparison), a_summary=group_summaries(a_rows),
-            b_summary=group_summaries(b_rows), changes=changes,
+            comparison=_neutral(msgspec.convert(raw, Comparison), a_has_agent=_has_agent(a_rows)),
+            a_summary=group_summaries(a_rows), b_summary=group_summaries(b_rows), changes=changes,
         )
 
 
 # --- helpers -------------------------------------------------------------------------------------
+def _spec(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    with contextlib.suppress(msgspec.DecodeError):
+        spec = msgspec.json.decode(raw)
+        return spec if isinstance(spec, dict) else None
+    return None
+
+
+def _has_agent(rows: list[dict[str, Any]]) -> bool:
+    return any(r["agent"] != "none" for r in rows)
+
+
+def _neutral(cmp: Comparison, *, a_has_agent: bool = True, b_has_agent: bool = True) -> Comparison:
+    """``cmp`` with the agent-only figures marked non-directional when a side has no agent."""
+    if a_has_agent and b_has_agent:
+        return cmp
+    for m in cmp.metrics + (cmp.controls.metrics if cmp.controls else []):
+        if m.metric in AGENT_FIGURES:
+            m.directional = False
+    return cmp
+
+
 def _outcomes(trials: list[TrialScore]) -> OutcomeCounts:
     counts = OutcomeCounts()
     for t in trials:

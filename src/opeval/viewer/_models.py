@@ -26,13 +26,19 @@ class OutcomeCounts(msgspec.Struct, kw_only=True):
 
 
 class CampaignItem(msgspec.Struct, kw_only=True):
-    """One campaign in the list, with the outcomes of its (matching) trials."""
+    """One campaign in the list, with the outcomes of its (matching) trials.
+
+    ``trials`` counts attempts (an index run again after an aborted attempt counts twice);
+    ``done`` counts indexes with a real outcome, the figure to hold against
+    ``trials_planned``. ``title`` tells one-trial runs apart (their seed)."""
 
     campaign_id: str
     name: str
+    title: str = ""
     started_at: str | None
     trials_planned: int | None
     trials: int
+    done: int = 0
     finished: bool
     subjects: list[str]
     chaos: list[str]
@@ -183,6 +189,9 @@ class MetricComparison(msgspec.Struct, kw_only=True):
     delta: float | None
     ci_low: float | None
     ci_high: float | None
+    #: False where one side cannot have the figure at all (no agent runs a command, spends
+    #: tokens or thrashes): the delta is shown, but neither better nor worse.
+    directional: bool = True
 
 
 class ControlComparison(msgspec.Struct, kw_only=True):
@@ -241,6 +250,10 @@ class CampaignDetail(msgspec.Struct, kw_only=True):
     trials: list[TrialScore]
     baseline: Comparison | None
     baseline_note: str | None
+    #: The name, with a one-trial run's seed (see CampaignItem).
+    title: str = ""
+    #: Indexes with a real outcome (``trials`` lists every attempt, aborted ones too).
+    done: int = 0
 
 
 class CommandRecord(msgspec.Struct, kw_only=True):

@@ -220,7 +220,7 @@ def trial_charts(detail: TrialDetail) -> dict[str, Markup]:
         elif e.type == "MemberProcessStarted" and d.get("reason") != "initial":
             marks.append(charts.Mark("members", t, "up", "m-start", f"{t:.3f} s started: {e.text}"))
         elif e.type == "ClusterUp":
-            marks.append(charts.Mark("service", t, "circle", "m-up", f"{t:.3f} s cluster up: {e.text}"))
+            marks.append(charts.Mark("service", t, "square", "m-up", f"{t:.3f} s cluster up: {e.text}"))
         elif e.type == "RecoveryDetected":
             at = float(d["criteria_met_offset_s"])
             spans.append(charts.Span("service", at, t, "span-held", f"criteria held from {at:.3f} s to {t:.3f} s"))
@@ -228,7 +228,7 @@ def trial_charts(detail: TrialDetail) -> dict[str, Markup]:
             guides.append((at, f"recovery criteria met at {at:.3f} s"))
         elif e.type == "DataSafetyChecked":
             safe = detail.data_safety is not None and detail.data_safety.safe
-            marks.append(charts.Mark("service", t, "circle", "m-safe" if safe else "m-unsafe", f"{t:.3f} s {e.text}"))
+            marks.append(charts.Mark("service", t, "square", "m-safe" if safe else "m-unsafe", f"{t:.3f} s {e.text}"))
         elif e.type in ("TrialFinished", "TrialAborted", "ClusterDown"):
             marks.append(charts.Mark("service", t, "tick", "m-end", f"{t:.3f} s {e.type}: {_cut(e.text)}"))
     if agent_start is not None:  # still at work (a running trial)

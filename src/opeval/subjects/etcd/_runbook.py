@@ -14,15 +14,20 @@ import anyio
 
 from opeval.agents import AgentResult, AgentTools, Incident, down_members
 
+#: etcdctl waits its command timeout (5 s, as the sandbox presets it) on a member that is
+#: dead or hung before it answers for the others: the runbook probes with short timeouts.
+#: etcdctl refuses a flag its environment already sets, so the variables are overridden.
+_PROBE = "ETCDCTL_DIAL_TIMEOUT=1s ETCDCTL_COMMAND_TIMEOUT=1s etcdctl"
+_HEALTH = "ETCDCTL_DIAL_TIMEOUT=1s ETCDCTL_COMMAND_TIMEOUT=2s etcdctl endpoint health --cluster"
+
 
 async def run_runbook(incident: Incident, tools: AgentTools) -> AgentResult:
     """Diagnose, repair, verify."""
     tools.note(f"Paged: {incident.alert}. First the supervisor's view of every member.")
     status = await tools.shell("nodectl status")
-    # A dead member would hold the whole table for etcdctl's 5 s command timeout.
-    await tools.shell("etcdctl endpoint status --cluster -w table --command-timeout=1s")
-    await tools.shell("etcdctl member list -w table")
-    alarms = await tools.shell("etcdctl alarm list")
+    await tools.shell(f"{_PROBE} endpoint status --cluster -w table")
+    await tools.shell(f"{_PROBE} member list -w table")
+    alarms = await tools.shell(f"{_PROBE} alarm list")
     down = down_members(status.stdout)
     if "NOSPACE" in alarms.stdout:
         await _clear_nospace(tools)
@@ -37,7 +42,7 @@ async def run_runbook(incident: Incident, tools: AgentTools) -> AgentResult:
         # A hung (stopped) process must be replaced; a dead one only started again.
         await tools.shell(f"nodectl {'restart' if state.startswith('paused') else 'start'} {member}")
     for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
-        health = await tools.shell("etcdctl endpoint health --cluster")
+        health = await tools.shell(_HEALTH)
         if health.exit_code == 0:
             tools.note("All members report healthy.")
             repaired = ", ".join(down) or "nothing"
