@@ -16,10 +16,10 @@ from typing import Any
 import anyio
 from anyio.abc import Process, TaskGroup
 
-from opeval.errors import EnvironmentProblem, UsageError
+from opeval.errors import UsageError
 from opeval.runtimes._journal import TRIAL_ENV, Journal, mount_tmpfs, sweep_labelled, unmount
 from opeval.runtimes._ports import PortLease
-from opeval.runtimes._proc import pids_with_env, process_state
+from opeval.runtimes._proc import process_state
 from opeval.runtimes._protocol import ContainerDefinition, MemberEvent, MemberSpec, RestartPolicy, supervisor_state
 
 
