@@ -15,6 +15,15 @@ import yaml
 
 from opeval._plugins import Registry
 from opeval.agents._anthropic import DEFAULT_MODEL, AnthropicAgent, require_api_key
+from opeval.agents._approval import (
+    DEFAULT_GATED,
+    MODES,
+    ApprovalGate,
+    ApprovalPolicy,
+    Approver,
+    StoreApprover,
+    Verdict,
+)
 from opeval.agents._control import NodeControl
 from opeval.agents._labeller import DEFAULT_LABEL_MODEL, CommandLabeller, LabellingFailed, LabellingResult
 from opeval.agents._protocol import Agent, AgentFactory, AgentResult, AgentTools, BudgetExhausted, Incident
@@ -36,6 +45,13 @@ def load_prices() -> dict[str, tuple[float, float]]:
 
 __all__ = [
     "AGENTS",
+    "DEFAULT_GATED",
+    "MODES",
+    "ApprovalGate",
+    "ApprovalPolicy",
+    "Approver",
+    "StoreApprover",
+    "Verdict",
     "DEFAULT_LABEL_MODEL",
     "DEFAULT_MODEL",
     "Agent",

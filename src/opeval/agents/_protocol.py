@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
 from opeval.sandbox import CommandResult, Sandbox
 from opeval.events import AgentSpec, Trial
+
+if TYPE_CHECKING:
+    from opeval.agents._approval import ApprovalGate
 
 
 def cost_usd(model: str, prices: dict[str, tuple[float, float]], input_tokens: int,
@@ -73,8 +76,10 @@ class AgentTools:
     becomes an event."""
 
     def __init__(self, *, sandbox: Sandbox, record: Callable[..., Any], clock: Callable[[], float],
-                 spec: AgentSpec, recovered: anyio.Event, prices: dict[str, tuple[float, float]]) -> None:
+                 spec: AgentSpec, recovered: anyio.Event, prices: dict[str, tuple[float, float]],
+                 gate: ApprovalGate | None = None) -> None:
         self.sandbox = sandbox
+        self.gate = gate  # the variant's approval policy, applied before each command runs
         self.record = record
         self.clock = clock
         self.recovered = recovered
@@ -95,6 +100,8 @@ class AgentTools:
             raise BudgetExhausted("max_steps", f"step budget of {self.max_steps} commands used up")
         self.commands += 1
         self.step += 1
+        if self.gate is not None and (refusal := await self.gate.review(self.step, command)) is not None:
+            return refusal
         r = await self.sandbox.run(command, timeout_s=self.command_timeout_s, output_cap=self.output_cap,
                                    clock=self.clock)
         self.record(Trial.AgentCommandExecuted, step=self.step, command=r.command, exit_code=r.exit_code,

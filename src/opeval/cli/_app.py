@@ -94,6 +94,9 @@ def run(
     members: int | None = None,
     rate: float = 50.0,
     sandbox: Literal["bubblewrap", "none"] = "bubblewrap",
+    approval: Annotated[str | None, Parameter(completer=lambda ctx: ["allow", "deny", "ask"])] = None,
+    approval_timeout: float | None = None,
+    tui: Annotated[bool, Parameter(negative=())] = False,
     store: StoreOption = None,
     json: JsonFlag = False,
 ) -> int:
@@ -155,6 +158,14 @@ def run(
     sandbox
         How the agent's commands are isolated from the harness: ``bubblewrap`` (the default;
         needs root and Debian's bubblewrap) or ``none`` (unisolated: the trial is marked so).
+    approval
+        Gate the agent's risky commands before they run: ``allow`` (record only), ``deny``
+        (refuse them) or ``ask`` (a person decides in ``opeval watch`` or the viewer), on
+        destructive and unknown commands unless classes follow: ``ask:destructive,remediation``.
+    approval_timeout
+        ``--approval ask``: seconds to wait for a person before the command is denied (default 120).
+    tui
+        Follow the trial in the terminal's full-screen view (as ``opeval watch`` does) instead of a status line.
     """
     if what == "campaign":
         if file is None:
@@ -167,11 +178,22 @@ def run(
     subject = subject or setting("subject") or "etcd"
     if baseline:
         agent = "none"
+    if agent == "none" and (approval is not None or approval_timeout is not None):
+        raise UsageError("--approval gates an agent's commands: give one with --agent (runbook, anthropic...)")
     agent_config: dict[str, Scalar] = {}
     if agent != "none":
         agent_config = {"max_steps": max_steps, "command_timeout_s": command_timeout}
         if agent == "anthropic":
             agent_config["model"] = model or setting("model") or DEFAULT_MODEL
+        if approval is not None:
+            from opeval.agents import ApprovalPolicy
+
+            policy = ApprovalPolicy.parse(approval, "--approval")
+            if approval_timeout is not None:
+                if approval_timeout <= 0:
+                    raise UsageError("--approval-timeout must be a positive number of seconds")
+                policy = ApprovalPolicy(policy.mode, policy.gated, approval_timeout)
+            agent_config.update(policy.config())
         if system_prompt is not None:
             try:
                 agent_config["system_prompt"] = system_prompt.read_text()

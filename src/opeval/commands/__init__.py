@@ -1,5 +1,5 @@
 """Operator commands, classified: ``read_only``, ``remediation``, ``destructive`` or
-``unknown``, from their parsed words. Analysis uses it (and an approval gate would); each
+``unknown``, from their parsed words. Analysis uses it, and so does the approval gate, before a command runs; each
 subject brings the rules for its own tools."""
 
 from collections.abc import Callable
@@ -12,6 +12,7 @@ from opeval.commands._classify import (
     UNKNOWN,
     Args,
     classify,
+    classify_parts,
     flags_of,
     positional,
     rule_sources,
@@ -21,4 +22,4 @@ from opeval.commands._classify import (
 CommandRule = Callable[[Args], str]
 
 __all__ = ["CLASSES", "DESTRUCTIVE", "READ_ONLY", "REMEDIATION", "UNKNOWN", "Args", "CommandRule", "classify",
-           "flags_of", "positional", "rule_sources"]
+           "classify_parts", "flags_of", "positional", "rule_sources"]

@@ -334,9 +334,17 @@ def _strip_wrappers(words: Args) -> tuple[Args, str | None]:
 
 
 def _classify_words(words: Args) -> str:
+    return max(_word_parts(words), key=_SEVERITY.__getitem__)
+
+
+def _word_parts(words: Args) -> list[str]:
     words, script = _strip_wrappers(words)
     if script is not None:
-        return classify(script)
+        return classify_parts(script)
+    return [_classify_tool(words)]
+
+
+def _classify_tool(words: Args) -> str:
     if not words:
         return READ_ONLY
     tool = os.path.basename(words[0])
@@ -389,13 +397,17 @@ def _segments(command: str) -> list[Args]:
     return [s for s in segments if s]
 
 
-@functools.lru_cache(maxsize=65536)  # pure, and agents repeat themselves a lot
-def classify(command: str) -> str:
-    """The class of a whole command line: its most severe part's."""
+def classify_parts(command: str) -> list[str]:
+    """The class of each part of a command line: the commands of its pipelines and chains,
+    and of the scripts it hands to a shell (an unparseable line is one ``unknown`` part)."""
     try:
         segments = _segments(command)
     except ValueError:  # unbalanced quotes: not parseable, so not judged
-        return UNKNOWN
-    if not segments:
-        return READ_ONLY
-    return max((_classify_words(s) for s in segments), key=_SEVERITY.__getitem__)
+        return [UNKNOWN]
+    return [c for s in segments for c in _word_parts(s)] or [READ_ONLY]
+
+
+@functools.lru_cache(maxsize=65536)  # pure, and agents repeat themselves a lot
+def classify(command: str) -> str:
+    """The class of a whole command line: its most severe part's."""
+    return max(classify_parts(command), key=_SEVERITY.__getitem__)

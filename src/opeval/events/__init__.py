@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from eventsourcing.utils import get_topic
 
+from opeval.events._approval import DECISIONS, Approval, ApprovalDecidedError
 from opeval.events._campaign import Campaign
 from opeval.events._codec import MsgspecMapper, MsgspecTranscoder
 from opeval.events._labels import CommandLabels
@@ -39,6 +40,8 @@ TRIAL_EVENTS: tuple[type, ...] = (
     Trial.AgentStarted,
     Trial.AgentReasoning,
     Trial.AgentCommandExecuted,
+    Trial.CommandProposed,
+    Trial.CommandDecided,
     Trial.AgentUsage,
     Trial.AgentFinished,
     Trial.MemberProcessExited,
@@ -61,7 +64,11 @@ LABEL_EVENTS: tuple[type, ...] = (
     CommandLabels.ModelCalled,
     CommandLabels.CommandClassified,
 )
-ALL_EVENTS = TRIAL_EVENTS + CAMPAIGN_EVENTS + LABEL_EVENTS
+APPROVAL_EVENTS: tuple[type, ...] = (
+    Approval.ApprovalRequested,
+    Approval.ApprovalDecided,
+)
+ALL_EVENTS = TRIAL_EVENTS + CAMPAIGN_EVENTS + LABEL_EVENTS + APPROVAL_EVENTS
 
 #: topic -> class, for readers that dispatch on the stored topic.
 EVENT_BY_TOPIC: dict[str, type] = {get_topic(cls): cls for cls in ALL_EVENTS}
@@ -75,6 +82,10 @@ def event_name(cls_or_topic: type | str) -> str:
 
 __all__ = [
     "ALL_EVENTS",
+    "APPROVAL_EVENTS",
+    "DECISIONS",
+    "Approval",
+    "ApprovalDecidedError",
     "CAMPAIGN_EVENTS",
     "EVENT_BY_TOPIC",
     "LABEL_EVENTS",

@@ -216,6 +216,39 @@ class Trial(Aggregate):
         started_offset_s: float
         duration_s: float
 
+    class CommandProposed(Event):
+        """The agent proposed a command the approval policy gates, before it ran.
+
+        ``command_class`` is the whole command's class, ``parts`` each part's (a pipeline's
+        or chain's commands); ``gated_by`` the parts' classes the policy gates, ``mode`` what
+        the policy does with them (``allow``, ``deny`` or ``ask``).
+        """
+
+        TOPIC = "opeval.trial:CommandProposed"
+        step: int
+        command: str
+        command_class: str
+        parts: list[str]
+        gated_by: list[str]
+        mode: str
+        timeout_s: float
+
+    class CommandDecided(Event):
+        """What became of a proposed command: ``decision`` ``allowed`` or ``denied``;
+        ``decided_by`` ``policy``, ``timeout`` or ``person:<who>``; ``waited_s`` how long
+        the agent waited for it (excluded from its time to recover)."""
+
+        TOPIC = "opeval.trial:CommandDecided"
+        step: int
+        command: str
+        command_class: str
+        mode: str
+        decision: str
+        decided_by: str
+        reason: str
+        proposed_offset_s: float
+        waited_s: float
+
     class AgentUsage(Event):
         """One model API call's token usage and its cost (None: model not in the price table)."""
 

@@ -13,6 +13,7 @@ variants:
   - {name: runbook, agent: runbook}
   - {name: sonnet-terse, agent: anthropic, model: claude-sonnet-4-6, max_steps: 15}
   - {name: baseline, agent: none}
+  - {name: runbook-gated, agent: runbook, approval: deny}   # or {mode: ask, gate: [destructive], timeout_s: 60}
 ```
 
 Every trial of a repetition shares its seed, so trials of different variants or chaos
@@ -36,7 +37,7 @@ TOP_KEYS = ("name", "description", "subject", "runtime", "sandbox", "members", "
             "trial", "chaos", "variants")
 CHAOS_KEYS = ("kind", "target", "params")
 VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps", "command_timeout_s",
-                "max_total_tokens", "temperature", "context", "stop_on_recovery")
+                "max_total_tokens", "temperature", "context", "stop_on_recovery", "approval")
 #: The harness's own operator tool; a subject adds its own (``Subject.tools``).
 HARNESS_TOOLS = ("nodectl",)
 TRIAL_KEYS = tuple(f for f in TrialConfig.__struct_fields__ if f != "members")
@@ -286,6 +287,13 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
             if not isinstance(m["stop_on_recovery"], bool):
                 raise c.fail(m, "stop_on_recovery", f"{where}stop_on_recovery: must be true or false")
             cfg["stop_on_recovery"] = m["stop_on_recovery"]
+        if "approval" in m:
+            from opeval.agents import ApprovalPolicy
+
+            try:
+                cfg.update(ApprovalPolicy.parse(m["approval"], f"{where}approval").config())
+            except UsageError as e:
+                raise c.fail(m, "approval", str(e)) from None
         if "system_prompt" in m:
             prompt = c.text(m, "system_prompt", where)
             file = (path.parent / prompt) if not Path(prompt).is_absolute() else Path(prompt)

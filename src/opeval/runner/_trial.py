@@ -20,7 +20,8 @@ import anyio
 import httpx
 
 import opeval
-from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, BudgetExhausted, Incident, NodeControl
+from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, ApprovalGate, ApprovalPolicy, BudgetExhausted, Incident
+from opeval.agents import NodeControl, StoreApprover
 from opeval.agents import load_prices, require_api_key
 from opeval.chaos import CHAOS, Chaos, ChaosContext, ChaosVerificationError, PeerProxy, control_alert
 from opeval.errors import OpevalError, UsageError
@@ -265,6 +266,7 @@ class _TrialRun:
     agent: Agent | None
     specs: list[MemberSpec] = field(default_factory=list)
     proxy: PeerProxy | None = None
+    gate: ApprovalGate | None = None  # the variant's approval policy, if it has one
 
     @property
     def control(self) -> bool:
@@ -385,7 +387,9 @@ class _TrialRun:
                     if self.control:
                         reason = "control: the system was healthy at the end (criteria held for the settle window)"
                     else:
-                        ttr = round(max(0.0, monitor.met_since - verified_at), 6)
+                        # The agent's time waiting for a person is not its own: shown apart, not counted.
+                        waited = self.gate.waited_between(verified_at, monitor.met_since) if self.gate else 0.0
+                        ttr = round(max(0.0, monitor.met_since - verified_at - waited), 6)
                         reason = "recovery criteria held for the settle window"
                 else:
                     unmet = "; ".join(monitor.unmet) or "criteria not met"
@@ -446,8 +450,12 @@ class _TrialRun:
         ) as sandbox:
             incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
                                 tools=sandbox.tools, member_dirs=sandbox.member_dirs, guide=subject.operator_guide())
+            policy = ApprovalPolicy.from_config(req.agent.config)
+            if policy is not None:
+                self.gate = ApprovalGate(policy, record=record, clock=self.clock, trial_id=self.trial.id,
+                                         approver=StoreApprover(record.store))
             tools = AgentTools(sandbox=sandbox, record=record, clock=self.clock, spec=req.agent,
-                               recovered=monitor.recovered, prices=load_prices())
+                               recovered=monitor.recovered, prices=load_prices(), gate=self.gate)
             record(Trial.AgentStarted, agent=req.agent, context=incident.prompt(), tools=sandbox.tools)
             try:
                 async with anyio.create_task_group() as tg:

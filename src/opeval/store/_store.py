@@ -15,10 +15,10 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.persistence import IntegrityError, Mapper, Notification
 
 from opeval.errors import NotFoundError, StoreError
-from opeval.events import Campaign, CommandLabels, MsgspecMapper, Trial, event_name
+from opeval.events import Approval, ApprovalDecidedError, Campaign, CommandLabels, MsgspecMapper, Trial, event_name
 
 ENV_VAR = "OPEVAL_STORE"
 _TABLE = "stored_events"
@@ -127,7 +127,7 @@ class EventStore:
         self.recorder: Any = self.app.recorder
 
     # --- writing ---------------------------------------------------------------
-    def save(self, *aggregates: Trial | Campaign | CommandLabels) -> None:
+    def save(self, *aggregates: Trial | Campaign | CommandLabels | Approval) -> None:
         """Append the pending events of ``aggregates`` in one durable transaction."""
         if not self.writable:
             raise StoreError(f"store {self.path} was opened read-only")
@@ -157,6 +157,36 @@ class EventStore:
             return self.app.repository.get(CommandLabels.id_for(model))  # type: ignore[no-any-return]
         except AggregateNotFoundError:
             return None
+
+    def approval(self, trial_id: UUID, step: int) -> Approval | None:
+        """The approval request of ``trial_id``'s command at ``step``, if one was made."""
+        try:
+            return self.app.repository.get(Approval.id_for(trial_id, step))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return None
+
+    def decide(self, trial_id: UUID, step: int, decision: str, decided_by: str, reason: str = "") -> Approval:
+        """Decide a pending approval; the first decision wins.
+
+        Returns the approval as decided, by this call or by whoever was first (a person
+        elsewhere, or the runner's timeout): compare its ``decided_by``.
+        """
+        for _ in range(5):
+            found = self.approval(trial_id, step)
+            if found is None:
+                raise NotFoundError(f"trial {trial_id} has no command waiting for approval at step {step}")
+            if found.decision is not None:
+                return found
+            try:
+                found.decide(decision, decided_by, reason)
+                self.save(found)
+                return found
+            except ApprovalDecidedError:
+                continue
+            except StoreError as e:
+                if not isinstance(e.__cause__, IntegrityError):  # someone else decided in between
+                    raise
+        raise StoreError(f"cannot record the decision on trial {trial_id} step {step}: the store keeps changing")
 
     def events(self, originator_id: UUID, *, after: int = 0, limit: int | None = None) -> list[Any]:
         """The events of one aggregate, in order, decoded: those after version ``after``
