@@ -97,6 +97,8 @@ def test_stored_topics_are_explicit_and_stable() -> None:
         "opeval.trial:TrialFinished", "opeval.campaign:CampaignStarted",
         "opeval.campaign:TrialScheduled", "opeval.campaign:CampaignFinished",
         "opeval.labels:LabelsStarted", "opeval.labels:ModelCalled", "opeval.labels:CommandClassified",
+        "opeval.trial:CommandProposed", "opeval.trial:CommandDecided", "opeval.approval:ApprovalRequested",
+        "opeval.approval:ApprovalDecided",
     }
     assert set(EVENT_BY_TOPIC) == expected
     assert all(get_topic(c) == c.TOPIC for c in ALL_EVENTS)
