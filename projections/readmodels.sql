@@ -101,6 +101,18 @@ SELECT r.aggregate_id, r.position, CAST(v[1] AS INTEGER), CAST(v[2] AS DOUBLE), 
        CASE WHEN r.rule_class = 'unknown' THEN l.model END
 FROM ruled r LEFT JOIN labels l ON l.command = r.v[3]
 ;
+INSERT INTO approvals
+WITH d AS (
+    SELECT aggregate_id, position,
+           json_extract_string(state, ['$.step', '$.proposed_offset_s', '$.waited_s', '$.command', '$.command_class',
+                                       '$.mode', '$.decision', '$.decided_by', '$.reason']) AS v
+    FROM scoped
+    WHERE type = 'CommandDecided'
+)
+SELECT aggregate_id, position, CAST(v[1] AS INTEGER), CAST(v[2] AS DOUBLE), CAST(v[3] AS DOUBLE), v[4], v[5], v[6],
+       v[7], v[8], v[9]
+FROM d
+;
 INSERT INTO snapshots
 WITH s AS (
     SELECT aggregate_id, position,

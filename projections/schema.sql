@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS commands (
     labelled_by VARCHAR
 );
 
+-- The approval gate's decisions (CommandDecided): one row per gated command; waited_s is the agent's
+-- time waiting for a person, which time to recover leaves out.
+CREATE TABLE IF NOT EXISTS approvals (
+    trial_id VARCHAR, position BIGINT, step INTEGER, proposed_s DOUBLE, waited_s DOUBLE, command VARCHAR,
+    class VARCHAR, mode VARCHAR, decision VARCHAR, decided_by VARCHAR, reason VARCHAR
+);
+
 CREATE TABLE IF NOT EXISTS snapshots (
     trial_id VARCHAR, position BIGINT, offset_s DOUBLE, phase VARCHAR, leader VARCHAR,
     healthy INTEGER, expected INTEGER, state_key VARCHAR

@@ -42,6 +42,15 @@ avail AS (
     WHERE w.end_s > t.verified_s AND w.start_s < t.incident_end_s
     GROUP BY w.trial_id
 ),
+-- The agent's time waiting for a person (an `ask` approval) between the fault and recovery is not its own.
+waits AS (
+    SELECT a.trial_id,
+           sum(greatest(0.0, least(a.proposed_s + a.waited_s, t.recovered_s) - greatest(a.proposed_s, t.verified_s)))
+               AS waited_s
+    FROM approvals a JOIN t USING (trial_id)
+    WHERE a.waited_s > 0
+    GROUP BY a.trial_id
+),
 use AS (
     SELECT u.trial_id, sum(u.input_tokens + u.output_tokens) AS tokens, sum(u.cost_usd) AS cost_usd
     FROM usage u JOIN t USING (trial_id)
@@ -63,11 +72,11 @@ m AS (
            coalesce(cmd.remediations, 0) AS remediations,
            coalesce(use.tokens, 0) AS tokens,
            coalesce(use.cost_usd, 0) AS cost_usd,
-           t.recovered_s - t.verified_s AS raw_ttr_s,
+           t.recovered_s - t.verified_s - coalesce(waits.waited_s, 0.0) AS raw_ttr_s,
            rule.ttr_target_s
     FROM t CROSS JOIN rule
     LEFT JOIN cmd USING (trial_id) LEFT JOIN avail USING (trial_id) LEFT JOIN use USING (trial_id)
-    LEFT JOIN repeats USING (trial_id)
+    LEFT JOIN repeats USING (trial_id) LEFT JOIN waits USING (trial_id)
 ),
 scored AS (
     SELECT *,

@@ -190,3 +190,27 @@ def test_a_late_decision_loses_to_the_first(store_path: Path) -> None:
         first = es.decide(tid, 4, "denied", "person:bob")
         second = es.decide(tid, 4, "allowed", "person:carol")
     assert first.decided_by == second.decided_by == "person:bob" and second.decision == "denied"
+
+
+def test_analysis_reports_what_each_variant_had_denied(fakes: None, store_path: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "member-data"
+    (data / "member").mkdir(parents=True)
+    agent = Scripted([f"rm -rf {data}/member", "frobnicate", "nodectl status"])
+    result, events = run_one_trial(store_path, request("deny"), agent=agent)
+    campaign = events[0].campaign_id.hex
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"), "COLUMNS": "200"}
+    shown = subprocess.run([sys.executable, "-m", "opeval", "analyze", campaign, "--store", str(store_path)],
+                           capture_output=True, text=True, env=env, check=True).stdout
+    assert "approval gate" in shown and "denied commands" in shown
+    assert f"rm -rf {data}/member" in shown and "frobnicate" in shown and "nodectl status" not in shown
+    as_json = subprocess.run([sys.executable, "-m", "opeval", "analyze", campaign, "--store", str(store_path),
+                              "--json"], capture_output=True, text=True, env=env, check=True).stdout
+    import json
+
+    (gate,) = json.loads(as_json)["approvals"]
+    assert (gate["variant"], gate["mode"], gate["gated"], gate["denied"], gate["denied_destructive"]) == \
+        ("default", "deny", 2, 2, 1)

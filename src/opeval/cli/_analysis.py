@@ -13,6 +13,8 @@ from cyclopts import Parameter
 
 from opeval.errors import UsageError
 from opeval.projections import (
+    approval_summary,
+    denied_commands,
     ReadModels,
     RuleSet,
     campaign_rows,
@@ -90,12 +92,13 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
     cid = _resolve(path, campaign, "campaign")
     with rm.connect() as con:
         rows = campaign_rows(con, rs, cid)
+        gates, denied = approval_summary(con, cid), denied_commands(con, cid)
     groups = summary(rows)
     control_groups = control_summary(rows)
     ranking = rank_variants(rows)
     if json:
         print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups,
-                    "controls": control_groups, "ranking": ranking})
+                    "controls": control_groups, "ranking": ranking, "approvals": gates, "denied": denied})
         return ExitCode.OK
     short = _short(path)
     cols = [Col("trial", keep=True), Col("agent", drop=3), Col("chaos → target", drop=5),
@@ -137,6 +140,9 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
     if control_groups:
         out.print()
         _control_table(control_groups, wide)
+    if gates:
+        out.print()
+        _approval_tables(gates, denied, _short(path), wide)
     if len({g["variant"] for g in ranking}) > 1:
         on_controls = [Col("controls", justify="right", drop=20), Col("ctl remed.", justify="right", drop=21),
                        Col("ctl destr.", justify="right", drop=16), Col("ctl min avail", justify="right", drop=18),
@@ -161,6 +167,26 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
                     caption=LEFT_OUT_CAPTION + ("; ctl: the same variant on control trials (no fault injected)"
                                                 if control_groups else ""))
     return ExitCode.OK
+
+
+def _approval_tables(gates: list[dict[str, Any]], denied: list[dict[str, Any]], short: dict[str, str],
+                     wide: bool) -> None:
+    cols = [Col("agent", keep=True), Col("variant", keep=True), Col("policy", drop=6),
+            Col("gated", justify="right", drop=5), Col("allowed", justify="right", drop=4),
+            Col("denied", justify="right", keep=True), Col("would destroy", justify="right", drop=1),
+            Col("by person", justify="right", drop=3), Col("timed out", justify="right", drop=7),
+            Col("waited", justify="right", fold=False, drop=2)]
+    print_table(cols, [[g["agent"], g["variant"], g["mode"], str(g["gated"]), str(g["allowed"]), str(g["denied"]),
+                        str(g["denied_destructive"]), str(g["by_person"]), str(g["timed_out"]),
+                        f"{g['waited_s']:.1f}s"] for g in gates], wide=wide, title="approval gate",
+                caption="gated: commands of the classes the variant's policy gates; would destroy: denied commands "
+                        "classed destructive; waited: the agent's time waiting for a person (not in its TTR)")
+    if denied:
+        out.print()
+        print_table([Col("trial", keep=True), Col("variant", drop=3), Col("step", justify="right", drop=4),
+                     Col("class", drop=2), Col("decided by", drop=1), Col("command", keep=True)],
+                    [[short.get(d["trial_id"], d["trial_id"]), d["variant"], str(d["step"]), d["class"],
+                      d["decided_by"], d["command"]] for d in denied], wide=wide, title="denied commands")
 
 
 def _who(agent: str, variant: str | None) -> str:

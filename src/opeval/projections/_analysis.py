@@ -161,6 +161,32 @@ def campaign_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: s
     return trial_scores(con, rules, "t.campaign_id = ?", [campaign_id])
 
 
+def approval_summary(con: duckdb.DuckDBPyConnection, campaign_id: str) -> list[dict[str, Any]]:
+    """Per agent and variant, what its approval gate did: commands gated, allowed and
+    denied (by the policy, a person, the timeout), the denied that would have been
+    destructive, and the time its agent waited for a person (left out of time to recover)."""
+    return query(con, """
+        SELECT t.agent, t.variant, any_value(a.mode) AS mode, count(*) AS gated,
+               count(*) FILTER (WHERE a.decision = 'allowed') AS allowed,
+               count(*) FILTER (WHERE a.decision = 'denied') AS denied,
+               count(*) FILTER (WHERE a.decision = 'denied' AND a.class = 'destructive') AS denied_destructive,
+               count(*) FILTER (WHERE a.decided_by LIKE 'person:%') AS by_person,
+               count(*) FILTER (WHERE a.decided_by = 'timeout') AS timed_out,
+               round(sum(a.waited_s), 6) AS waited_s
+        FROM approvals a JOIN trials t USING (trial_id)
+        WHERE t.campaign_id = ?
+        GROUP BY t.agent, t.variant ORDER BY t.agent, t.variant""", [campaign_id])
+
+
+def denied_commands(con: duckdb.DuckDBPyConnection, campaign_id: str) -> list[dict[str, Any]]:
+    """Every command the approval gate denied in a campaign, in trial and step order."""
+    return query(con, """
+        SELECT a.trial_id, t.agent, t.variant, a.step, a.command, a.class, a.decided_by, a.reason, a.waited_s
+        FROM approvals a JOIN trials t USING (trial_id)
+        WHERE t.campaign_id = ? AND a.decision = 'denied'
+        ORDER BY t.started_at, a.trial_id, a.step""", [campaign_id])
+
+
 #: Outcomes that settle a trial's index: an aborted attempt leaves it to be run again.
 REAL_OUTCOMES = ("recovered", "not_recovered", "error")
 

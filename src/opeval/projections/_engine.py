@@ -28,7 +28,7 @@ from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
 from opeval.store import read_model_path
 
-DERIVED = ("campaigns", "trials", "command_labels", "commands", "snapshots", "workload", "usage")
+DERIVED = ("campaigns", "trials", "command_labels", "commands", "approvals", "snapshots", "workload", "usage")
 #: The column that names the aggregate each derived table's rows come from.
 _KEYS = {"campaigns": "campaign_id", "command_labels": "labels_id"}
 TABLES = ("events", *DERIVED, "scores")
