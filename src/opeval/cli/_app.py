@@ -167,6 +167,17 @@ def run(
     tui
         Follow the trial in the terminal's full-screen view (as ``opeval watch`` does) instead of a status line.
     """
+    if tui:
+        if json:
+            raise UsageError("--tui and --json are two ways to show the run: choose one")
+        from opeval.cli._watch import run_with_tui
+
+        invoked = list(sys.argv[1:] if INVOKED.argv is None else INVOKED.argv)
+        if what == "campaign" and file is not None:
+            from opeval.runner import load_campaign
+
+            load_campaign(file)  # a bad file fails here, in one line, before the screen takes over
+        return run_with_tui([a for a in invoked if a != "--tui"], store_path(store))
     if what == "campaign":
         if file is None:
             raise UsageError(f"give the campaign file: `{hint('run campaign FILE')}` (examples in campaigns/)")
@@ -515,8 +526,18 @@ def _one_line(e: CycloptsError) -> str:
     return text[:-1] if text.endswith(".") and not text.endswith("...") else text
 
 
+class _Invoked:
+    """The arguments main was called with (``run --tui`` runs them again, in a child process)."""
+
+    argv: list[str] | None = None
+
+
+INVOKED = _Invoked()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and an exit code, never a traceback."""
+    INVOKED.argv = argv
     try:
         code = app(argv)
     except CycloptsError as e:
