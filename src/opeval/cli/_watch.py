@@ -73,11 +73,13 @@ def run_with_tui(argv: list[str], path: Path) -> int:
     with tempfile.TemporaryFile("w+") as log:
         child = subprocess.Popen([sys.executable, "-m", "opeval", *argv], stdout=log, stderr=log,
                                  stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
+        view = WatchApp(path, follow_after=position, child=child)
         try:
-            WatchApp(path, follow_after=position, child=child).run()
+            view.run()
         finally:
-            if child.poll() is None:  # the view was closed first: the run stops as on Ctrl-C
+            if child.poll() is None and not view.run_finished:  # closed first: the run stops as on Ctrl-C
                 child.send_signal(signal.SIGINT)
+            if child.poll() is None:
                 try:
                     child.wait(timeout=60)
                 except subprocess.TimeoutExpired:

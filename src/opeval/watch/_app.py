@@ -206,6 +206,14 @@ class WatchApp(App[int]):
             running = [r for r in rows if r.outcome is None]
             self.trial_id = uuid.UUID((running or rows)[-1].trial_id)
 
+    @property
+    def run_finished(self) -> bool:
+        """Has everything followed ended (the trial, and each trial of a campaign of several)?"""
+        if self.view is None or self.view.outcome is None:
+            return False
+        return all(r.outcome is not None for r in self._campaign_rows) and len(
+            {r.index for r in self._campaign_rows}) >= self._planned
+
     # --- drawing ---------------------------------------------------------------------------------------------
     def _draw(self) -> None:
         v = self.view
