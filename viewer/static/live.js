@@ -28,6 +28,11 @@
     cell(row, e.text);
     rows.appendChild(row);
     status.textContent = "running: last event " + e.type + " at " + e.offset_s.toFixed(1) + " s.";
+    if (e.type === "CommandProposed" || e.type === "CommandDecided") {
+      // A command held for (or released from) a person's decision: the page shows its form.
+      source.close();
+      window.location.reload();
+    }
   });
 
   source.addEventListener("finished", function () {

@@ -186,7 +186,8 @@ class ApprovalGate:
                                 "decided", proposed_offset_s=proposed, waited_s=round(self.clock() - proposed, 6))
                 raise
             self.waits.append((proposed, self.clock()))
-        waited = round(self.clock() - proposed, 6) if mode == "ask" else 0.0
+        # The one measure of the wait: what TTR leaves out is what the event says.
+        waited = round(self.waits[-1][1] - proposed, 6) if mode == "ask" else 0.0
         self.record(Trial.CommandDecided, step=step, command=command, command_class=whole, mode=mode,
                     decision=verdict.decision, decided_by=verdict.decided_by, reason=verdict.reason,
                     proposed_offset_s=proposed, waited_s=waited)

@@ -66,6 +66,12 @@ def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per even
         how = "TIMED OUT" if e.timed_out else f"exit {e.exit_code}"
         cut = " [output truncated]" if e.stdout_truncated or e.stderr_truncated else ""
         return f"$ {e.command}  -> {how} in {e.duration_s:.2f}s{cut}"
+    if isinstance(e, Trial.CommandProposed):
+        wait = f", waits up to {e.timeout_s:g}s for a person" if e.mode == "ask" else ""
+        return f"$ {e.command}  -> gated ({', '.join(e.gated_by)}; policy {e.mode}{wait})"
+    if isinstance(e, Trial.CommandDecided):
+        waited = f" after {e.waited_s:.1f}s" if e.waited_s else ""
+        return f"$ {e.command}  -> {e.decision} by {e.decided_by}{waited}: {e.reason}"
     if isinstance(e, Trial.AgentUsage):
         cost = "?" if e.cost_usd is None else f"${e.cost_usd:.4f}"
         return f"call {e.call} {e.model}: {e.input_tokens} in / {e.output_tokens} out tokens, {cost}"

@@ -1,7 +1,9 @@
 """The Litestar application: pages, the JSON API (OpenAPI at ``/schema``), live updates.
 
-Read-only by construction: every route is a GET (but a locked viewer's login form), the
-event log is opened read-only.
+Read-only by construction: every route is a GET, the event log is opened read-only,
+but for two forms: a locked viewer's login, and a person's decision on a command the
+approval gate holds, which is taken only from this machine (loopback) and only with the
+token this viewer process made for its pages (a forged cross-site form cannot know it).
 Pages carry a strict Content-Security-Policy (scripts and styles from this origin only),
 so even text that slipped past escaping could not run.
 """
@@ -9,6 +11,7 @@ so even text that slipped past escaping could not run.
 from __future__ import annotations
 
 import hmac
+import secrets
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +34,7 @@ from litestar.types import Message, Scope
 
 import opeval
 from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
+from opeval.events import DECISIONS
 from opeval.viewer._charts import outcome_bar, outcome_legend
 from opeval.viewer._lock import COOKIE, TokenLock, session_value
 from opeval.viewer._data import FILTERS, SORTABLE, StoreView, WrongKindError, default_rules
@@ -126,12 +130,41 @@ def campaign_page(state: State, campaign_id: PageCampaignId, rules: RulesParam =
 
 
 @get("/trials/{trial_id:str}", include_in_schema=False, sync_to_thread=True)
-def trial_page(state: State, trial_id: PageTrialId, rules: RulesParam = None) -> Response[str]:
+def trial_page(request: Request[Any, Any, Any], state: State, trial_id: PageTrialId,
+               rules: RulesParam = None) -> Response[str]:
     """One trial: timeline, members, workload, the agent's steps, data safety, exports."""
-    detail = _view(state).trial(trial_id, rules)
+    view = _view(state)
+    detail = view.trial(trial_id, rules)
     last = detail.events[-1].version if detail.events else 0
+    pending = view.pending_approvals(detail.trial_id) if detail.running else []
     return _render(state, "trial.html", t=detail, charts=trial_charts(detail), last_version=last,
-                   commands={c.version: c for c in detail.commands}, rules=rules)
+                   commands={c.version: c for c in detail.commands}, rules=rules, pending=pending,
+                   approval_token=state.approval_token if _from_loopback(request) else None)
+
+
+def _from_loopback(request: Request[Any, Any, Any]) -> bool:
+    from opeval.viewer._server import is_loopback  # the server module imports this one
+
+    return request.client is not None and is_loopback(request.client.host)
+
+
+@post("/trials/{trial_id:str}/approvals/{step:int}", include_in_schema=False, sync_to_thread=True,
+      status_code=303)
+def decide_approval(request: Request[Any, Any, Any], state: State, trial_id: PageTrialId, step: FromPath[int],
+                    data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+                    ) -> Response[str]:
+    """A person approves or denies a held command: from loopback, with this viewer's page token."""
+    if not _from_loopback(request):
+        raise HTTPException(status_code=403, detail="approvals are taken only from this machine (loopback)")
+    if not hmac.compare_digest(str(data.get("token", "")).encode(), str(state.approval_token).encode()):
+        raise HTTPException(status_code=403, detail="this form is not from this viewer's page: reload the trial page")
+    decision = data.get("decision", "")
+    if decision not in DECISIONS:
+        raise UsageError(f"decision must be one of {', '.join(DECISIONS)}")
+    view = _view(state)
+    tid = view.resolve(trial_id, "trial")
+    view.decide(tid, step, decision, f"person:viewer@{request.client.host if request.client else 'loopback'}")
+    return Response("", status_code=303, headers={"Location": f"/trials/{tid}"})
 
 
 @get("/trials/{trial_id:str}/export/{fmt:str}", include_in_schema=False, sync_to_thread=True)
@@ -293,7 +326,7 @@ def login(state: State, data: Annotated[dict[str, str], Body(media_type=RequestE
 
 
 # --- errors and headers ----------------------------------------------------------------------------
-_TITLES = {400: "Bad request", 401: "Locked", 404: "Not found", 405: "Not allowed", 503: "Busy or unavailable",
+_TITLES = {400: "Bad request", 401: "Locked", 403: "Refused", 404: "Not found", 405: "Not allowed", 503: "Busy or unavailable",
            500: "Something went wrong"}
 
 
@@ -320,7 +353,8 @@ def _on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         message = "the viewer failed to answer this request; the details are in its log"
     url = exc.url if isinstance(exc, WrongKindError) else None
     # Every route of the viewer is a GET, but the login form's.
-    headers = {"Allow": "GET, POST" if request.url.path == "/login" else "GET"} if status == 405 else None
+    posts = request.url.path == "/login" or "/approvals/" in request.url.path
+    headers = {"Allow": "GET, POST" if posts else "GET"} if status == 405 else None
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="opeval viewer"'}
     if request.url.path.startswith("/api/") or request.url.path.startswith("/schema"):
@@ -360,11 +394,13 @@ def create_app(store_path: Path, *, poll_interval_s: float = 0.5, busy_timeout_s
     return Litestar(
         on_shutdown=[view.close],
         route_handlers=[
-            campaigns_page, campaign_page, trial_page, export_page, compare_page, login_form, login,
+            campaigns_page, campaign_page, trial_page, export_page, compare_page, login_form, login, decide_approval,
             api_campaigns, api_campaign, api_trial, api_trial_events, api_compare, api_rescored, api_rule_sets,
             create_static_files_router(path="/static", directories=[viewer_dir() / "static"]),
         ],
-        state=State({"view": view, "pages": Pages(path), "poll_interval_s": poll_interval_s, "token": token}),
+        state=State({"view": view, "pages": Pages(path), "poll_interval_s": poll_interval_s, "token": token,
+                     # per process: approval forms carry it, so only this viewer's own pages can decide
+                     "approval_token": secrets.token_urlsafe(24)}),
         middleware=[TokenLock(token)] if token else [],
         exception_handlers={Exception: _on_error},
         before_send=[_security_headers],

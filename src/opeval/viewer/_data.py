@@ -61,6 +61,7 @@ from opeval.viewer._models import (
     GroupSummary,
     LeftOut,
     OutcomeCounts,
+    PendingApproval,
     RuleSetInfo,
     ScoreChange,
     TrialDetail,
@@ -432,6 +433,22 @@ class StoreView:
         out = [TrialEvent(version=e.originator_version, type=type(e).__name__, offset_s=float(e.offset_s),
                           text=describe(e)) for e in new]
         return out, finished
+
+    def pending_approvals(self, trial_hex: str) -> list[PendingApproval]:
+        """The trial's commands waiting for a person's decision, oldest first."""
+        with self.events_store() as es:
+            events = _events_after(es, UUID(trial_hex), 0)
+        decided = {e.step for e in events if isinstance(e, Trial.CommandDecided)}
+        return [PendingApproval(step=e.step, command=e.command, command_class=e.command_class, gated_by=e.gated_by,
+                                proposed_offset_s=e.offset_s, timeout_s=e.timeout_s)
+                for e in events if isinstance(e, Trial.CommandProposed) and e.mode == "ask" and e.step not in decided]
+
+    def decide(self, trial_hex: str, step: int, decision: str, decided_by: str) -> tuple[str, str]:
+        """Decide a held command (the viewer's one write, through the store's own rule:
+        the first decision wins); returns the decision that stands and who made it."""
+        with EventStore(self.store_path) as es:
+            found = es.decide(UUID(trial_hex), step, decision, decided_by, f"{decision} in the web viewer")
+        return str(found.decision), str(found.decided_by)
 
     def export(self, prefix: str, fmt: str, rules_key: str | None = None) -> str:
         """A postmortem of one trial (md, json or html), as ``opeval export`` writes it."""

@@ -355,3 +355,15 @@ class CampaignComparison(msgspec.Struct, kw_only=True):
     a_summary: list[GroupSummary] | None = None
     b_summary: list[GroupSummary] | None = None
     changes: list[ScoreChange] | None = None
+
+
+class PendingApproval(msgspec.Struct, kw_only=True):
+    """A command the approval gate holds for a person's decision (policy ``ask``)."""
+
+    step: int
+    command: str
+    command_class: str
+    gated_by: list[str]
+    proposed_offset_s: float
+    timeout_s: float
+
