@@ -1,5 +1,9 @@
 """`opeval watch` on real trials: Textual's headless pilot drives the app while a real
-node_kill trial runs in another process, and `opeval run --tui` in a real terminal."""
+node_kill trial runs in another process, and `opeval run --tui` in a real terminal.
+
+The pilot's last screen is saved as ``$OPEVAL_TEST_ARTIFACTS/watch/watch-node-kill.svg``
+(default ``test-artifacts/watch``), for a person to look at.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ from tests.conftest import labelled_processes
 pytestmark = pytest.mark.integration
 
 SRC = str(Path(__file__).parents[2] / "src")
+
+
+def _artifacts() -> Path:
+    path = Path(os.environ.get("OPEVAL_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts") / "watch"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _cells(table: DataTable[Any]) -> list[list[str]]:
@@ -92,6 +102,7 @@ def test_watch_follows_a_real_trial_from_fault_to_recovery(store_path: Path, tmp
             seen["help"] = type(app.screen).__name__
             await pilot.press("escape")
             app.save_screenshot(str(tmp_path / "watch.svg"))
+            app.save_screenshot(str(_artifacts() / "watch-node-kill.svg"))  # for a person to look at
             await pilot.press("q")
 
     anyio.run(drive)

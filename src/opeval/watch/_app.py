@@ -20,7 +20,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from opeval.errors import OpevalError
@@ -117,20 +117,25 @@ class WatchApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        members = self.query_one("#members", DataTable)
+        members = self._main.query_one("#members", DataTable)
         members.add_columns("member", "process", "health", "role", "restarts", "fault")
-        steps = self.query_one("#steps", DataTable)
+        steps = self._main.query_one("#steps", DataTable)
         steps.add_columns("step", "at", "badge", "what")
-        grid = self.query_one("#grid", DataTable)
+        grid = self._main.query_one("#grid", DataTable)
         grid.add_columns("#", "trial", "chaos → target", "agent", "outcome")
         for wid, title in (("#members", "members"), ("#clock", "incident clock"), ("#steps", "agent"),
                            ("#availability", "workload availability (a bar a second)"),
                            ("#output-panel", "output (enter: hide)"), ("#campaign-panel", "campaign")):
-            self.query_one(wid).border_title = title
-        self.query_one("#campaign-panel").display = False  # shown once a campaign of several trials is known
-        self.query_one("#output-panel").display = False
+            self._main.query_one(wid).border_title = title
+        self._main.query_one("#campaign-panel").display = False  # shown once a campaign of several trials is known
+        self._main.query_one("#output-panel").display = False
         self.set_interval(self.poll_s, self.refresh_from_store)
         self.call_later(self.refresh_from_store)
+
+    @property
+    def _main(self) -> Screen[Any]:
+        # The panels live on the first screen; the help may be on top of it.
+        return self.screen_stack[0]
 
     # --- reading the store ----------------------------------------------------------------------------
     def _open(self) -> EventStore | None:
@@ -148,6 +153,8 @@ class WatchApp(App[int]):
 
     def refresh_from_store(self) -> None:
         """Take in what is new in the store, then redraw."""
+        if not self.is_running or not self.screen_stack:
+            return
         es = self._open()
         if es is None:
             self._draw()
@@ -163,7 +170,7 @@ class WatchApp(App[int]):
             if self.view is None or self.view.trial_id != self.trial_id.hex:
                 self.view, self._queue, self._replay_t0 = TrialView(self.trial_id.hex), [], None
                 self._seen = 0
-                self.query_one("#steps", DataTable).clear()
+                self._main.query_one("#steps", DataTable).clear()
                 self._shown_steps = 0
             new = es.events(self.trial_id, after=self._seen)
             if new:
@@ -201,7 +208,7 @@ class WatchApp(App[int]):
             rows.append(CampaignRow(tid.hex, c.trial_index[tid], f"{t.chaos.kind} → {t.chaos.target}", who,
                                     t.outcome))
         self._campaign_rows = rows
-        self.query_one("#campaign-panel").display = self._planned > 1
+        self._main.query_one("#campaign-panel").display = self._planned > 1
         if self.trial_id is None and rows:  # the running trial, else the last
             running = [r for r in rows if r.outcome is None]
             self.trial_id = uuid.UUID((running or rows)[-1].trial_id)
@@ -218,7 +225,7 @@ class WatchApp(App[int]):
     def _draw(self) -> None:
         v = self.view
         self._draw_campaign()
-        title = self.query_one("#title", Static)
+        title = self._main.query_one("#title", Static)
         if v is None:
             title.update(Text(f"waiting for a trial to start in {self.store_path}… {self.message}", style="dim"))
             return
@@ -244,8 +251,8 @@ class WatchApp(App[int]):
         if self.campaign_id is None:
             return
         done = sum(1 for r in self._campaign_rows if r.outcome is not None)
-        self.query_one("#progress", ProgressBar).update(total=max(self._planned, 1), progress=done)
-        grid = self.query_one("#grid", DataTable)
+        self._main.query_one("#progress", ProgressBar).update(total=max(self._planned, 1), progress=done)
+        grid = self._main.query_one("#grid", DataTable)
         grid.clear()
         for r in self._campaign_rows:
             outcome = r.outcome or "running"
@@ -253,7 +260,7 @@ class WatchApp(App[int]):
                          Text(outcome, style=_OUTCOME_STYLE.get(outcome, "cyan")), key=r.trial_id)
 
     def _draw_availability(self, v: TrialView) -> None:
-        panel = self.query_one("#availability", Static)
+        panel = self._main.query_one("#availability", Static)
         width = max(10, panel.size.width - 4)
         worst = min(v.availability[-width:], default=None)
         bars = Text(sparkline(v.availability, width), style="green" if worst is None or worst >= 0.99 else "yellow")
@@ -261,7 +268,7 @@ class WatchApp(App[int]):
         panel.update(Text.assemble(bars, "\n", (label, "dim")))
 
     def _draw_members(self, v: TrialView) -> None:
-        table = self.query_one("#members", DataTable)
+        table = self._main.query_one("#members", DataTable)
         table.clear()
         for m in v.members.values():
             health = (Text("healthy", style="green") if m.healthy else
@@ -282,7 +289,7 @@ class WatchApp(App[int]):
             (at(ttr), "bold green" if v.recovered_s is not None else "bold yellow"),
             ("" if v.recovered_s is not None or ttr is None else " (running)"),
             (f"\nwaited for a person {v.waited_s:.1f}s (not in TTR)" if v.waited_s else ""))
-        self.query_one("#clock", Static).update(lines)
+        self._main.query_one("#clock", Static).update(lines)
 
     def _live_offset(self, v: TrialView) -> float:
         # Between events the clock keeps running from the last one's wall time.
@@ -291,7 +298,7 @@ class WatchApp(App[int]):
         return v.last_s + (time.monotonic() - self._last_seen[1])
 
     def _draw_steps(self, v: TrialView) -> None:
-        table = self.query_one("#steps", DataTable)
+        table = self._main.query_one("#steps", DataTable)
         for i, s in enumerate(v.steps):
             cells = self._step_cells(s)
             key = str(i)
@@ -325,22 +332,22 @@ class WatchApp(App[int]):
         """Enter on a step shows its output; on a campaign's trial, opens it."""
         if event.data_table.id == "grid" and self._campaign_rows:
             self.trial_id = uuid.UUID(self._campaign_rows[event.cursor_row].trial_id)
-            self.query_one("#steps", DataTable).focus()
+            self._main.query_one("#steps", DataTable).focus()
             self.refresh_from_store()
         elif event.data_table.id == "steps":
             self.action_output()
 
     def action_output(self) -> None:
         """Show (or hide) the output of the chosen step."""
-        panel = self.query_one("#output-panel")
+        panel = self._main.query_one("#output-panel")
         if panel.display:
             panel.display = False
             return
         if self.view is None or not self.view.steps:
             return
-        s = self.view.steps[min(self.query_one("#steps", DataTable).cursor_row, len(self.view.steps) - 1)]
+        s = self.view.steps[min(self._main.query_one("#steps", DataTable).cursor_row, len(self.view.steps) - 1)]
         body = s.output or ("(no output)" if s.kind != "note" else s.text)
-        self.query_one("#output", Static).update(Text(f"$ {s.text}\n{body}" if s.kind != "note" else body))
+        self._main.query_one("#output", Static).update(Text(f"$ {s.text}\n{body}" if s.kind != "note" else body))
         panel.display = True
 
     def action_decide(self, decision: str) -> None:
@@ -384,7 +391,7 @@ class WatchApp(App[int]):
     def action_campaign(self) -> None:
         """Back to the campaign's grid."""
         if self.campaign_id is not None:
-            self.query_one("#grid", DataTable).focus()
+            self._main.query_one("#grid", DataTable).focus()
 
     def on_unmount(self) -> None:
         if self.store is not None:
