@@ -64,9 +64,12 @@ def _wait_for_trial(store_path: Path, proc: subprocess.Popen[str]) -> None:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         if store_path.exists():
-            with EventStore(store_path, writable=False) as es:
-                if es.unfinished_trials():
-                    return
+            try:
+                with EventStore(store_path, writable=False) as es:
+                    if es.unfinished_trials():
+                        return
+            except Exception:  # noqa: BLE001 - the file exists a moment before its tables do
+                pass
         time.sleep(0.1)
     raise AssertionError("no trial started")
 

@@ -167,17 +167,13 @@ def run(
     tui
         Follow the trial in the terminal's full-screen view (as ``opeval watch`` does) instead of a status line.
     """
-    if tui:
-        if json:
-            raise UsageError("--tui and --json are two ways to show the run: choose one")
-        from opeval.cli._watch import run_with_tui
+    if tui and json:
+        raise UsageError("--tui and --json are two ways to show the run: choose one")
+    if tui and what == "campaign" and file is not None:
+        from opeval.runner import load_campaign
 
-        invoked = list(sys.argv[1:] if INVOKED.argv is None else INVOKED.argv)
-        if what == "campaign" and file is not None:
-            from opeval.runner import load_campaign
-
-            load_campaign(file)  # a bad file fails here, in one line, before the screen takes over
-        return run_with_tui([a for a in invoked if a != "--tui"], store_path(store))
+        load_campaign(file)  # a bad file fails here, in one line, before the screen takes over
+        return _run_with_tui(store)
     if what == "campaign":
         if file is None:
             raise UsageError(f"give the campaign file: `{hint('run campaign FILE')}` (examples in campaigns/)")
@@ -228,6 +224,8 @@ def run(
     from opeval.runner import prepare
 
     prepare(req)  # unknown chaos/target/policy fail here, before the store is touched
+    if tui:
+        return _run_with_tui(store)
     with EventStore(path) as es:
         report = cleanup(es)
         for tid in report.aborted:
@@ -246,6 +244,14 @@ def run(
         out.print(f"trial {short}: [bold]{result.outcome}[/bold] - {result.reason}", highlight=False)
         out.print(f"see the timeline: {hint('show ' + short)}", highlight=False, markup=False, soft_wrap=True)
     return for_outcome(result.outcome)
+
+
+def _run_with_tui(store: Path | None) -> int:
+    """This very ``run``, in a child process, followed full screen (see ``opeval watch``)."""
+    from opeval.cli._watch import run_with_tui
+
+    invoked = list(sys.argv[1:] if INVOKED.argv is None else INVOKED.argv)
+    return run_with_tui([a for a in invoked if a != "--tui"], store_path(store))
 
 
 # --- what is in the store -----------------------------------------------------------------------
