@@ -1,7 +1,8 @@
 """`opeval watch` on real trials: Textual's headless pilot drives the app while a real
 node_kill trial runs in another process, and `opeval run --tui` in a real terminal.
 
-The pilot's last screen is saved as ``$OPEVAL_TEST_ARTIFACTS/watch/watch-node-kill.svg``
+The pilot's screens during the incident and at its end are saved as
+``$OPEVAL_TEST_ARTIFACTS/watch/watch-node-kill-during.svg`` and ``watch-node-kill.svg``
 (default ``test-artifacts/watch``), for a person to look at.
 """
 
@@ -94,6 +95,7 @@ def test_watch_follows_a_real_trial_from_fault_to_recovery(store_path: Path, tmp
                 marked = [row for row in members if "target" in row[5]]
                 if marked and "killed" in marked[0][1] and "down" not in seen:
                     seen["down"] = (marked[0][0], marked[0][2], _text(app, "#clock"), app.view.outcome)
+                    app.save_screenshot(str(_artifacts() / "watch-node-kill-during.svg"))
                 if app.view is not None and app.view.outcome is not None:
                     break
             seen["title"] = _text(app, "#title")
@@ -176,11 +178,14 @@ def _tui_session(store_path: Path, args: list[str], *, key: bytes = b"q",
             elif proc.poll() is not None:
                 break
             if not pressed and store_path.exists():
-                with EventStore(store_path, writable=False) as es:
-                    if any(True for _ in es.iter_events([when])):
-                        time.sleep(1.0)
-                        os.write(leader, key)
-                        pressed = True
+                try:
+                    with EventStore(store_path, writable=False) as es:
+                        pressed = any(True for _ in es.iter_events([when]))
+                except Exception:  # noqa: BLE001 - the file exists a moment before its tables do
+                    pressed = False
+                if pressed:
+                    time.sleep(1.0)
+                    os.write(leader, key)
         code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:

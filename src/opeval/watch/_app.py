@@ -118,7 +118,9 @@ class WatchApp(App[int]):
 
     def on_mount(self) -> None:
         members = self._main.query_one("#members", DataTable)
-        members.add_columns("member", "process", "health", "role", "restarts", "fault")
+        for label, width in (("member", 10), ("process", 20), ("health", 9), ("role", 11), ("restarts", 8),
+                             ("fault", 10)):
+            members.add_column(label, width=width)  # fixed: values change width as the incident goes
         steps = self._main.query_one("#steps", DataTable)
         steps.add_columns("step", "at", "badge", "what")
         grid = self._main.query_one("#grid", DataTable)
