@@ -98,6 +98,7 @@ class WatchApp(App[int]):
         self._planned = 0
         self.message = ""
         self._seen = 0  # the last version of the trial's events read
+        self._last_seen = (0.0, time.monotonic())  # the last event's offset, and when it was seen
         self._shown_steps = 0
 
     # --- layout -----------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ class WatchApp(App[int]):
 
     def _live_offset(self, v: TrialView) -> float:
         # Between events the clock keeps running from the last one's wall time.
-        if not hasattr(self, "_last_seen") or self._last_seen[0] != v.last_s:
+        if self._last_seen[0] != v.last_s:
             self._last_seen = (v.last_s, time.monotonic())
         return v.last_s + (time.monotonic() - self._last_seen[1])
 
