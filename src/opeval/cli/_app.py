@@ -17,7 +17,7 @@ from opeval.agents import DEFAULT_MODEL
 from opeval.errors import OpevalError, UsageError
 from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig, describe, event_json
 from opeval.runner import TrialRequest, cleanup, run_single
-from opeval.store import EventStore
+from opeval.store import EventStore, store_exists
 
 from ._common import (
     JsonFlag,
@@ -422,7 +422,7 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
 def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
     """Reap what killed harnesses left behind (processes, directories) and record their trials as aborted."""
     path = store_path(store)
-    if path.exists():
+    if store_exists(path):
         with EventStore(path) as es:
             report = cleanup(es)
     else:
@@ -460,7 +460,10 @@ def config(*, json: JsonFlag = False) -> int:
     found = settings()
     built_in = {"store": str(default_store_path()), "subject": "etcd", "parallel": "the campaign file's, else 1",
                 "model": DEFAULT_MODEL}
-    rows = [{"key": k, "value": found[k].value if k in found else None,
+    from opeval.store import parse_store
+
+    shown = {k: str(parse_store(s.value)) if k == "store" else s.value for k, s in found.items()}  # no password
+    rows = [{"key": k, "value": shown[k] if k in found else None,
              "from": found[k].origin if k in found else "built-in default", "variable": env_var(k), "sets": what}
             for k, what in KEYS.items()]
     if json:

@@ -13,7 +13,7 @@ from uuid import UUID
 from opeval.errors import OpevalError
 from opeval.events import Campaign, Trial
 from opeval.runtimes import Reaped, is_same_process, reap_orphans
-from opeval.store import EventStore
+from opeval.store import EventStore, parse_store, same_store
 
 
 @dataclass
@@ -103,7 +103,7 @@ def cleanup(store: EventStore | None) -> CleanupReport:
         what = [f"pid {p}" for p in r.killed] + [f"dir {d}" for d in r.removed]
         reason = "harness died mid-trial; its leftovers were reaped by cleanup"
         try:
-            if store is not None and Path(r.store).resolve() == store.path.resolve():
+            if store is not None and same_store(parse_store(r.store), store.path):
                 if mark_aborted(store, UUID(r.trial_id), reason, what):
                     report.aborted.append(UUID(r.trial_id))
             else:
