@@ -76,6 +76,9 @@ def run(
     *,
     parallel: int | None = None,
     resume: bool = False,
+    executor: Literal["local", "ray"] = "local",
+    address: str | None = None,
+    cpus_per_trial: float = 1.0,
     subject: Annotated[str | None, Parameter(completer=_names("opeval.subjects.SUBJECTS"))] = None,
     runtime: Annotated[str, Parameter(completer=_names("opeval.runtimes.RUNTIMES"))] = "local",
     chaos: Annotated[str, Parameter(completer=_names("opeval.chaos.CHAOS"))] = "node_kill",
@@ -113,6 +116,15 @@ def run(
         opeval.toml, else the file's ``parallel``, else 1).
     resume
         Campaigns: continue the unfinished campaign of this file, skipping finished trials.
+    executor
+        Campaigns: where trials run: ``local`` (tasks of this process) or ``ray`` (each a Ray
+        task on any node of a Ray cluster; needs a PostgreSQL ``--store``).
+    address
+        ``--executor ray``: the cluster to join (``ray://head:10001`` or ``head:6379``);
+        without it a local Ray instance is started.
+    cpus_per_trial
+        ``--executor ray``: CPUs each trial asks Ray for (a node runs as many trials at once
+        as it has CPUs for).
     subject
         The system under test (default: $OPEVAL_SUBJECT, else ``subject`` in opeval.toml, else ``etcd``).
     runtime
@@ -161,9 +173,17 @@ def run(
             raise UsageError(f"give the campaign file: `{hint('run campaign FILE')}` (examples in campaigns/)")
         from opeval.cli._campaign import run_campaign_file
 
-        return run_campaign_file(file, parallel=parallel, resume=resume, store=store, json=json)
-    if file is not None or parallel is not None or resume:
-        raise UsageError(f"--parallel, --resume and a file are for campaigns: `{hint('run campaign FILE')}`")
+        if executor == "local" and (address is not None or cpus_per_trial != 1.0):
+            raise UsageError("--address and --cpus-per-trial are for --executor ray")
+        if cpus_per_trial <= 0:
+            raise UsageError(f"--cpus-per-trial must be positive, not {cpus_per_trial}")
+        from opeval.runner import RayOptions
+
+        ray = RayOptions(address=address, cpus_per_trial=cpus_per_trial) if executor == "ray" else None
+        return run_campaign_file(file, parallel=parallel, resume=resume, store=store, json=json, ray=ray)
+    if file is not None or parallel is not None or resume or executor != "local" or address is not None:
+        raise UsageError(f"--parallel, --resume, --executor and a file are for campaigns: "
+                         f"`{hint('run campaign FILE')}`")
     subject = subject or setting("subject") or "etcd"
     if baseline:
         agent = "none"

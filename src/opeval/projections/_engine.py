@@ -25,7 +25,7 @@ from opeval.errors import StoreError
 from opeval.events import ALL_EVENTS, MsgspecMapper
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
-from opeval.store import StoreLocation, log_origin, log_rows, read_model_path, resolve_store_path
+from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path
 
 DERIVED = ("campaigns", "trials", "command_labels", "commands", "snapshots", "workload", "usage")
 #: The column that names the aggregate each derived table's rows come from.
@@ -77,6 +77,8 @@ class ReadModels:
 
     # --- connections -----------------------------------------------------------------
     def _connect(self, path: Path) -> duckdb.DuckDBPyConnection:
+        if is_database(self.store_path):  # a database's read models live under the data home
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
             con = duckdb.connect(str(path))
         except duckdb.IOException as e:
