@@ -89,56 +89,62 @@ def campaign_overhead(file: Path, location: StoreLocation, ray: Any) -> dict[str
             on_trial_start=lambda t: began.__setitem__(t.index, time.time()),
             on_trial_done=lambda t, r: heard.__setitem__(t.index, (r.trial_id, time.time()))))
         wall = time.time() - t0
-        overheads, durations = [], []
-        for index, (tid, done_at) in heard.items():
+        overheads, durations, parts = [], [], []
+        for index, (tid, done_at) in sorted(heard.items(), key=lambda kv: began[kv[0]]):
             events = store.events(tid)
             started, finished = events[0].timestamp.timestamp(), events[-1].timestamp.timestamp()
             overheads.append((started - began[index]) + (done_at - finished))
+            parts.append(f"{started - began[index]:.2f}+{done_at - finished:.2f}")
             durations.append(finished - started)
     assert run.finished and len(heard) == len(plan.trials), (run, heard)
     return {"wall": wall, "overhead_median": statistics.median(overheads), "overhead_max": max(overheads),
-            "trial_median": statistics.median(durations)}
+            "trial_median": statistics.median(durations), "parts": " ".join(parts)}
+
+
+def store_benchmarks(tmp: Path, pg: dict[str, str], args: argparse.Namespace) -> None:
+    """Sections 1-3: append latency, bulk append, projection rebuild, on both backends."""
+    lat_s, lat_p = live(tmp / "live.db", args.live), live(pg["live"], args.live)
+    print(f"live append, {args.live} events, one durable transaction each")
+    print(f"  SQLite     : p50 {statistics.median(lat_s):.3f} ms  p99 {pct(lat_s, 0.99):.3f} ms")
+    print(f"  PostgreSQL : p50 {statistics.median(lat_p):.3f} ms  p99 {pct(lat_p, 0.99):.3f} ms")
+    print(f"  ratio p50 PostgreSQL/SQLite: {statistics.median(lat_p) / statistics.median(lat_s):.2f}")
+
+    bs, bp = bulk(tmp / "bulk.db", args.events), bulk(pg["bulk"], args.events)
+    print(f"bulk append, {args.events} events, 50 trial-shaped aggregates per transaction")
+    print(f"  SQLite     : {bs:,.0f} events/s")
+    print(f"  PostgreSQL : {bp:,.0f} events/s  ({bp / bs:.2f} of SQLite)")
+
+    log = tmp / "log.db"
+    with EventStore(log) as es:
+        write_campaign(es, "bench", args.trials, rng=random.Random(1), seconds=60)
+    with EventStore(log, writable=False) as src, EventStore(pg["log"]) as dst:
+        copy_events(src, dst)
+    n, ts = rebuild(log, tmp / "s.duckdb")
+    _, tp = rebuild(pg["log"], tmp / "p.duckdb")
+    print(f"projection rebuild, {n} events in {args.trials} trials")
+    print(f"  from SQLite     : {n / ts:,.0f} events/s ({ts:.2f} s)")
+    print(f"  from PostgreSQL : {n / tp:,.0f} events/s ({tp:.2f} s)  ({ts / tp:.2f} of SQLite's rate)")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--live", type=int, default=1_000)
+    ap.add_argument("--live", type=int, default=1_000, help="events timed one by one (0: skip sections 1-3)")
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--trials", type=int, default=400, help="synthetic trials in the rebuilt log")
     ap.add_argument("--campaign", type=int, default=4, help="etcd trials per executor (0: skip)")
     args = ap.parse_args()
-    import eventsourcing
-    import psycopg
+    from importlib.metadata import version
 
-    print(f"python {sys.version.split()[0]}, eventsourcing {eventsourcing.__version__}, psycopg {psycopg.__version__}, "
+    print(f"python {sys.version.split()[0]}, eventsourcing {version('eventsourcing')}, psycopg {version('psycopg')}, "
+          f"ray {version('ray')}, "
           f"{dt.datetime.now(dt.UTC):%Y-%m-%d}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as d, postgres_server() as server:
         tmp = Path(d)
         os.environ["XDG_DATA_HOME"] = str(tmp / "data")
         pg = {name: fresh_database(server, name) for name in ("live", "bulk", "log", "runs")}
 
-        lat_s, lat_p = live(tmp / "live.db", args.live), live(pg["live"], args.live)
-        print(f"live append, {args.live} events, one durable transaction each")
-        print(f"  SQLite     : p50 {statistics.median(lat_s):.3f} ms  p99 {pct(lat_s, 0.99):.3f} ms")
-        print(f"  PostgreSQL : p50 {statistics.median(lat_p):.3f} ms  p99 {pct(lat_p, 0.99):.3f} ms")
-        print(f"  ratio p50 PostgreSQL/SQLite: {statistics.median(lat_p) / statistics.median(lat_s):.2f}")
-
-        bs, bp = bulk(tmp / "bulk.db", args.events), bulk(pg["bulk"], args.events)
-        print(f"bulk append, {args.events} events, 50 trial-shaped aggregates per transaction")
-        print(f"  SQLite     : {bs:,.0f} events/s")
-        print(f"  PostgreSQL : {bp:,.0f} events/s  ({bp / bs:.2f} of SQLite)")
-
-        log = tmp / "log.db"
-        with EventStore(log) as es:
-            write_campaign(es, "bench", args.trials, rng=random.Random(1), seconds=60)
-        with EventStore(log, writable=False) as src, EventStore(pg["log"]) as dst:
-            copy_events(src, dst)
-        n, ts = rebuild(log, tmp / "s.duckdb")
-        _, tp = rebuild(pg["log"], tmp / "p.duckdb")
-        print(f"projection rebuild, {n} events in {args.trials} trials")
-        print(f"  from SQLite     : {n / ts:,.0f} events/s ({ts:.2f} s)")
-        print(f"  from PostgreSQL : {n / tp:,.0f} events/s ({tp:.2f} s)  ({ts / tp:.2f} of SQLite's rate)")
-
+        if args.live:
+            store_benchmarks(tmp, pg, args)
         if args.campaign:
             from opeval.runner import RayOptions
 
@@ -158,6 +164,7 @@ def main() -> int:
             for name, r in (("local executor, SQLite", local), ("Ray (local, 2 CPUs), PostgreSQL", on_ray)):
                 print(f"  {name:32}: median {r['overhead_median']:.3f} s, max {r['overhead_max']:.3f} s; "
                       f"trial median {r['trial_median']:.1f} s; campaign wall {r['wall']:.1f} s")
+                print(f"    each trial in start order, to its TrialStarted + from its TrialFinished (s): {r['parts']}")
             print(f"  Ray instance start (once per campaign): {start_s:.1f} s")
     return 0
 
