@@ -42,8 +42,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def live_append(tmp: Path, n: int) -> None:
-    store = EventStore(tmp / "live.db")
+def timed_saves(store: EventStore, n: int) -> list[float]:
+    """Milliseconds of each of ``n`` saves of one new event (one durable transaction each)."""
     trial = new_trial()
     store.save(trial)
     lat = []
@@ -52,6 +52,23 @@ def live_append(tmp: Path, n: int) -> None:
         t = time.perf_counter()
         store.save(trial)
         lat.append((time.perf_counter() - t) * 1e3)
+    return lat
+
+
+def bulk_trials(n: int, per_trial: int = 200) -> list[Trial]:
+    """Trial-shaped aggregates holding about ``n`` pending events in all."""
+    trials = []
+    for _ in range(n // per_trial):
+        trial = new_trial()
+        for i in range(per_trial - 1):
+            add_sample(trial, i)
+        trials.append(trial)
+    return trials
+
+
+def live_append(tmp: Path, n: int) -> None:
+    store = EventStore(tmp / "live.db")
+    lat = timed_saves(store, n)
     row = store.recorder.select_notifications(2, 1)[0]
     store.close()
 
@@ -76,12 +93,7 @@ def live_append(tmp: Path, n: int) -> None:
 
 
 def bulk_append(tmp: Path, n: int, per_trial: int = 200, trials_per_txn: int = 50) -> None:
-    trials = []
-    for _ in range(n // per_trial):
-        trial = new_trial()
-        for i in range(per_trial - 1):
-            add_sample(trial, i)
-        trials.append(trial)
+    trials = bulk_trials(n, per_trial)
     total = sum(len(t.pending_events) for t in trials)
     store = EventStore(tmp / "bulk.db")
     # Encode the same payloads up front for the anchor (not timed).

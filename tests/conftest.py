@@ -61,3 +61,23 @@ def no_leaks(runtime_dir: Path) -> Iterator[None]:
     assert leftovers == [], f"journal files left: {leftovers}"
     assert workspaces == [], f"workspaces left: {workspaces}"
     os.environ.pop("OPEVAL_STORE", None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the whole run (initdb into a temp dir, loopback,
+    a free port; stopped and removed at the end, even after a failure)."""
+    from opeval.testing import postgres_server
+
+    with postgres_server(dbname="opeval_session") as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> str:
+    """A new, empty database of the session's server, as a store URL."""
+    import uuid as _uuid
+
+    from opeval.testing import fresh_database
+
+    return fresh_database(postgres_server_url, f"t_{_uuid.uuid4().hex[:12]}")

@@ -27,7 +27,7 @@ from opeval.projections import (
     summary,
     trial_scores,
 )
-from opeval.store import EventStore
+from opeval.store import EventStore, StoreLocation
 
 from ._app import AnyId, CampaignId, TrialId, app
 from ._common import JsonFlag, StoreOption, WideFlag, err, out, print_json, store_path
@@ -44,7 +44,7 @@ def _rules(path: Path | None) -> RuleSet:
     return RuleSet.load(path) if path else RuleSet.default()
 
 
-def _resolve(store: Path, prefix: str, want: str) -> str:
+def _resolve(store: StoreLocation, prefix: str, want: str) -> str:
     """The hex id of the ``want`` (campaign or trial) ``prefix`` names, directly or through
     the other kind (a trial's campaign, a one-trial campaign's trial)."""
     with EventStore(store, writable=False) as es:
@@ -52,12 +52,12 @@ def _resolve(store: Path, prefix: str, want: str) -> str:
     return oid.hex
 
 
-def _short(store: Path) -> dict[str, str]:
+def _short(store: StoreLocation) -> dict[str, str]:
     with EventStore(store, writable=False) as es:
         return short_ids(store_ids(es))
 
 
-def _scored(store: Path | None, rules: RuleSet) -> ReadModels:
+def _scored(store: str | None, rules: RuleSet) -> ReadModels:
     rm = ReadModels(store_path(store))
     rm.score(rules)
     return rm

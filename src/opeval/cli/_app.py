@@ -17,7 +17,7 @@ from opeval.agents import DEFAULT_MODEL
 from opeval.errors import OpevalError, UsageError
 from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig, describe, event_json
 from opeval.runner import TrialRequest, cleanup, run_single
-from opeval.store import EventStore
+from opeval.store import EventStore, store_exists
 
 from ._common import (
     JsonFlag,
@@ -76,6 +76,9 @@ def run(
     *,
     parallel: int | None = None,
     resume: bool = False,
+    executor: Literal["local", "ray"] = "local",
+    address: str | None = None,
+    cpus_per_trial: float = 1.0,
     subject: Annotated[str | None, Parameter(completer=_names("opeval.subjects.SUBJECTS"))] = None,
     runtime: Annotated[str, Parameter(completer=_names("opeval.runtimes.RUNTIMES"))] = "local",
     chaos: Annotated[str, Parameter(completer=_names("opeval.chaos.CHAOS"))] = "node_kill",
@@ -116,6 +119,15 @@ def run(
         opeval.toml, else the file's ``parallel``, else 1).
     resume
         Campaigns: continue the unfinished campaign of this file, skipping finished trials.
+    executor
+        Campaigns: where trials run: ``local`` (tasks of this process) or ``ray`` (each a Ray
+        task on any node of a Ray cluster; needs a PostgreSQL ``--store``).
+    address
+        ``--executor ray``: the cluster to join (``ray://head:10001`` or ``head:6379``);
+        without it a local Ray instance is started.
+    cpus_per_trial
+        ``--executor ray``: CPUs each trial asks Ray for (a node runs as many trials at once
+        as it has CPUs for).
     subject
         The system under test (default: $OPEVAL_SUBJECT, else ``subject`` in opeval.toml, else ``etcd``).
     runtime
@@ -179,9 +191,17 @@ def run(
             raise UsageError(f"give the campaign file: `{hint('run campaign FILE')}` (examples in campaigns/)")
         from opeval.cli._campaign import run_campaign_file
 
-        return run_campaign_file(file, parallel=parallel, resume=resume, store=store, json=json)
-    if file is not None or parallel is not None or resume:
-        raise UsageError(f"--parallel, --resume and a file are for campaigns: `{hint('run campaign FILE')}`")
+        if executor == "local" and (address is not None or cpus_per_trial != 1.0):
+            raise UsageError("--address and --cpus-per-trial are for --executor ray")
+        if cpus_per_trial <= 0:
+            raise UsageError(f"--cpus-per-trial must be positive, not {cpus_per_trial}")
+        from opeval.runner import RayOptions
+
+        ray = RayOptions(address=address, cpus_per_trial=cpus_per_trial) if executor == "ray" else None
+        return run_campaign_file(file, parallel=parallel, resume=resume, store=store, json=json, ray=ray)
+    if file is not None or parallel is not None or resume or executor != "local" or address is not None:
+        raise UsageError(f"--parallel, --resume, --executor and a file are for campaigns: "
+                         f"`{hint('run campaign FILE')}`")
     subject = subject or setting("subject") or "etcd"
     if baseline:
         agent = "none"
@@ -461,7 +481,7 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
 def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
     """Reap what killed harnesses left behind (processes, directories) and record their trials as aborted."""
     path = store_path(store)
-    if path.exists():
+    if store_exists(path):
         with EventStore(path) as es:
             report = cleanup(es)
     else:
@@ -499,7 +519,10 @@ def config(*, json: JsonFlag = False) -> int:
     found = settings()
     built_in = {"store": str(default_store_path()), "subject": "etcd", "parallel": "the campaign file's, else 1",
                 "model": DEFAULT_MODEL}
-    rows = [{"key": k, "value": found[k].value if k in found else None,
+    from opeval.store import parse_store
+
+    shown = {k: str(parse_store(s.value)) if k == "store" else s.value for k, s in found.items()}  # no password
+    rows = [{"key": k, "value": shown[k] if k in found else None,
              "from": found[k].origin if k in found else "built-in default", "variable": env_var(k), "sets": what}
             for k, what in KEYS.items()]
     if json:

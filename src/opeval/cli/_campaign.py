@@ -7,7 +7,9 @@ from typing import Any
 
 import anyio
 
-from opeval.runner import CampaignRun, PlannedTrial, TrialResult, TrialStatus, cleanup, load_campaign, run_campaign
+from opeval.runner import CampaignRun, PlannedTrial, RayOptions, TrialResult, TrialStatus, cleanup, load_campaign, \
+    run_campaign
+from opeval.runner._ray import check_store
 from opeval.store import EventStore
 
 from ._common import err, hint, print_json, refresh_read_models, store_path
@@ -16,11 +18,19 @@ from ._exit import ExitCode
 from ._progress import CampaignProgress
 
 
-def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: Path | None, json: bool) -> int:
-    """Validate, run and report; exit 0 when every trial ran, 1 if one ended in error, 130 if interrupted."""
+def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: str | None, json: bool,
+                      ray: RayOptions | None = None) -> int:
+    """Validate, run and report; exit 0 when every trial ran, 1 if one ended in error, 130 if interrupted.
+    With ``ray``, trials run on a Ray cluster, at most ``parallel`` at once if given (else
+    as many as the cluster has CPUs for)."""
     plan = load_campaign(file)
     path = store_path(store)
-    width = max(1, parallel or setting("parallel") or plan.parallel)
+    if ray is not None:
+        check_store(path)
+        chosen = parallel or setting("parallel")
+        width = max(1, chosen or plan.parallel)
+    else:
+        chosen = width = max(1, parallel or setting("parallel") or plan.parallel)
     with EventStore(path) as es:
         report = cleanup(es)  # trials a dead harness left unfinished become aborted, so resume reruns them
         for tid in report.aborted:
@@ -40,8 +50,9 @@ def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: 
                 progress.done(t, r)
 
             async def go() -> Any:
-                return await run_campaign(es, plan, parallel=width, resume=resume, on_campaign=begun,
-                                          on_trial_start=started, on_trial_status=status, on_trial_done=done)
+                return await run_campaign(es, plan, parallel=chosen, resume=resume, on_campaign=begun,
+                                          on_trial_start=started, on_trial_status=status, on_trial_done=done,
+                                          ray=ray)
 
             result = anyio.run(go)
     refresh_read_models(path)

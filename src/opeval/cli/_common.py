@@ -14,7 +14,7 @@ from cyclopts import Parameter
 from rich.console import Console
 
 from opeval.errors import OpevalError
-from opeval.store import default_store_path
+from opeval.store import StoreLocation, default_store_path, parse_store
 
 # Prose is not wrapped at the console's width (80 when piped): a line stays one line, and
 # a terminal wraps what does not fit. Tables size themselves (see _tables).
@@ -22,8 +22,9 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 StoreOption = Annotated[
-    Path | None,
-    Parameter(name="--store", help="Event store file (default: $OPEVAL_STORE, else `store` in opeval.toml, else "
+    str | None,
+    Parameter(name="--store", help="Event store: a SQLite file, or a PostgreSQL database as postgresql://user:pw@host/db "
+                                   "(default: $OPEVAL_STORE, else `store` in opeval.toml, else "
                                    "~/.local/share/opeval/events.db)."),
 ]
 JsonFlag = Annotated[bool, Parameter(name="--json", negative=(), help="Print JSON instead of tables.")]
@@ -31,20 +32,21 @@ WideFlag = Annotated[bool, Parameter(name="--wide", negative=(),
                                      help="Show every column, even if the table gets wider than the terminal.")]
 
 #: The store given on this command line, for hints to repeat it.
-_given_store: list[Path] = []
+_given_store: list[StoreLocation] = []
 
 
-def store_path(store: Path | None) -> Path:
+def store_path(store: str | Path | None) -> StoreLocation:
     """The store a command uses: ``--store``, else ``$OPEVAL_STORE``, else ``store`` in an
-    ``opeval.toml``, else ``~/.local/share/opeval/events.db``."""
+    ``opeval.toml``, else ``~/.local/share/opeval/events.db``. A ``postgresql://`` URL
+    names a database, anything else a SQLite file."""
     from ._config import setting
 
     if store is not None:
-        path = Path(store).expanduser()
+        path = parse_store(store)
         _given_store[:] = [path]
         return path
     configured = setting("store")
-    return Path(configured) if configured else default_store_path()
+    return parse_store(configured) if configured else default_store_path()
 
 
 def prog() -> str:
@@ -79,7 +81,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(jsonlib.dumps(data, indent=2, default=str) + "\n")
 
 
-def refresh_read_models(path: Path) -> None:
+def refresh_read_models(path: StoreLocation) -> None:
     """Fold new trials into the read models now, so analysis starts warm."""
     from opeval.projections import ReadModels
 

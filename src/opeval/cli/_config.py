@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from opeval.errors import UsageError
+from opeval.store import is_database, parse_store
 
 FILE_NAME = "opeval.toml"
 
 #: Every setting: its variable and what it sets.
 KEYS: dict[str, str] = {
-    "store": "the event store file (every command)",
+    "store": "the event store: a SQLite file or a postgresql:// URL (every command)",
     "subject": "the system under test of `opeval run`",
     "parallel": "trials at once in `opeval run campaign` (above the campaign file's `parallel`)",
     "model": "the model of `opeval run --agent anthropic`",
@@ -84,7 +85,7 @@ def _read_file(path: Path) -> dict[str, Setting]:
         if key not in KEYS:
             raise UsageError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(KEYS))})")
         value = _check(key, value, where)
-        if key == "store":
+        if key == "store" and not is_database(parse_store(value)):
             value = str((path.parent / Path(value).expanduser()).resolve())
         found[key] = Setting(value, str(path))
     return found

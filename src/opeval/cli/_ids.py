@@ -72,14 +72,14 @@ def completer(kind: str | None) -> Callable[[Any], list[tuple[str, str]]]:
     store named on the command line so far, or the default one; newest first."""
 
     def complete(ctx: Any) -> list[tuple[str, str]]:
-        from pathlib import Path
+        from opeval.store import store_exists
 
         from ._common import store_path
 
         given = ctx.get("--store")
         raw = given.raw if given is not None and given.provided else None
-        path = store_path(Path(raw) if raw else None)
-        if not path.is_file():
+        path = store_path(raw or None)
+        if not store_exists(path):
             return []
         found: list[tuple[str, str]] = []
         with EventStore(path, writable=False) as es:

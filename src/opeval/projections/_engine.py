@@ -1,6 +1,6 @@
 """The projection engine: the event log, read in order, into DuckDB read models.
 
-Raw events go SQLite -> Arrow -> DuckDB in bulk (never ``executemany``); every read
+Raw events go from the store (SQLite or PostgreSQL) -> Arrow -> DuckDB in bulk (never ``executemany``); every read
 model is SQL over them (``projections/*.sql``). Incremental updates keep the last
 notification id in the read model, written in the same transaction as the rows; a full
 rebuild writes a new file and atomically replaces the old one. The event store is only
@@ -13,7 +13,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from opeval.errors import StoreError
 from opeval.events import ALL_EVENTS, MsgspecMapper
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
-from opeval.store import read_model_path
+from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path
 
 DERIVED = ("campaigns", "trials", "command_labels", "commands", "approvals", "snapshots", "workload", "usage")
 #: The column that names the aggregate each derived table's rows come from.
@@ -66,22 +65,11 @@ def _statements(text: str) -> list[str]:
         line.startswith("--") or not line.strip() for line in s.strip().splitlines())]
 
 
-def _open_store(store_path: Path) -> sqlite3.Connection:
-    if not store_path.exists():
-        raise StoreError(f"no store at {store_path} yet: run `opeval run` first or pass --store")
-    try:
-        conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
-        conn.execute("SELECT 1 FROM stored_events LIMIT 1")
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"cannot read store {store_path} ({e}): is it an opeval store?") from None
-    return conn
-
-
 class ReadModels:
     """The DuckDB read models of one event store."""
 
-    def __init__(self, store_path: Path, db_path: Path | None = None) -> None:
-        self.store_path = Path(store_path)
+    def __init__(self, store_path: StoreLocation | str, db_path: Path | None = None) -> None:
+        self.store_path = resolve_store_path(store_path)
         self.db_path = Path(db_path) if db_path else read_model_path(self.store_path)
         self._upcast_topics = {f"{c.TOPIC}": getattr(c, "class_version", 1) for c in ALL_EVENTS
                                if getattr(c, "class_version", 1) > 1}
@@ -89,6 +77,8 @@ class ReadModels:
 
     # --- connections -----------------------------------------------------------------
     def _connect(self, path: Path) -> duckdb.DuckDBPyConnection:
+        if is_database(self.store_path):  # a database's read models live under the data home
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
             con = duckdb.connect(str(path))
         except duckdb.IOException as e:
@@ -117,13 +107,7 @@ class ReadModels:
 
     def _origin(self) -> str:
         """The store's identity: its first event (a replaced store file has another)."""
-        store = _open_store(self.store_path)
-        try:
-            row = store.execute("SELECT originator_id, originator_version FROM stored_events "
-                                "ORDER BY rowid LIMIT 1").fetchone()
-        finally:
-            store.close()
-        return f"{row[0]}:{row[1]}" if row else ""
+        return log_origin(self.store_path)
 
     def _same_store(self, con: duckdb.DuckDBPyConnection) -> bool:
         """Were these read models built from this store file (not one it replaced)?"""
@@ -155,24 +139,17 @@ class ReadModels:
 
     # --- loading -----------------------------------------------------------------------
     def _batches(self, after: int) -> Iterator[pa.Table]:
-        store = _open_store(self.store_path)
-        try:
-            cur = store.execute(
-                "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
-                "WHERE rowid > ? ORDER BY rowid", (after,))
-            while rows := cur.fetchmany(BATCH):
-                pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True))
-                if self._upcast_topics:
-                    states = [self._current_state(t, s, i, v) for t, s, i, v in zip(topics, states, ids, versions, strict=True)]
-                yield pa.table({
-                    "position": pa.array(pos, pa.int64()),
-                    "aggregate_id": pa.array(ids, pa.string()),
-                    "version": pa.array(versions, pa.int32()),
-                    "topic": pa.array(topics, pa.string()),
-                    "state": pa.array(states, pa.binary()),
-                })
-        finally:
-            store.close()
+        for rows in log_rows(self.store_path, after, BATCH):
+            pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True))
+            if self._upcast_topics:
+                states = [self._current_state(t, s, i, v) for t, s, i, v in zip(topics, states, ids, versions, strict=True)]
+            yield pa.table({
+                "position": pa.array(pos, pa.int64()),
+                "aggregate_id": pa.array(ids, pa.string()),
+                "version": pa.array(versions, pa.int32()),
+                "topic": pa.array(topics, pa.string()),
+                "state": pa.array(states, pa.binary()),
+            })
 
     def _current_state(self, topic: str, state: bytes, oid: str, version: int) -> bytes:
         # Old event versions are upcast through the codec, so SQL sees one shape per type.

@@ -3,6 +3,7 @@
 from opeval.runner._campaign import CampaignRun, run_campaign, run_single
 from opeval.runner._campaign_file import CampaignFileError, CampaignPlan, PlannedTrial, load_campaign
 from opeval.runner._cleanup import CleanupReport, cleanup, finish_campaign_if_done, mark_aborted
+from opeval.runner._ray import RayOptions
 from opeval.runner._trial import TrialRequest, TrialResult, TrialStatus, harness_info, prepare, run_trial
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "CampaignPlan",
     "CampaignRun",
     "PlannedTrial",
+    "RayOptions",
     "CleanupReport",
     "TrialRequest",
     "TrialResult",

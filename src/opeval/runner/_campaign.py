@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import signal
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from opeval.errors import OpevalError, UsageError
 from opeval.events import Campaign, Scalar
 from opeval.runner._campaign_file import CampaignPlan, PlannedTrial
 from opeval.runner._cleanup import finish_campaign_if_done
+from opeval.runner._ray import RayOptions, check_store, run_on_ray
 from opeval.runner._trial import TrialRequest, TrialResult, TrialStatus, harness_info, prepare, run_trial, sole_error
 from opeval.store import EventStore
 
@@ -153,6 +155,7 @@ async def run_campaign(
     on_trial_status: Callable[[PlannedTrial, TrialStatus], Any] = lambda p, s: None,
     on_campaign: Callable[[CampaignRun], Any] = lambda r: None,
     handle_signals: bool = True,
+    ray: RayOptions | None = None,
 ) -> CampaignRun:
     """Run (or, with ``resume``, continue) the campaign of ``plan``.
 
@@ -161,7 +164,13 @@ async def run_campaign(
     ``resume`` later runs every index that has no finished trial, and only those.
     ``on_campaign`` hears of the campaign once it is recorded (or found), with the indexes
     already done; ``on_trial_status`` of each running trial's phase, for a progress display.
+
+    With ``ray``, each trial is a task on a Ray cluster instead of a task of this process
+    (see ``opeval.runner._ray``); ``parallel`` then caps the trials in flight (default:
+    as many as the cluster has CPUs for).
     """
+    if ray is not None:
+        check_store(store.path)  # before anything is recorded
     width = max(1, parallel or plan.parallel)
     requests = {t.index: TrialRequest(subject=plan.subject, runtime=plan.runtime, chaos=t.chaos, agent=t.agent,
                                       config=plan.config, seed=t.seed, sandbox=plan.sandbox) for t in plan.trials}
@@ -207,13 +216,22 @@ async def run_campaign(
             result.ran.append((t, r))
             on_trial_done(t, r)
 
+    def done_on_ray(t: PlannedTrial, r: TrialResult) -> None:
+        result.ran.append((t, r))
+        on_trial_done(t, r)
+
     with _campaign_lock(campaign.id):
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(watch_signals)
-            async with anyio.create_task_group() as tg:
-                for t in todo:
-                    tg.start_soon(one, t)
+            if ray is not None:
+                await anyio.to_thread.run_sync(functools.partial(
+                    run_on_ray, store, campaign, todo, requests, ray, width=parallel, caught=caught,
+                    on_start=on_trial_start, on_status=on_trial_status, on_done=done_on_ray))
+            else:
+                async with anyio.create_task_group() as tg:
+                    for t in todo:
+                        tg.start_soon(one, t)
             outer.cancel_scope.cancel()
         with contextlib.suppress(OpevalError):
             finish_campaign_if_done(store, campaign.id)

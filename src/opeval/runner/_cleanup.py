@@ -3,6 +3,7 @@ aborted. Found from the resource journal and from the event log, never by proces
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 from collections.abc import Iterable
@@ -10,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from opeval.errors import OpevalError
 from opeval.events import Campaign, Trial
 from opeval.runtimes import Reaped, is_same_process, reap_orphans
-from opeval.store import EventStore
+from opeval.store import EventStore, parse_store, same_store
 
 
 @dataclass
@@ -60,7 +63,10 @@ def mark_aborted(store: EventStore, trial_id: UUID, reason: str, reaped: Iterabl
     trial.record(Trial.TrialAborted, reason=reason, reaped=list(reaped), offset_s=offset)
     trial.record(Trial.TrialFinished, outcome="aborted", reason=reason, time_to_detect_s=None,
                  time_to_recover_s=None, offset_s=offset)
-    store.save(trial)
+    try:
+        store.save(trial)
+    except IntegrityError:  # another process (a worker's cleanup, the coordinator) recorded its end first
+        return False
     finish_campaign_if_done(store, trial.campaign_id)
     return True
 
@@ -88,7 +94,8 @@ def finish_campaign_if_done(store: EventStore, campaign_id: UUID) -> None:
     if resumable and not set(range(campaign.trials_planned)) <= done:
         return
     campaign.trigger_event(Campaign.CampaignFinished, outcomes=outcomes)
-    store.save(campaign)
+    with contextlib.suppress(IntegrityError):  # another process appended first; it (or the next call) finishes it
+        store.save(campaign)
 
 
 def cleanup(store: EventStore | None) -> CleanupReport:
@@ -103,7 +110,7 @@ def cleanup(store: EventStore | None) -> CleanupReport:
         what = [f"pid {p}" for p in r.killed] + [f"dir {d}" for d in r.removed]
         reason = "harness died mid-trial; its leftovers were reaped by cleanup"
         try:
-            if store is not None and Path(r.store).resolve() == store.path.resolve():
+            if store is not None and same_store(parse_store(r.store), store.path):
                 if mark_aborted(store, UUID(r.trial_id), reason, what):
                     report.aborted.append(UUID(r.trial_id))
             else:

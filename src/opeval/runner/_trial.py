@@ -12,6 +12,7 @@ import random
 import socket
 import time
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from opeval.events import (
 from opeval.monitor import Monitor
 from opeval.runtimes import RUNTIMES, Journal, MemberEvent, MemberSpec, RestartPolicy, Runtime, runtime_dir, self_identity
 from opeval.sandbox import check_mechanism, describe, operator_sandbox
-from opeval.store import EventStore, read_model_path
+from opeval.store import EventStore, read_model_path, store_address
 from opeval.subjects import SUBJECTS, Subject
 from opeval.workload import WorkloadWindow
 
@@ -181,7 +182,7 @@ async def run_trial(
     ttd: float | None = None
     ttr: float | None = None
     scope = cancel_scope or anyio.CancelScope()
-    journal = Journal(trial.id.hex, store.path)
+    journal = Journal(trial.id.hex, store_address(store.path))
     runtime = RUNTIMES.get(req.runtime)(
         trial_id=trial.id.hex, workspace=runtime_dir() / "trials" / trial.id.hex, journal=journal,
         restart_policy=RestartPolicy.parse(cfg.restart_policy), on_event=on_member_event,
@@ -446,7 +447,8 @@ class _TrialRun:
             control_socket=ctl, allowed_tools=allowed, client_urls=[e.client_url for e in subject.endpoints],
             member_dirs={e.name: runtime.member_dir(e.name) for e in subject.endpoints},
             mount_capped=runtime.mount_capped,
-            secrets=[record.store.path, read_model_path(record.store.path), runtime_dir()],
+            secrets=[p for p in (record.store.path, read_model_path(record.store.path), runtime_dir())
+                     if isinstance(p, Path)],
         ) as sandbox:
             incident = Incident(alert=alert, subject=req.subject, members=[e.name for e in subject.endpoints],
                                 tools=sandbox.tools, member_dirs=sandbox.member_dirs, guide=subject.operator_guide())

@@ -65,7 +65,7 @@ def journal_dir() -> Path:
 class Journal:
     """The journal file of one live trial, rewritten atomically on every change."""
 
-    def __init__(self, trial_id: str, store: Path) -> None:
+    def __init__(self, trial_id: str, store: Path | str) -> None:
         pid, ticks = self_identity()
         self.entry = JournalEntry(
             trial_id=trial_id, store=str(store), harness_pid=pid, harness_start_ticks=ticks

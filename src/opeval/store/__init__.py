@@ -1,5 +1,22 @@
-"""The event store (eventsourcing on SQLite) and where it lives by default."""
+"""The event store (eventsourcing on SQLite, or on PostgreSQL to scale out) and where it
+lives by default."""
 
-from opeval.store._store import ENV_VAR, EventStore, default_store_path, read_model_path, resolve_store_path
+from opeval.store._location import (
+    ENV_VAR,
+    PostgresURL,
+    StoreLocation,
+    data_home,
+    default_store_path,
+    is_database,
+    parse_store,
+    read_model_path,
+    resolve_store_path,
+    same_store,
+    store_address,
+)
+from opeval.store._copy import copy_events
+from opeval.store._store import EventStore, log_origin, log_rows, store_exists
 
-__all__ = ["ENV_VAR", "EventStore", "default_store_path", "read_model_path", "resolve_store_path"]
+__all__ = ["ENV_VAR", "EventStore", "copy_events", "PostgresURL", "StoreLocation", "data_home", "default_store_path",
+           "is_database", "log_origin", "log_rows", "parse_store", "read_model_path", "resolve_store_path", "same_store", "store_address",
+           "store_exists"]

@@ -1,4 +1,5 @@
-"""SQLite recorder tuned for bulk appends.
+"""The SQLite side of the store: a recorder tuned for bulk appends, and raw reads of the
+log for the projections.
 
 eventsourcing's SQLite application recorder inserts row by row to learn each row's
 notification id, which it only needs to notify subscribers and process applications.
@@ -8,7 +9,9 @@ a transaction's rows with one ``executemany`` and returns no ids.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -44,3 +47,40 @@ class BulkSQLiteRecorder(SQLiteApplicationRecorder):
             ],
         )
         return None
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    from opeval.errors import StoreError
+
+    if not path.exists():
+        raise StoreError(f"no store at {path} yet: run `opeval run` first or pass --store")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM stored_events LIMIT 1")
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"cannot read store {path} ({e}): is it an opeval store?") from None
+    return conn
+
+
+def rows_after(path: Path, after: int, batch: int) -> Iterator[list[tuple[int, str, int, str, bytes]]]:
+    """Every stored event after row ``after``, in order, ``batch`` at a time:
+    ``(position, hex aggregate id, version, topic, state)``, on a read-only connection."""
+    conn = _open_readonly(path)
+    try:
+        cur = conn.execute("SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+                           "WHERE rowid > ? ORDER BY rowid", (after,))
+        while rows := cur.fetchmany(batch):
+            yield rows
+    finally:
+        conn.close()
+
+
+def first_event(path: Path) -> tuple[str, int] | None:
+    """The first event's aggregate id (hex) and version: the log's identity."""
+    conn = _open_readonly(path)
+    try:
+        row = conn.execute("SELECT originator_id, originator_version FROM stored_events "
+                           "ORDER BY rowid LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    return (row[0], row[1]) if row else None

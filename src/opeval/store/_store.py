@@ -1,14 +1,17 @@
-"""The event store: eventsourcing on a SQLite file, with opeval's codec.
+"""The event store: eventsourcing on a SQLite file or a PostgreSQL database, with
+opeval's codec.
 
-Opening checks the file first (is it SQLite? an opeval store? can we take the write
-lock?) so that a bad store fails with one clear sentence, before a cluster starts and
-without writing a byte to the file.
+Opening checks the store first (is it SQLite? an opeval store? can we take the write
+lock? does the database answer?) so that a bad store fails with one clear sentence,
+before a cluster starts and without writing a byte to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,31 +22,14 @@ from eventsourcing.persistence import IntegrityError, Mapper, Notification
 
 from opeval.errors import NotFoundError, StoreError
 from opeval.events import Approval, ApprovalDecidedError, Campaign, CommandLabels, MsgspecMapper, Trial, event_name
+from opeval.store import _postgres, _sqlite
+from opeval.store._location import ENV_VAR, PostgresURL, StoreLocation, default_store_path, parse_store, \
+    read_model_path, resolve_store_path
 
-ENV_VAR = "OPEVAL_STORE"
 _TABLE = "stored_events"
 _TRIAL_STARTED = "opeval.trial:TrialStarted"
 _TRIAL_FINISHED = "opeval.trial:TrialFinished"
 _CAMPAIGN_STARTED = "opeval.campaign:CampaignStarted"
-
-
-def read_model_path(store_path: Path) -> Path:
-    """Where the read models of a store live: beside it, ``<store>.duckdb``."""
-    return Path(store_path).with_suffix(".duckdb")
-
-
-def default_store_path() -> Path:
-    """``$OPEVAL_STORE``, else ``$XDG_DATA_HOME/opeval/events.db`` (``~/.local/share``)."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "opeval" / "events.db"
-
-
-def resolve_store_path(store: Path | str | None) -> Path:
-    """The store a command uses: ``--store`` if given, else :func:`default_store_path`."""
-    return Path(store).expanduser() if store else default_store_path()
 
 
 class _StoreApplication(Application):  # type: ignore[type-arg]
@@ -100,39 +86,92 @@ def _check_file(path: Path, *, writable: bool, lock_timeout: float) -> None:
         conn.close()
 
 
+def _check_database(location: PostgresURL, *, writable: bool) -> None:
+    """Fail with a one-line StoreError if the database cannot serve as a store."""
+    with _postgres.connect(location) as conn:
+        exists = _postgres.table_exists(conn)
+    if not exists and not writable:
+        raise StoreError(f"no store in {location} yet: run `opeval run` first or pass --store")
+
+
+def store_exists(location: StoreLocation) -> bool:
+    """Is there a store at ``location`` yet? (A database counts once its table exists.)"""
+    if isinstance(location, PostgresURL):
+        try:
+            with _postgres.connect(location) as conn:
+                return _postgres.table_exists(conn)
+        except StoreError:  # unreachable is "not there" to a caller asking
+            return False
+    return Path(location).is_file()
+
+
+def log_rows(location: StoreLocation, after: int, batch: int) -> Iterator[list[tuple[int, str, int, str, bytes]]]:
+    """The raw log after position ``after`` (a notification id), ``batch`` rows at a time:
+    ``(position, hex aggregate id, version, topic, state)``. Read-only, for projections
+    that decode in bulk rather than event by event."""
+    if isinstance(location, PostgresURL):
+        return _postgres.rows_after(location, after, batch)
+    return _sqlite.rows_after(Path(location), after, batch)
+
+
+def log_origin(location: StoreLocation) -> str:
+    """The log's identity, ``<first aggregate id>:<version>`` ('' when empty): a store
+    replaced by another at the same location has another."""
+    if isinstance(location, PostgresURL):
+        first = _postgres.first_event(location)
+    else:
+        first = _sqlite.first_event(Path(location))
+    return f"{first[0]}:{first[1]}" if first else ""
+
+
 class EventStore:
-    """The append-only log of campaigns and trials.
+    """The append-only log of campaigns and trials, in a SQLite file or a PostgreSQL
+    database (``location``: a path, a ``postgresql://`` URL or a :class:`PostgresURL`).
 
     ``writable=False`` opens an existing store without creating or changing anything.
     """
 
-    def __init__(self, path: Path | str, *, writable: bool = True, lock_timeout: float = 10.0):
-        self.path = Path(path)
+    def __init__(self, location: StoreLocation | str, *, writable: bool = True, lock_timeout: float = 10.0):
+        self.path: StoreLocation = location if isinstance(location, PostgresURL) else parse_store(location)
         self.writable = writable
-        _check_file(self.path, writable=writable, lock_timeout=lock_timeout)
-        if not writable and not self.path.exists():
-            raise StoreError(f"no store at {self.path} yet: run `opeval run` first or pass --store")
-        env = {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(self.path),
-            "SQLITE_LOCK_TIMEOUT": str(max(1, int(lock_timeout))),
-            "APPLICATION_RECORDER_TOPIC": "opeval.store._sqlite:BulkSQLiteRecorder",
-            "CREATE_TABLE": "y" if writable else "n",
-            "AGGREGATE_CACHE_MAXSIZE": "",
-        }
+        self.is_database = isinstance(self.path, PostgresURL)
+        if isinstance(self.path, PostgresURL):
+            _check_database(self.path, writable=writable)
+            env = _postgres.recorder_env(self.path, writable=writable, lock_timeout=lock_timeout)
+            self._table, self._id, self._p = _postgres.TABLE, _postgres.HEX_ID, "%s"
+        else:
+            _check_file(self.path, writable=writable, lock_timeout=lock_timeout)
+            if not writable and not self.path.exists():
+                raise StoreError(f"no store at {self.path} yet: run `opeval run` first or pass --store")
+            env = {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.path),
+                "SQLITE_LOCK_TIMEOUT": str(max(1, int(lock_timeout))),
+                "APPLICATION_RECORDER_TOPIC": "opeval.store._sqlite:BulkSQLiteRecorder",
+                "CREATE_TABLE": "y" if writable else "n",
+                "AGGREGATE_CACHE_MAXSIZE": "",
+            }
+            self._table, self._id, self._p = _TABLE, "originator_id", "?"
         try:
             self.app = _StoreApplication(env=env)
-        except Exception as e:  # eventsourcing wraps sqlite errors in its own types
+        except Exception as e:  # eventsourcing wraps sqlite/psycopg errors in its own types
             raise StoreError(f"cannot open store {self.path}: {e}") from None
         self.recorder: Any = self.app.recorder
+        self._listener: Any = None
 
     # --- writing ---------------------------------------------------------------
     def save(self, *aggregates: Trial | Campaign | CommandLabels | Approval) -> None:
-        """Append the pending events of ``aggregates`` in one durable transaction."""
+        """Append the pending events of ``aggregates`` in one durable transaction.
+
+        Raises eventsourcing's ``IntegrityError`` (not a StoreError) when another process
+        appended to one of the aggregates first: the caller decides (reload and retry, or
+        give up a claim)."""
         if not self.writable:
             raise StoreError(f"store {self.path} was opened read-only")
         try:
             self.app.save(*aggregates)
+        except IntegrityError:
+            raise
         except Exception as e:
             raise StoreError(f"cannot write to store {self.path}: {e}") from e
 
@@ -181,11 +220,8 @@ class EventStore:
                 found.decide(decision, decided_by, reason)
                 self.save(found)
                 return found
-            except ApprovalDecidedError:
+            except (ApprovalDecidedError, IntegrityError):  # someone else decided in between
                 continue
-            except StoreError as e:
-                if not isinstance(e.__cause__, IntegrityError):  # someone else decided in between
-                    raise
         raise StoreError(f"cannot record the decision on trial {trial_id} step {step}: the store keeps changing")
 
     def events(self, originator_id: UUID, *, after: int = 0, limit: int | None = None) -> list[Any]:
@@ -209,18 +245,60 @@ class EventStore:
                 return
             start = page[-1].id + 1
 
+    def position(self) -> int:
+        """The last notification id in the log (0 when empty)."""
+        return self.recorder.max_notification_id() or 0  # type: ignore[no-any-return]
+
+    def wait_for_new(self, position: int, timeout: float) -> bool:
+        """Wait until the log has an event after ``position``, at most ``timeout``
+        seconds; True if it has. On PostgreSQL this sleeps on the table's NOTIFY channel
+        (no polling); on SQLite, which has no notifications, it checks every 0.1 s."""
+        deadline = time.monotonic() + timeout
+        if self.is_database:
+            listener = self.listener()
+            seen = listener.count  # before looking: an insert after the look still wakes us
+            while self.position() <= position:
+                left = deadline - time.monotonic()
+                if left <= 0 or not listener.wait(seen, left):
+                    return self.position() > position
+                seen = listener.count
+            return True
+        while True:
+            if self.position() > position:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def listener(self) -> _postgres.InsertListener:
+        """The store's LISTEN connection (PostgreSQL only), opened on first use."""
+        if self._listener is None:
+            self._listener = _postgres.InsertListener(self.path)  # type: ignore[arg-type]
+        return self._listener  # type: ignore[no-any-return]
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read-only query (``{t}``: the table, ``{id}``: the hex id, ``?``: a
+        parameter) on either backend; rows as tuples."""
+        sql = sql.format(t=self._table, id=self._id).replace("?", self._p)
+        if self.is_database:
+            with self.recorder.datastore.get_connection() as conn:
+                from psycopg.rows import tuple_row
+
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(sql, params)
+                    return list(cur.fetchall())
+        with self.recorder.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [tuple(r) for r in c.fetchall()]
+
     def resolve(self, prefix: str) -> tuple[str, UUID]:
         """Find the campaign or trial whose id starts with ``prefix`` (dashes ignored)."""
         key = prefix.replace("-", "").lower()
         if not key or any(ch not in "0123456789abcdef" for ch in key):
             raise NotFoundError(f"{prefix!r} is not an id or id prefix (hex digits)")
-        with self.recorder.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT originator_id, topic FROM {_TABLE} WHERE originator_version = 1 "
-                "AND topic IN (?, ?) AND originator_id LIKE ? LIMIT 11",
-                (_TRIAL_STARTED, _CAMPAIGN_STARTED, key + "%"),
-            )
-            rows = [(r[0], r[1]) for r in c.fetchall()]
+        rows = self._rows("SELECT {id}, topic FROM {t} WHERE originator_version = 1 "
+                          "AND topic IN (?, ?) AND {id} LIKE ? LIMIT 11",
+                          (_TRIAL_STARTED, _CAMPAIGN_STARTED, key + "%"))
         if not rows:
             raise NotFoundError(f"no campaign or trial id starts with {prefix!r}: see `opeval list`")
         if len(rows) > 1:
@@ -231,23 +309,22 @@ class EventStore:
 
     def is_finished(self, trial_id: UUID) -> bool:
         """Has the trial recorded its TrialFinished (one indexed lookup, no replay)?"""
-        with self.recorder.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT 1 FROM {_TABLE} WHERE originator_id = ? AND topic = ? LIMIT 1",
-                      (trial_id.hex, _TRIAL_FINISHED))
-            return c.fetchone() is not None
+        oid = trial_id if self.is_database else trial_id.hex
+        return bool(self._rows("SELECT 1 FROM {t} WHERE originator_id = ? AND topic = ? LIMIT 1",
+                               (oid, _TRIAL_FINISHED)))
 
     def unfinished_trials(self) -> list[UUID]:
         """Trials with a TrialStarted but no TrialFinished."""
-        with self.recorder.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT originator_id FROM {_TABLE} WHERE topic = ? "
-                f"EXCEPT SELECT originator_id FROM {_TABLE} WHERE topic = ?",
-                (_TRIAL_STARTED, _TRIAL_FINISHED),
-            )
-            return [UUID(r[0]) for r in c.fetchall()]
+        rows = self._rows("SELECT {id} FROM {t} WHERE topic = ? EXCEPT SELECT {id} FROM {t} WHERE topic = ?",
+                          (_TRIAL_STARTED, _TRIAL_FINISHED))
+        return [UUID(r[0]) for r in rows]
 
     def close(self) -> None:
-        """Release the file."""
+        """Release the file or the database connections."""
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                self._listener.close()
+            self._listener = None
         self.app.close()
 
     def __enter__(self) -> EventStore:
@@ -257,4 +334,5 @@ class EventStore:
         self.close()
 
 
-__all__ = ["ENV_VAR", "EventStore", "default_store_path", "event_name", "resolve_store_path"]
+__all__ = ["ENV_VAR", "EventStore", "log_origin", "log_rows", "PostgresURL", "StoreLocation", "default_store_path", "event_name",
+           "read_model_path", "resolve_store_path", "store_exists"]

@@ -7,6 +7,8 @@
   :class:`ChaosContract` and :class:`AgentContract`. Subclass one in a test module
   (``class TestMySubject(SubjectContract): subject_name = "mine"``) and pytest runs every
   check of the contract against your plugin, as opeval's own built-ins do.
+- :func:`postgres_server`: a throwaway PostgreSQL server (Debian's binaries) for tests
+  and benchmarks of the PostgreSQL store; :func:`fresh_database` adds an empty database.
 """
 
 from opeval.testing._contracts import (
@@ -18,6 +20,7 @@ from opeval.testing._contracts import (
     run_one_trial,
 )
 from opeval.testing._fakes import FakeRuntime, FakeSubject
+from opeval.testing._postgres import fresh_database, postgres_server
 
 __all__ = [
     "AgentContract",
@@ -27,5 +30,7 @@ __all__ = [
     "RuntimeContract",
     "SubjectContract",
     "fake_plugins",
+    "fresh_database",
+    "postgres_server",
     "run_one_trial",
 ]

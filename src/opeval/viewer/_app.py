@@ -35,6 +35,7 @@ from litestar.types import Message, Scope
 import opeval
 from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
 from opeval.events import DECISIONS
+from opeval.store import StoreLocation, resolve_store_path
 from opeval.viewer._charts import outcome_bar, outcome_legend
 from opeval.viewer._lock import COOKIE, TokenLock, session_value
 from opeval.viewer._data import FILTERS, SORTABLE, StoreView, WrongKindError, default_rules
@@ -261,6 +262,8 @@ async def _live(view: StoreView, tid: str, after: int, poll_s: float, heartbeat_
                 ) -> AsyncIterator[ServerSentEventMessage]:
     last, quiet = after, 0.0
     while True:
+        # PostgreSQL announces every insert (LISTEN/NOTIFY): wait for that instead of polling.
+        mark = await anyio.to_thread.run_sync(view.log_mark)
         events, finished = await anyio.to_thread.run_sync(view.trial_events_after, tid, last)
         for e in events:
             last = e.version
@@ -268,11 +271,16 @@ async def _live(view: StoreView, tid: str, after: int, poll_s: float, heartbeat_
         if finished:
             yield ServerSentEventMessage(data=msgspec.json.encode({"version": last}).decode(), event="finished")
             return
-        quiet = 0.0 if events else quiet + poll_s
+        if mark is not None:
+            announced = await anyio.to_thread.run_sync(view.wait_for_log, mark, heartbeat_s - quiet)
+            quiet = 0.0 if events or announced else heartbeat_s
+        else:
+            quiet = 0.0 if events else quiet + poll_s
         if quiet >= heartbeat_s:  # keeps proxies and idle timeouts from closing a quiet stream
             quiet = 0.0
             yield ServerSentEventMessage(comment="waiting for events", data=None)
-        await anyio.sleep(poll_s)
+        if mark is None:
+            await anyio.sleep(poll_s)
 
 
 @get("/api/compare", tags=["comparisons"], sync_to_thread=True, responses=_errors(400, 404, 503))
@@ -380,16 +388,17 @@ async def _security_headers(message: Message, scope: Scope) -> None:
         headers["Referrer-Policy"] = "no-referrer"
 
 
-def create_app(store_path: Path, *, poll_interval_s: float = 0.5, busy_timeout_s: float = 5.0,
+def create_app(store_path: StoreLocation | str, *, poll_interval_s: float = 0.5, busy_timeout_s: float = 5.0,
                cache_size: int = 32, token: str | None = None) -> Litestar:
     """The viewer of the store at ``store_path`` as an ASGI application.
 
-    ``poll_interval_s`` is how often a live page's stream looks for new events;
+    ``poll_interval_s`` is how often a live page's stream looks for new events in a
+    SQLite store (a PostgreSQL store announces them, and nothing polls);
     ``busy_timeout_s`` how long a request waits for read models another process holds;
     ``cache_size`` how many answers are kept while the store does not change (0: none);
     ``token``: every page and API call needs it (see ``_lock``).
     """
-    path = Path(store_path)
+    path = resolve_store_path(store_path)
     view = StoreView(path, busy_timeout_s=busy_timeout_s, cache_size=cache_size)
     return Litestar(
         on_shutdown=[view.close],

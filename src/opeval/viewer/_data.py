@@ -47,7 +47,7 @@ from opeval.projections import (
     rank_variants,
     summary,
 )
-from opeval.store import EventStore
+from opeval.store import EventStore, StoreLocation, resolve_store_path, store_exists
 from opeval.viewer._models import (
     VariantRank,
     CampaignComparison,
@@ -121,8 +121,8 @@ class StoreView:
     as neither the log nor the read models change (0: none).
     """
 
-    def __init__(self, store_path: Path, *, busy_timeout_s: float = 5.0, cache_size: int = 32) -> None:
-        self.store_path = Path(store_path)
+    def __init__(self, store_path: StoreLocation | str, *, busy_timeout_s: float = 5.0, cache_size: int = 32) -> None:
+        self.store_path = resolve_store_path(store_path)
         self.busy_timeout_s = busy_timeout_s
         self.cache_size = cache_size
         self._answers: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = OrderedDict()
@@ -159,6 +159,19 @@ class StoreView:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+    def log_mark(self) -> int | None:
+        """On PostgreSQL, how many inserts the server has announced so far (hand it to
+        :meth:`wait_for_log`); None on SQLite, whose readers poll."""
+        with self.events_store() as es:
+            return es.listener().count if es.is_database else None
+
+    def wait_for_log(self, mark: int, timeout: float) -> bool:
+        """Block until the server announces an insert after ``mark`` (PostgreSQL's
+        LISTEN/NOTIFY: no polling), at most ``timeout`` seconds; True if it did."""
+        with self.events_store() as es:
+            listener = es.listener()
+        return listener.wait(mark, timeout)
 
     def resolve(self, prefix: str, want: str) -> str:
         """The hex id of the ``want`` (campaign or trial) whose id starts with ``prefix``."""
@@ -242,7 +255,7 @@ class StoreView:
         return value
 
     def _open(self) -> tuple[duckdb.DuckDBPyConnection, int, contextlib.ExitStack]:
-        if not self.store_path.is_file():  # never leave read models beside a store that is not there
+        if not store_exists(self.store_path):  # never leave read models beside a store that is not there
             raise StoreError(f"no store at {self.store_path}: run `opeval run` first or pass --store")
         deadline = time.monotonic() + self.busy_timeout_s
         delay = 0.05

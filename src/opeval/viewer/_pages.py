@@ -77,7 +77,7 @@ def make_environment(templates: Path) -> Environment:
 class Pages:
     """Renders the viewer's templates."""
 
-    def __init__(self, store_path: Path) -> None:
+    def __init__(self, store_path: object) -> None:
         self.env = make_environment(viewer_dir() / "templates")
         self.store_path = store_path
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from opeval.errors import EnvironmentProblem, UsageError
+from opeval.store import StoreLocation
 from opeval.viewer._app import create_app
 
 
@@ -57,7 +58,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(store_path: Path, sock: socket.socket, *, on_ready: Callable[[str], None] | None = None,
+def serve(store_path: StoreLocation, sock: socket.socket, *, on_ready: Callable[[str], None] | None = None,
           token: str | None = None) -> None:
     """Serve the viewer of ``store_path`` on ``sock`` until interrupted (Ctrl-C, SIGTERM);
     with ``token``, locked."""
