@@ -39,7 +39,9 @@ class Subject(Protocol):
 
     # --- shape ---------------------------------------------------------------------
     def member_names(self, count: int) -> list[str]:
-        """Names of a ``count``-member cluster, in order; UsageError if the size is not allowed."""
+        """Names of a cluster whose scalable tier has ``count`` members, in start order (a subject
+        may add a fixed tier: the rate limiter's Redis and Sentinels); UsageError if the size is
+        not allowed."""
         ...
 
     def plan(self, runtime: Runtime, count: int, cluster_token: str, *, peer_fronts: bool = False) -> list[MemberSpec]:
