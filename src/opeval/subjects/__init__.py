@@ -8,7 +8,7 @@ subject should pass.
 
 from opeval._plugins import Registry
 from opeval.subjects._base import SubjectBase
-from opeval.subjects._protocol import SpaceQuota, Subject, SubjectFactory
+from opeval.subjects._protocol import SharedStore, SpaceQuota, Subject, SubjectFactory
 from opeval.subjects._symptoms import member_symptoms
 from opeval.subjects.etcd import EtcdClient, EtcdError, EtcdSubject, etcd_bin_dir
 from opeval.subjects.ratelimiter import RateLimiterSubject
@@ -18,5 +18,5 @@ SUBJECTS: Registry[SubjectFactory] = Registry("subject", "opeval.subjects")
 SUBJECTS.register("etcd")(EtcdSubject)
 SUBJECTS.register("ratelimiter")(RateLimiterSubject)
 
-__all__ = ["SUBJECTS", "EtcdClient", "EtcdError", "EtcdSubject", "RateLimiterSubject", "SpaceQuota", "Subject", "SubjectBase", "SubjectFactory",
+__all__ = ["SUBJECTS", "EtcdClient", "EtcdError", "EtcdSubject", "RateLimiterSubject", "SharedStore", "SpaceQuota", "Subject", "SubjectBase", "SubjectFactory",
            "etcd_bin_dir", "member_symptoms"]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
@@ -21,7 +22,8 @@ async def connect(url: str, timeout_s: float) -> AsyncIterator[aioredis.Redis]:
     try:
         yield client
     finally:
-        await client.aclose()
+        with anyio.CancelScope(shield=True):  # a cancelled probe still closes its socket
+            await client.aclose()
 
 
 async def redis_info(url: str, timeout_s: float) -> dict[str, Any]:

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from opeval.agents import AgentResult, AgentTools, Incident
 
 #: The kinds that apply: process faults, and the Redis-side ones of :mod:`opeval.chaos`.
-CHAOS_KINDS = ("node_kill", "pause")
+CHAOS_KINDS = ("node_kill", "pause", "write_pause", "store_cut", "store_latency", "memory_pressure",
+               "traffic_burst", "config_drift")
 REDIS = ("redis-1", "redis-2")
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
 _SETNAME = re.compile(rb"\$7\r\nSETNAME\r\n\$\d+\r\n([^\r]+)\r\n", re.IGNORECASE)
@@ -74,6 +75,7 @@ class RateLimiterSubject(SubjectBase):
         self.service = str(self.settings["service"])
         self._fronts: dict[str, int] = {}
         self._by_addr: dict[str, str] = {}  # "127.0.0.1:port" of a Redis server -> its member name
+        self._member_dirs: dict[str, Path] = {}
         self._probe_key = f"opeval/probe/{uuid.uuid4().hex[:12]}"
 
     # --- shape -------------------------------------------------------------------
@@ -86,6 +88,8 @@ class RateLimiterSubject(SubjectBase):
     def limiters(self) -> list[str]:
         """The limiter nodes (the Redis tier's clients)."""
         return [e.name for e in self._endpoints if e.name.startswith("limiter-")]
+
+    store_clients = limiters
 
     def store_members(self) -> list[str]:
         """The Redis servers and Sentinels."""
@@ -108,7 +112,7 @@ class RateLimiterSubject(SubjectBase):
         routes = ",".join(f"{addr[n]}={runtime.host}:{self._fronts[n]}" for n in store if n in self._fronts)
         specs = []
         for n in names:
-            mdir = runtime.member_dir(n)
+            mdir = self._member_dirs[n] = runtime.member_dir(n)
             (mdir / "data").mkdir(exist_ok=True)
             common = {"env": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, "cwd": str(mdir),
                       "log_path": str(mdir / "member.log"), "data_dir": str(mdir / "data")}
@@ -343,10 +347,38 @@ class RateLimiterSubject(SubjectBase):
             return None
         return (time.perf_counter() - t0) * 1000 if r.status_code in (200, 429) else None
 
-    async def primary_url(self, http: httpx.AsyncClient) -> str | None:
-        """The ``redis://`` address of the primary the Sentinels agree on now."""
-        state = await self.observe(http, {})
-        return self.endpoint(state.leader).client_url if state.leader else None
+    async def store_primary(self, http: httpx.AsyncClient) -> str | None:
+        """The Redis server the Sentinels agree is primary now."""
+        return (await self.observe(http, {})).leader
+
+    async def store_command(self, member: str, *args: Scalar) -> Any:
+        """One Redis command on ``member``."""
+        return await _probe.command(self.endpoint(member).client_url, 2.0, *args)
+
+    async def admit(self, http: httpx.AsyncClient, member: str, key: str) -> bool | None:
+        """One ``/check`` on ``key`` through node ``member``."""
+        try:
+            r = await http.get(f"{self.endpoint(member).client_url}/check", params={"key": key}, timeout=1.0)
+        except httpx.HTTPError:
+            return None
+        return {200: True, 429: False}.get(r.status_code)
+
+    def set_configured_limit(self, member: str, limit: int | None) -> int:
+        """Rewrite node ``member``'s ``limiter.json`` (read when it starts)."""
+        path = self._member_dirs[member] / "limiter.json"
+        config = json.loads(path.read_text())
+        old = int(config["limit"])
+        config["limit"] = self.limit if limit is None else limit
+        path.write_text(json.dumps(config))
+        return old
+
+    async def live_limit(self, http: httpx.AsyncClient, member: str) -> int | None:
+        """What node ``member``'s ``/limits`` says."""
+        try:
+            r = await http.get(f"{self.endpoint(member).client_url}/limits", timeout=1.0)
+            return int(r.json()["limit"]) if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
 
     # --- the workload -------------------------------------------------------------------
     def workload(self, http: httpx.AsyncClient, *, rate_hz: float, clock: Callable[[], float], seed: int,
