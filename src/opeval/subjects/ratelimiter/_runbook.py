@@ -29,6 +29,8 @@ async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> Agen
         await tools.shell(f"nodectl logs {member} -n 20")
         await tools.shell(f"nodectl {'restart' if state.startswith('paused') else 'start'} {member}")
         repaired.append(f"restarted {member}")
+        if member.startswith("redis-"):
+            await _rejoin_as_replica(tools, member)
     if "writes failing" in nodes.stdout:
         tools.note("Redis refuses writes (a client pause): unpausing it.")
         await tools.shell("redis-cli CLIENT UNPAUSE")
@@ -46,7 +48,7 @@ async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> Agen
             tools.note(f"{node} runs with limit {got}, the others {limit}: configuration drift. Setting it back.")
             await tools.shell(f"rlctl limits set {node} {limit}")
             repaired.append(f"set {node} back to {limit}")
-    for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
+    for delay in (0.5, 1.0, 2.0, 4.0, 8.0, 8.0):
         nodes = await tools.shell("rlctl nodes")
         if nodes.exit_code == 0 and not down_members((await tools.shell("nodectl status")).stdout):
             tools.note("Every node reaches Redis and every member runs.")
@@ -54,3 +56,17 @@ async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> Agen
                                declared_resolved=True)
         await anyio.sleep(delay)
     return AgentResult("done", "nodes still unhealthy after the runbook's steps", declared_resolved=False)
+
+
+async def _rejoin_as_replica(tools: AgentTools, member: str) -> None:
+    """A Redis server restarted after a failover comes back as the primary its config names:
+    point it at the primary the Sentinels agree on now (what Sentinel would do, sooner)."""
+    topology = (await tools.shell("rlctl topology")).stdout
+    found = re.search(rf"^{re.escape(member)}\s+redis\s+(\S+):(\d+)", topology, re.MULTILINE)
+    current = await tools.shell("redis-cli CLIENT INFO")  # which server the Sentinels sent us to
+    addr = re.search(r"laddr=(\S+):(\d+)", current.stdout)
+    if not found or not addr or (found.group(1), found.group(2)) == (addr.group(1), addr.group(2)):
+        return  # it is the primary, or the topology could not be read
+    tools.note(f"{member} is back; the Sentinels' primary is {addr.group(1)}:{addr.group(2)}: "
+               f"making {member} its replica instead of a second primary.")
+    await tools.shell(f"redis-cli -p {found.group(2)} REPLICAOF {addr.group(1)} {addr.group(2)}")

@@ -250,9 +250,17 @@ class RateLimiterSubject(SubjectBase):
                 if float(m.detail.get("redis_ms") or 0) > float(self.settings["high_latency_ms"])]
         if slow:
             found.append(f"high latency to Redis: {', '.join(slow)}")
+        found += self._rogue_primaries(now)
         found += self._drift(now)
         found += self._ghosts(baseline, now)
         return found
+
+    @staticmethod
+    def _rogue_primaries(now: ClusterState) -> list[str]:
+        """Redis servers that act as primary although the Sentinels name another (an old primary
+        back from the dead before Sentinel demotes it: writes sent there would be lost)."""
+        return [f"{m.name} is a second primary (the Sentinels name {now.leader})" for m in now.members
+                if m.role == "primary" and now.leader and m.name != now.leader]
 
     def _drift(self, now: ClusterState) -> list[str]:
         nodes = [m for m in now.members if m.role == "limiter" and m.reachable]
@@ -299,6 +307,7 @@ class RateLimiterSubject(SubjectBase):
         p = by_name.get(leader)
         if p is None or p.role != "primary":
             unmet.append(f"{leader} is not a primary")
+        unmet += self._rogue_primaries(now)
         expected_replicas = sum(1 for m in baseline.members if m.role == "replica")
         if p is not None and int(p.detail.get("replicas") or 0) < expected_replicas:
             unmet.append(f"replication: {leader} has {p.detail.get('replicas', 0)} of {expected_replicas} replicas")
@@ -398,8 +407,10 @@ class RateLimiterSubject(SubjectBase):
         real = shutil.which("redis-cli", path="/usr/bin:/usr/local/bin:" + os.environ.get("PATH", "")) or "redis-cli"
         cli = bin_dir / "redis-cli"
         cli.write_text(_REDIS_CLI.format(real=real))
-        rlctl = bin_dir / "rlctl"
-        rlctl.write_text(f'#!/bin/sh\nexec {sys.executable} -I {RLCTL_PY} "$@"\n')
+        from opeval.sandbox import interpreter  # the Python the sandbox can run (its nodectl's)
+
+        rlctl = bin_dir / "rlctl"  # standard library only: it starts in milliseconds
+        rlctl.write_text(f"#!{interpreter()[0]} -I\n" + RLCTL_PY.read_text())
         for tool in (cli, rlctl):
             tool.chmod(0o755)
         ep = {e.name: e.client_url.split("://", 1)[1] for e in self._endpoints}
