@@ -29,15 +29,10 @@ async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> Agen
         await tools.shell(f"nodectl logs {member} -n 20")
         await tools.shell(f"nodectl {'restart' if state.startswith('paused') else 'start'} {member}")
         repaired.append(f"restarted {member}")
-        if member.startswith("redis-"):
-            await _rejoin_as_replica(tools, member)
-    if "writes failing" in nodes.stdout:
-        tools.note("Redis refuses writes (a client pause): unpausing it.")
-        await tools.shell("redis-cli CLIENT UNPAUSE")
-        repaired.append("unpaused Redis")
+    repaired += await _align_redis(tools, unpause="writes failing" in nodes.stdout)
     memory = await tools.shell("redis-cli CONFIG GET maxmemory")
     cap = memory.stdout.split()[-1] if memory.stdout.split() else "0"
-    if cap not in ("0", "maxmemory") or "evicted" in incident.alert:
+    if cap not in ("0", "maxmemory"):
         tools.note(f"maxmemory is {cap}: counters are being evicted. Lifting the cap.")
         await tools.shell("redis-cli CONFIG SET maxmemory 0")
         await tools.shell("redis-cli CONFIG SET maxmemory-policy noeviction")
@@ -58,15 +53,25 @@ async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> Agen
     return AgentResult("done", "nodes still unhealthy after the runbook's steps", declared_resolved=False)
 
 
-async def _rejoin_as_replica(tools: AgentTools, member: str) -> None:
-    """A Redis server restarted after a failover comes back as the primary its config names:
-    point it at the primary the Sentinels agree on now (what Sentinel would do, sooner)."""
+async def _align_redis(tools: AgentTools, *, unpause: bool) -> list[str]:
+    """Every Redis server: unpause it if the nodes' writes fail, and make any primary other
+    than the one the Sentinels name its replica (an old primary back after a failover)."""
+    done = []
     topology = (await tools.shell("rlctl topology")).stdout
-    found = re.search(rf"^{re.escape(member)}\s+redis\s+(\S+):(\d+)", topology, re.MULTILINE)
-    current = await tools.shell("redis-cli CLIENT INFO")  # which server the Sentinels sent us to
-    addr = re.search(r"laddr=(\S+):(\d+)", current.stdout)
-    if not found or not addr or (found.group(1), found.group(2)) == (addr.group(1), addr.group(2)):
-        return  # it is the primary, or the topology could not be read
-    tools.note(f"{member} is back; the Sentinels' primary is {addr.group(1)}:{addr.group(2)}: "
-               f"making {member} its replica instead of a second primary.")
-    await tools.shell(f"redis-cli -p {found.group(2)} REPLICAOF {addr.group(1)} {addr.group(2)}")
+    servers = re.findall(r"^(redis-\d+)\s+redis\s+(\S+):(\d+)", topology, re.MULTILINE)
+    for name, host, port in servers:
+        if unpause:
+            tools.note(f"The nodes' writes fail: lifting any client pause on {name}.")
+            await tools.shell(f"redis-cli -p {port} CLIENT UNPAUSE")
+            done.append(f"unpaused {name}")
+    for name, host, port in servers:
+        role = (await tools.shell(f"redis-cli -p {port} ROLE")).stdout.split()
+        # asked again for each server: a failover may be under way
+        current = await tools.shell("redis-cli CLIENT INFO")  # redis-cli goes where the Sentinels point
+        addr = re.search(r"laddr=(\S+):(\d+)", current.stdout)
+        if addr and role[:1] == ["master"] and (host, port) != (addr.group(1), addr.group(2)):
+            tools.note(f"{name} acts as a primary, but the Sentinels' primary is {addr.group(1)}:{addr.group(2)}: "
+                       f"making {name} its replica.")
+            await tools.shell(f"redis-cli -p {port} REPLICAOF {addr.group(1)} {addr.group(2)}")
+            done.append(f"made {name} a replica")
+    return done
