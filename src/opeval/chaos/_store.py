@@ -32,6 +32,7 @@ from opeval.runtimes import Runtime
 from opeval.subjects import SharedStore, Subject
 
 _BALLAST = "opeval:chaos:ballast:"
+_BALLAST_BYTES = 16384
 
 
 def _store(ctx: ChaosContext) -> SharedStore:
@@ -209,69 +210,90 @@ class StoreLatency(StoreFault):
 
 
 class MemoryPressure(StoreFault):
-    """Cap the primary's memory just above its use with ``volatile-random`` eviction, then fill
-    it with ballast (keys without expiry): the counters (keys with one) are evicted."""
+    """A noisy neighbour in the store: the primary capped just above its use with
+    ``volatile-random`` eviction, and ballast (keys without expiry) written up to the cap,
+    then a trickle more: counters (keys with an expiry) are evicted one by one while writes
+    still succeed, so their keys admit afresh. The writer stops at ``ballast_mb`` (default 64)."""
 
     kind = "memory_pressure"
 
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self.written = 0
+
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
-        """Target: the primary; ``headroom_mb`` 1..64 (default 2)."""
+        """Target: the primary; ``headroom_mb`` 1..64 (default 1); ``ballast_mb`` 1..1024; optional ``duration_s``."""
         if spec.target not in ("leader", "primary", "random"):
             raise UsageError(f"memory_pressure caps the store's primary: target leader, not {spec.target!r}")
-        _number(spec, "headroom_mb", 2, 1, 64)
+        _number(spec, "headroom_mb", 1, 1, 64)
+        _number(spec, "ballast_mb", 64, 1, 1024)
         validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
-        """Save the primary's memory settings, cap it, fill it."""
+        """Save the primary's memory settings, cap it, start the ballast writer."""
         store = _store(ctx)
         primary = await store.store_primary(ctx.http) or str(ctx.before.leader)
         old_max = _config(await store.store_command(primary, "CONFIG", "GET", "maxmemory"))
         old_policy = _config(await store.store_command(primary, "CONFIG", "GET", "maxmemory-policy"))
         info = await store.store_command(primary, "INFO", "memory")
         used = int(info["used_memory"]) if isinstance(info, dict) else 0
-        cap = used + int(_number(spec, "headroom_mb", 2, 1, 64) * 1024 * 1024)
+        cap = used + int(_number(spec, "headroom_mb", 1, 1, 64) * 1024 * 1024)
         await store.store_command(primary, "CONFIG", "SET", "maxmemory-policy", "volatile-random")
         await store.store_command(primary, "CONFIG", "SET", "maxmemory", cap)
-        written = 0
-        for i in range(4096):  # until the ballast no longer fits (OOM: nothing left to evict)
-            try:
-                await store.store_command(primary, "SET", f"{_BALLAST}{i}", "x" * 16384)
-            except Exception:  # noqa: BLE001 - the cap refused it: the primary is full
-                break
-            written += 1
+        keys = int(_number(spec, "ballast_mb", 64, 1, 1024) * 1024 * 1024) // _BALLAST_BYTES
+        self._stop.clear()
+        self._writer = threading.Thread(target=anyio.run, args=(self._fill, store, primary, cap, keys), daemon=True,
+                                        name="opeval-ballast")
+        self._writer.start()
         return Injection(target=primary, detail={
-            "maxmemory_before": old_max, "policy_before": old_policy, "maxmemory": cap,
-            "ballast_keys": written})
+            "maxmemory_before": old_max, "policy_before": old_policy, "maxmemory": cap, "ballast_keys": keys})
+
+    async def _fill(self, store: SharedStore, primary: str, cap: int, keys: int) -> None:
+        """Fill to just under the cap in 16 KiB pieces, then trickle 512 bytes every 0.1 s: each
+        trickle evicts about one counter, while writes still succeed (counters come back)."""
+        for i in range(keys):
+            if self._stop.is_set():
+                return
+            try:
+                used = int((await store.store_command(primary, "INFO", "memory"))["used_memory"])
+                size = _BALLAST_BYTES if used < cap - 4 * _BALLAST_BYTES else 512
+                await store.store_command(primary, "SET", f"{_BALLAST}{i}", "x" * size)
+                self.written = i + 1
+            except Exception:  # noqa: BLE001 - out of memory (nothing left to evict) or down: keep pressing
+                pass
+            if size < _BALLAST_BYTES:
+                await anyio.sleep(0.1)
 
     async def verify(self, injection: Injection, ctx: ChaosContext, timeout_s: float) -> Verification:
-        """Observed when the primary reports counters evicted (``evicted_keys`` grows)."""
+        """Observed when the primary reports keys evicted (``evicted_keys`` grows: the counters)."""
         store = _store(ctx)
         start = _evicted(await store.store_command(injection.target, "INFO", "stats"))
         deadline = time.monotonic() + timeout_s
-        clients = sorted(store.store_clients())
-        n = 0
         while time.monotonic() < deadline:
-            for _ in range(20):  # counters written now must evict older ones
-                n += 1
-                await store.admit(ctx.http, clients[n % len(clients)], f"opeval/chaos/pressure-{n}")
             evicted = _evicted(await store.store_command(injection.target, "INFO", "stats"))
             if evicted > start:
                 return Verification(
-                    effect=f"{injection.target} (primary) is out of memory: capped at "
-                           f"{int(injection.detail['maxmemory']) // 1024} KiB, it evicted {evicted - start} counters",
+                    effect=f"{injection.target} (primary) is under memory pressure: capped at "
+                           f"{int(injection.detail['maxmemory']) // 1024} KiB and filling, it evicted "
+                           f"{evicted - start} counters",
                     observations={"member": injection.target, "evicted_keys": evicted - start,
-                                  "maxmemory": injection.detail["maxmemory"],
-                                  "ballast_keys": injection.detail["ballast_keys"]})
+                                  "maxmemory": injection.detail["maxmemory"], "ballast_keys": self.written})
             await anyio.sleep(0.05)
         raise ChaosVerificationError(f"{injection.target} evicted nothing under its memory cap")
 
     async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
-        """Drop the ballast, restore the memory cap and policy (idempotent)."""
+        """Stop the writer, drop the ballast, restore the memory cap and policy (idempotent)."""
+        if self._writer is not None:
+            self._stop.set()
+            await anyio.to_thread.run_sync(self._writer.join, 5.0)
+            self._writer = None
         store = _store(ctx)
         try:
             removed = 0
-            for i in range(int(injection.detail["ballast_keys"]) + 1):  # type: ignore[arg-type]
-                removed += int(await store.store_command(injection.target, "UNLINK", f"{_BALLAST}{i}"))
+            for i in range(0, int(injection.detail["ballast_keys"]), 256):  # type: ignore[arg-type]
+                removed += int(await store.store_command(injection.target, "UNLINK", *(
+                    f"{_BALLAST}{j}" for j in range(i, min(i + 256, int(injection.detail["ballast_keys"]))))))  # type: ignore[arg-type]
             cap = await store.store_command(injection.target, "CONFIG", "GET", "maxmemory")
             if _config(cap) == str(injection.detail["maxmemory_before"]) and not removed:
                 return None
@@ -281,8 +303,9 @@ class MemoryPressure(StoreFault):
                                       injection.detail["policy_before"])
         except Exception:  # noqa: BLE001 - the member is gone: its settings went with it
             return None
-        return (f"{removed} ballast keys removed; maxmemory {injection.detail['maxmemory_before']}, "
-                f"policy {injection.detail['policy_before']} restored on {injection.target}")
+        return (f"ballast writer stopped, {removed} ballast keys removed; maxmemory "
+                f"{injection.detail['maxmemory_before']}, policy {injection.detail['policy_before']} restored on "
+                f"{injection.target}")
 
 
 def _config(reply: Any) -> str:

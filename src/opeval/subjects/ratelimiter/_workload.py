@@ -1,8 +1,9 @@
 """The rate limiter's workload: clients at known rates on known keys, and its safety check.
 
-One client per key, each sending ``/check`` at its own steady rate to the nodes in turn
-(the next node if one does not answer). The ``over`` key is sent twice the limit's rate,
-so about half is rejected; the ``under`` keys half of it, so nothing should be. Every
+One client per key, each sending ``/check`` at its own steady rate (open loop: a slow
+answer does not delay the next request) to the nodes in turn (the next node if one does
+not answer). The ``over`` key gets 60% of the rate (1.5 times the limit at the defaults),
+so a third is rejected; each ``under`` key 20% (half the limit), so nothing should be. Every
 decision is kept with the Redis time the node's script read, and the check judges them
 against the limit, exactly as the script should have:
 
@@ -76,14 +77,16 @@ class LimiterWorkload:
         self.tolerance, self.clock, self.timeout_s = tolerance, clock, timeout_s
         self.on_sample, self.sample_every_s = on_sample, sample_every_s
         self.key_prefix = f"opeval/wl/{seed}-{time.time_ns() % 1_000_000_000:09d}/"
-        self.keys = {f"{self.key_prefix}over": rate_hz / 2, f"{self.key_prefix}under-1": rate_hz / 4,
-                     f"{self.key_prefix}under-2": rate_hz / 4}
+        # known rates on known keys: at the default 50/s and limit 20/s, 1.5x and 0.5x the limit
+        self.keys = {f"{self.key_prefix}over": rate_hz * 0.6, f"{self.key_prefix}under-1": rate_hz * 0.2,
+                     f"{self.key_prefix}under-2": rate_hz * 0.2}
         self.ledgers = {k: KeyLedger(rate) for k, rate in self.keys.items()}
         self.totals = WorkloadWindow(start_s=0.0)
         self.unavailable: list[TimeWindow] = []
         self._window = WorkloadWindow(start_s=0.0)
         self._outage_start: float | None = None
         self._next_node = 0
+        self.max_in_flight = 16
 
     async def run(self) -> None:
         """Every key's client at once, until cancelled."""
@@ -111,12 +114,25 @@ class LimiterWorkload:
         self._window = WorkloadWindow(start_s=end_s)
 
     async def _client(self, key: str) -> None:
+        """Open loop: each request leaves on its schedule, whatever the ones before it are
+        waiting for (at most :attr:`max_in_flight` per key), as independent clients would."""
         interval = 1.0 / self.keys[key]
         next_at = time.monotonic()
-        while True:
-            await self._one(key)
-            next_at = max(next_at + interval, time.monotonic())
-            await anyio.sleep(max(0.0, next_at - time.monotonic()))
+        limiter = anyio.CapacityLimiter(self.max_in_flight)
+
+        async def one() -> None:
+            async with limiter:
+                await self._one(key)
+
+        async with anyio.create_task_group() as tg:
+            while True:
+                if limiter.borrowed_tokens < self.max_in_flight:
+                    tg.start_soon(one)
+                else:  # saturated: the request is not sent, and counts as one without a decision
+                    self._window.writes_failed += 1
+                    self.totals.writes_failed += 1
+                next_at = max(next_at + interval, time.monotonic() - 1.0)
+                await anyio.sleep(max(0.0, next_at - time.monotonic()))
 
     async def _one(self, key: str) -> None:
         ledger = self.ledgers[key]
