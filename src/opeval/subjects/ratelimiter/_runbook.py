@@ -24,7 +24,10 @@ async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> Agen
     nodes = await tools.shell("rlctl nodes")
     await tools.shell("redis-cli INFO replication")
     repaired: list[str] = []
-    for member, state in down_members(status.stdout).items():
+    down = down_members(status.stdout)
+    if any(m.startswith("redis-") for m in down):
+        await _await_failover(tools)
+    for member, state in down.items():
         tools.note(f"{member} is {state}: reading its log, then bringing it back.")
         await tools.shell(f"nodectl logs {member} -n 20")
         await tools.shell(f"nodectl {'restart' if state.startswith('paused') else 'start'} {member}")
@@ -75,3 +78,13 @@ async def _align_redis(tools: AgentTools, *, unpause: bool) -> list[str]:
             await tools.shell(f"redis-cli -p {port} REPLICAOF {addr.group(1)} {addr.group(2)}")
             done.append(f"made {name} a replica")
     return done
+
+
+async def _await_failover(tools: AgentTools) -> None:
+    """A Redis server is down: let the Sentinels finish promoting a replica before it comes
+    back (a primary without persistence restarted first would return empty, and be kept)."""
+    tools.note("A Redis server is down: waiting for the Sentinels to name a primary that answers before touching it.")
+    for delay in (0.5, 0.5, 1.0, 1.0, 2.0, 2.0):
+        if (await tools.shell("redis-cli ROLE")).stdout.split()[:1] == ["master"]:
+            return
+        await anyio.sleep(delay)

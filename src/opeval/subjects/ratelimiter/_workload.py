@@ -85,7 +85,7 @@ class LimiterWorkload:
         self.unavailable: list[TimeWindow] = []
         self._window = WorkloadWindow(start_s=0.0)
         self._outage_start: float | None = None
-        self._next_node = 0
+        self._next_node = dict.fromkeys(self.keys, 0)  # each key's client goes round every node
         self.max_in_flight = 16
 
     async def run(self) -> None:
@@ -140,7 +140,7 @@ class LimiterWorkload:
         answer: dict[str, Any] | None = None
         lost = False  # a request sent that may have reached Redis without its reply reaching us
         for attempt in range(len(self.urls)):
-            url = self.urls[(self._next_node + attempt) % len(self.urls)]
+            url = self.urls[(self._next_node[key] + attempt) % len(self.urls)]
             try:
                 r = await self.http.get(f"{url}/check", params={"key": key}, timeout=self.timeout_s)
             except httpx.TimeoutException:
@@ -152,7 +152,7 @@ class LimiterWorkload:
                 answer = r.json()
                 break
             lost = lost or r.status_code >= 500
-        self._next_node = (self._next_node + 1) % len(self.urls)
+        self._next_node[key] = (self._next_node[key] + 1) % len(self.urls)
         w, t = self._window, self.totals  # the window open now (the sampler may have moved on)
         if lost:
             ledger.unknown.append((sent_us, time.time_ns() // 1000 + self.window_us))
@@ -206,4 +206,6 @@ class LimiterWorkload:
         samples += [f"{k.removeprefix(self.key_prefix)}: {len(v)} wrongly rejected"
                     + ("" if beyond else " (within tolerance)") for k, v in wrong.items() if v]
         return DataSafety(acknowledged=decisions, present=decisions - n_over - beyond, missing=n_over, wrong=beyond,
-                          unreadable=0, sample_missing=samples[:10], error=None)
+                          unreadable=0, sample_missing=samples[:10], error=None, broken="rate limit broken",
+                          missing_word="over-admitted", wrong_word="wrongly rejected beyond tolerance",
+                          fails_recovery=False)
