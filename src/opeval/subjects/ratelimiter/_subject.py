@@ -8,6 +8,7 @@ tier is fixed). The cluster's ``leader`` is the Redis primary the Sentinels agre
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from opeval.subjects._base import SubjectBase
 from opeval.subjects._symptoms import member_symptoms
 from opeval.subjects.ratelimiter import _probe
 from opeval.subjects.ratelimiter._commands import COMMAND_RULES
-from opeval.subjects.ratelimiter._workload import LimiterWorkload
+from opeval.subjects.ratelimiter._workload import LIMITER_WORDS, LimiterWorkload
 from opeval.workload import WorkloadWindow
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class RateLimiterSubject(SubjectBase):
     name = "ratelimiter"
     chaos_kinds = CHAOS_KINDS
     tools = ("redis-cli", "rlctl")
+    words = LIMITER_WORDS
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -124,7 +126,11 @@ class RateLimiterSubject(SubjectBase):
             elif n in SENTINELS:
                 conf = mdir / "sentinel.conf"
                 if not conf.exists():
-                    conf.write_text(self._sentinel_conf(port[n], mdir, addr[REDIS[0]]))
+                    # each Sentinel is told of the others and of the replica up front: a Sentinel
+                    # learns them by itself from hello messages sent every 2 s, so quorum would wait
+                    peers = [(addr[p], self._sentinel_id(cluster_token, p)) for p in SENTINELS if p != n]
+                    conf.write_text(self._sentinel_conf(port[n], mdir, addr[REDIS[0]],
+                                                        self._sentinel_id(cluster_token, n), peers, addr[REDIS[1]]))
                 argv = [binary, str(conf), "--sentinel"]
             else:
                 conf = mdir / "limiter.json"
@@ -138,17 +144,27 @@ class RateLimiterSubject(SubjectBase):
 
     @staticmethod
     def _redis_conf(port: int, mdir: Path, primary: str | None) -> str:
+        # a replica's full sync starts at once (the primary would wait 5 s for others to join it)
         lines = [f"port {port}", "bind 127.0.0.1", "protected-mode no", 'save ""', "appendonly no",
-                 f"dir {mdir / 'data'}", 'logfile ""', "loglevel warning"]
+                 f"dir {mdir / 'data'}", 'logfile ""', "loglevel warning", "repl-diskless-sync-delay 0"]
         if primary:
             lines.append("replicaof " + primary.replace(":", " "))
         return "\n".join(lines) + "\n"
 
-    def _sentinel_conf(self, port: int, mdir: Path, primary: str) -> str:
+    @staticmethod
+    def _sentinel_id(cluster_token: str, name: str) -> str:
+        """A Sentinel's run id (40 hex digits), fixed by the cluster and its name."""
+        return hashlib.sha1(f"{cluster_token}/{name}".encode()).hexdigest()
+
+    def _sentinel_conf(self, port: int, mdir: Path, primary: str, myid: str, peers: list[tuple[str, str]],
+                       replica: str) -> str:
         s = self.settings["sentinel"]
         lines = [f"port {port}", "bind 127.0.0.1", "protected-mode no", f"dir {mdir / 'data'}", 'logfile ""',
-                 "loglevel warning", f"sentinel monitor {self.service} {primary.replace(':', ' ')} {s['quorum']}"]
+                 "loglevel warning", f"sentinel myid {myid}",
+                 f"sentinel monitor {self.service} {primary.replace(':', ' ')} {s['quorum']}"]
         lines += [f"sentinel {k} {self.service} {v}" for k, v in s.items() if k != "quorum"]
+        lines += [f"sentinel known-sentinel {self.service} {a.replace(':', ' ')} {rid}" for a, rid in peers]
+        lines.append(f"sentinel known-replica {self.service} {replica.replace(':', ' ')}")
         return "\n".join(lines) + "\n"
 
     @property

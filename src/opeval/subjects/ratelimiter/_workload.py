@@ -33,7 +33,14 @@ import anyio
 import httpx
 
 from opeval.events import TimeWindow
-from opeval.workload import DataSafety, WorkloadWindow
+from opeval.workload import DataSafety, WorkloadWindow, Words
+
+
+#: The log's counts in the rate limiter's words (see the module's docstring for the mapping).
+LIMITER_WORDS = Words(first="decisions", second="requests", second_ok="admitted", second_failed="rejected",
+                      promises="decisions", kept="within the limit", missing="over-admitted",
+                      wrong="wrongly rejected beyond tolerance", unsafe="LIMIT BROKEN", samples="violations",
+                      leader="Redis primary")
 
 
 @dataclass
