@@ -43,6 +43,7 @@ class Words(msgspec.Struct, frozen=True, kw_only=True):
     kept: str = "present"  # DataSafetyChecked.present
     missing: str = "missing"
     wrong: str = "wrong"
+    lost: str = "lost"  # promises broken, in a report's summary line
     unsafe: str = "DATA LOSS"  # the verdict when a promise was broken
     samples: str = "missing keys"
     leader: str = "leader"  # ClusterState.leader

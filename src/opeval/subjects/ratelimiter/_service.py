@@ -145,7 +145,8 @@ class Node:
         ok = bool(self.last_beat) and now - self.last_beat <= 4 * HEARTBEAT_S
         body: dict[str, Any] = {"node": self.name, "limit": self.limit, "window_s": self.window_s,
                                 "uptime_s": round(now - self.started, 3), "primary": self.sentinel.primary,
-                                "redis": "ok" if ok else (self.beat_error or "no heartbeat yet"),
+                                "redis": "ok" if ok else (self.beat_error or (
+                                    "heartbeat stale: Redis not answering" if self.last_beat else "no heartbeat yet")),
                                 "redis_ms": self.redis_ms, "evicted_keys": self.evicted,
                                 "heartbeat_age_s": round(now - self.last_beat, 3) if self.last_beat else None}
         return (200 if ok else 503), body

@@ -8,7 +8,6 @@ tier is fixed). The cluster's ``leader`` is the Redis primary the Sentinels agre
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -126,11 +125,7 @@ class RateLimiterSubject(SubjectBase):
             elif n in SENTINELS:
                 conf = mdir / "sentinel.conf"
                 if not conf.exists():
-                    # each Sentinel is told of the others and of the replica up front: a Sentinel
-                    # learns them by itself from hello messages sent every 2 s, so quorum would wait
-                    peers = [(addr[p], self._sentinel_id(cluster_token, p)) for p in SENTINELS if p != n]
-                    conf.write_text(self._sentinel_conf(port[n], mdir, addr[REDIS[0]],
-                                                        self._sentinel_id(cluster_token, n), peers, addr[REDIS[1]]))
+                    conf.write_text(self._sentinel_conf(port[n], mdir, addr[REDIS[0]]))
                 argv = [binary, str(conf), "--sentinel"]
             else:
                 conf = mdir / "limiter.json"
@@ -151,20 +146,11 @@ class RateLimiterSubject(SubjectBase):
             lines.append("replicaof " + primary.replace(":", " "))
         return "\n".join(lines) + "\n"
 
-    @staticmethod
-    def _sentinel_id(cluster_token: str, name: str) -> str:
-        """A Sentinel's run id (40 hex digits), fixed by the cluster and its name."""
-        return hashlib.sha1(f"{cluster_token}/{name}".encode()).hexdigest()
-
-    def _sentinel_conf(self, port: int, mdir: Path, primary: str, myid: str, peers: list[tuple[str, str]],
-                       replica: str) -> str:
+    def _sentinel_conf(self, port: int, mdir: Path, primary: str) -> str:
         s = self.settings["sentinel"]
         lines = [f"port {port}", "bind 127.0.0.1", "protected-mode no", f"dir {mdir / 'data'}", 'logfile ""',
-                 "loglevel warning", f"sentinel myid {myid}",
-                 f"sentinel monitor {self.service} {primary.replace(':', ' ')} {s['quorum']}"]
+                 "loglevel warning", f"sentinel monitor {self.service} {primary.replace(':', ' ')} {s['quorum']}"]
         lines += [f"sentinel {k} {self.service} {v}" for k, v in s.items() if k != "quorum"]
-        lines += [f"sentinel known-sentinel {self.service} {a.replace(':', ' ')} {rid}" for a, rid in peers]
-        lines.append(f"sentinel known-replica {self.service} {replica.replace(':', ' ')}")
         return "\n".join(lines) + "\n"
 
     @property

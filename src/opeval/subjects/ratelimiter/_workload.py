@@ -39,7 +39,8 @@ from opeval.workload import DataSafety, WorkloadWindow, Words
 #: The log's counts in the rate limiter's words (see the module's docstring for the mapping).
 LIMITER_WORDS = Words(first="decisions", second="requests", second_ok="admitted", second_failed="rejected",
                       promises="decisions", kept="within the limit", missing="over-admitted",
-                      wrong="wrongly rejected beyond tolerance", unsafe="LIMIT BROKEN", samples="violations",
+                      wrong="wrongly rejected beyond tolerance", lost="against the limit (over-admitted or wrongly rejected)",
+                      unsafe="LIMIT BROKEN", samples="violations",
                       leader="Redis primary")
 
 
@@ -93,7 +94,7 @@ class LimiterWorkload:
         self._window = WorkloadWindow(start_s=0.0)
         self._outage_start: float | None = None
         self._next_node = dict.fromkeys(self.keys, 0)  # each key's client goes round every node
-        self.max_in_flight = 16
+        self.max_in_flight = 4  # per key: a slow cluster is not buried under retries
 
     async def run(self) -> None:
         """Every key's client at once, until cancelled."""
@@ -150,10 +151,10 @@ class LimiterWorkload:
             url = self.urls[(self._next_node[key] + attempt) % len(self.urls)]
             try:
                 r = await self.http.get(f"{url}/check", params={"key": key}, timeout=self.timeout_s)
-            except httpx.TimeoutException:
+            except httpx.ConnectError:
+                continue  # never sent
+            except httpx.HTTPError:  # sent: it may have been decided without the reply reaching us
                 lost = True
-                continue
-            except httpx.HTTPError:
                 continue
             if r.status_code in (200, 429):
                 answer = r.json()
