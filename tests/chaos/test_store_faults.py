@@ -22,39 +22,46 @@ class TestNodeKillOnRateLimiter(_OnRateLimiter):
 
 
 class TestPauseOnRateLimiter(_OnRateLimiter):
+    reverts = True
     kind = "pause"
     params: ClassVar[dict[str, object]] = {"duration_s": 1}
 
 
 class TestWritePauseOnRateLimiter(_OnRateLimiter):
+    reverts = True
     kind = "write_pause"
     target = "leader"
     params: ClassVar[dict[str, object]] = {"duration_s": 1}
 
 
 class TestStoreCutOnRateLimiter(_OnRateLimiter):
+    reverts = True
     kind = "store_cut"
     params: ClassVar[dict[str, object]] = {"duration_s": 1}
 
 
 class TestStoreLatencyOnRateLimiter(_OnRateLimiter):
+    reverts = True
     kind = "store_latency"
-    params: ClassVar[dict[str, object]] = {"duration_s": 1, "delay_ms": 100}
+    params: ClassVar[dict[str, object]] = {"duration_s": 1, "delay_ms": 40}  # a round trip stays in the timeout
 
 
 class TestMemoryPressureOnRateLimiter(_OnRateLimiter):
+    reverts = True
     kind = "memory_pressure"
     target = "leader"
     params: ClassVar[dict[str, object]] = {"duration_s": 1}
 
 
 class TestTrafficBurstOnRateLimiter(_OnRateLimiter):
+    reverts = True
     kind = "traffic_burst"
     target = "cluster"
     params: ClassVar[dict[str, object]] = {"duration_s": 1}
 
 
 class TestConfigDriftOnRateLimiter(_OnRateLimiter):
+    reverts = True
     kind = "config_drift"
 
 

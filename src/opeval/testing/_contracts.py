@@ -380,6 +380,8 @@ class ChaosContract(_Isolated):
     subject_name: ClassVar[str] = "etcd"
     runtime_name: ClassVar[str] = "local"
     restart_policy: ClassVar[str] = "on-failure"
+    #: Whether the harness must have undone the fault (a ``ChaosReverted`` in the log).
+    reverts: ClassVar[bool] = False
 
     def spec(self) -> ChaosSpec:
         """The fault the checks inject."""
@@ -411,6 +413,8 @@ class ChaosContract(_Isolated):
         verified = next(e for e in events if isinstance(e, Trial.ChaosVerified))
         assert injected.kind == self.kind and verified.effect
         assert names.index("ChaosInjected") < names.index("ChaosVerified") < names.index("TrialFinished")
+        if self.reverts:
+            assert names.index("ChaosVerified") < names.index("ChaosReverted"), "the fault was not reverted"
         assert self._left_behind() == []
 
 
