@@ -9,8 +9,12 @@
    independent probe first saw them hold for good.
 3. with ``--runtimes local,docker``: both figures for each runtime, interleaved in the same
    run, and the ratio of each runtime's to the local runtime's (the anchor).
+4. with ``--subjects etcd,ratelimiter``: both figures for each subject, interleaved in the
+   same run, and the ratio of each subject's to etcd's (the anchor). The rate limiter's lag
+   trials kill a limiter node (``limiter-2``); etcd's a follower.
 
     .venv/bin/python scripts/bench_cluster.py [--starts 10] [--trials 10] [--runtimes local,docker]
+                                              [--subjects etcd,ratelimiter]
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest, TrialStatus, run_single
 from opeval.runtimes import RUNTIMES, Journal, RestartPolicy, runtime_dir
 from opeval.store import EventStore
-from opeval.subjects import EtcdSubject
+from opeval.subjects import SUBJECTS
 
 
 def _healthy(url: str) -> bool:
@@ -43,14 +47,18 @@ def _healthy(url: str) -> bool:
         return False
 
 
-async def harness_start(tmp: Path, runtime: str = "local") -> tuple[float, list[list[str]]]:
+#: What each subject's lag trials kill: a member the cluster can lose without a failover.
+LAG_TARGET = {"etcd": "follower", "ratelimiter": "limiter-2"}
+
+
+async def harness_start(tmp: Path, runtime: str = "local", subject_name: str = "etcd") -> tuple[float, list[list[str]]]:
     tid = uuid.uuid4().hex
-    subject = EtcdSubject()
+    subject = SUBJECTS.get(subject_name)()
     rt = RUNTIMES.get(runtime)(trial_id=tid, workspace=runtime_dir() / "trials" / tid,
                                journal=Journal(tid, tmp / "x.db"), restart_policy=RestartPolicy.parse("never"),
                                on_event=lambda e: None)
     async with rt.session(), httpx.AsyncClient(trust_env=False) as http:
-        await anyio.to_thread.run_sync(rt.prepare, "etcd", subject.container_definition())  # built once, cached
+        await anyio.to_thread.run_sync(rt.prepare, subject.name, subject.container_definition())  # built once, cached
         specs = subject.plan(rt, 3, tid)
         t0 = time.perf_counter()
         for spec in specs:
@@ -80,7 +88,7 @@ def raw_start(argvs: list[list[str]], tmp: Path) -> float:
             p.wait()
 
 
-async def lag_trial(store: EventStore, runtime: str = "local") -> tuple[float, float] | None:
+async def lag_trial(store: EventStore, runtime: str = "local", subject_name: str = "etcd") -> tuple[float, float] | None:
     """One trial with an independent probe; returns (lag_s, recovery_event_delay_s)."""
     status: dict[str, uuid.UUID] = {}
     met_runs: list[list[float]] = []  # [start_wall, last_wall] of each continuous met run
@@ -92,7 +100,7 @@ async def lag_trial(store: EventStore, runtime: str = "local") -> tuple[float, f
     async def probe() -> None:
         while "id" not in status:
             await anyio.sleep(0.005)
-        subject = EtcdSubject()
+        subject = SUBJECTS.get(subject_name)()
         async with httpx.AsyncClient(trust_env=False) as http:
             while not done.is_set():
                 events = store.events(status["id"])
@@ -115,7 +123,8 @@ async def lag_trial(store: EventStore, runtime: str = "local") -> tuple[float, f
                     met_runs.append([-1.0, -1.0])  # a break
                 await anyio.sleep(0.01)
 
-    req = TrialRequest(runtime=runtime, chaos=ChaosSpec(kind="node_kill", target="follower"), agent=AgentSpec(), seed=1,
+    req = TrialRequest(subject=subject_name, runtime=runtime, chaos=ChaosSpec(kind="node_kill",
+                       target=LAG_TARGET[subject_name]), agent=AgentSpec(), seed=1,
                        config=TrialConfig(restart_policy="on-failure", settle_s=1.0, warmup_s=0.5, timeout_s=20))
     async with anyio.create_task_group() as tg:
         tg.start_soon(probe)
@@ -123,7 +132,7 @@ async def lag_trial(store: EventStore, runtime: str = "local") -> tuple[float, f
         done.set()
     events = store.events(result.trial_id)
     if result.outcome != "recovered":  # reported, not hidden: the figures count recovered trials only
-        print(f"  ({runtime} trial {result.trial_id.hex[:8]} {result.outcome}: {result.reason}; left out)")
+        print(f"  ({runtime} {subject_name} trial {result.trial_id.hex[:8]} {result.outcome}: {result.reason}; left out)")
         return None
     verified = next(e for e in events if isinstance(e, Trial.ChaosVerified))
     recovered = next(e for e in events if isinstance(e, Trial.RecoveryDetected))
@@ -135,42 +144,45 @@ async def lag_trial(store: EventStore, runtime: str = "local") -> tuple[float, f
     return claimed - truth, recorded - (truth + recovered.held_s)
 
 
-async def main_async(starts: int, trials: int, tmp: Path, runtimes: list[str]) -> None:
-    ours: dict[str, list[float]] = {r: [] for r in runtimes}
+async def main_async(starts: int, trials: int, tmp: Path, runtimes: list[str], subjects: list[str]) -> None:
+    runs = [(r, sub) for r in runtimes for sub in subjects]  # "local/etcd" first: the anchor
+    ours: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
     raw = []
-    for _ in range(starts):  # interleaved, so load on the machine hits every runtime alike
-        for r in runtimes:
-            took, argvs = await harness_start(tmp, r)
-            ours[r].append(took)
-            if r == "local":
+    for _ in range(starts):  # interleaved, so load on the machine hits every runtime and subject alike
+        for r, sub in runs:
+            took, argvs = await harness_start(tmp, r, sub)
+            ours[r, sub].append(took)
+            if (r, sub) == ("local", "etcd"):
                 raw.append(await anyio.to_thread.run_sync(raw_start, argvs, tmp))
-    print(f"cluster start-to-healthy, 3 members, {starts} runs each")
-    for r in runtimes:
-        print(f"  opeval {r:<6} runtime+subject: median {statistics.median(ours[r]) * 1e3:.0f} ms  "
-              f"max {max(ours[r]) * 1e3:.0f} ms")
+    print(f"cluster start-to-healthy, 3 members (ratelimiter: 3 nodes + 2 Redis + 3 Sentinels), {starts} runs each")
+    for r, sub in runs:
+        print(f"  opeval {r:<6} {sub:<11} runtime+subject: median {statistics.median(ours[r, sub]) * 1e3:.0f} ms  "
+              f"max {max(ours[r, sub]) * 1e3:.0f} ms")
     if raw:
-        print(f"  bare Popen + /health        : median {statistics.median(raw) * 1e3:.0f} ms  max {max(raw) * 1e3:.0f} ms")
-        print(f"  ratio bare/opeval local: {statistics.median(raw) / statistics.median(ours['local']):.2f}")
-    for r in runtimes:
-        if r != "local" and "local" in ours:
-            print(f"  ratio {r}/local: {statistics.median(ours[r]) / statistics.median(ours['local']):.2f}")
+        print(f"  bare Popen + /health (etcd)  : median {statistics.median(raw) * 1e3:.0f} ms  max {max(raw) * 1e3:.0f} ms")
+        print(f"  ratio bare/opeval local etcd: {statistics.median(raw) / statistics.median(ours['local', 'etcd']):.2f}")
+    for r, sub in runs:
+        if r != "local":
+            print(f"  ratio {r}/local {sub}: {statistics.median(ours[r, sub]) / statistics.median(ours['local', sub]):.2f}")
+        if sub != "etcd":
+            print(f"  ratio {sub}/etcd on {r}: {statistics.median(ours[r, sub]) / statistics.median(ours[r, 'etcd']):.2f}")
 
-    lags: dict[str, list[float]] = {r: [] for r in runtimes}
-    delays: dict[str, list[float]] = {r: [] for r in runtimes}
+    lags: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
+    delays: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
     with EventStore(tmp / "lag.db") as store:
         for _ in range(trials):
-            for r in runtimes:
-                measured = await lag_trial(store, r)
+            for r, sub in runs:
+                measured = await lag_trial(store, r, sub)
                 if measured is not None:
-                    lags[r].append(measured[0])
-                    delays[r].append(measured[1])
-    print(f"recovery detection lag, {trials} follower-kill trials each (monitor polls every 100 ms; probe ~10 ms; "
-          f"recovered: {', '.join(f'{r} {len(lags[r])}' for r in runtimes)})")
-    for r in runtimes:
-        print(f"  {r:<6} criteria-met lag : median {statistics.median(lags[r]) * 1e3:.0f} ms  "
-              f"max {max(lags[r]) * 1e3:.0f} ms (all: {', '.join(f'{x * 1e3:.0f}' for x in lags[r])})")
-        print(f"  {r:<6} RecoveryDetected recorded after truth+settle: median "
-              f"{statistics.median(delays[r]) * 1e3:.0f} ms")
+                    lags[r, sub].append(measured[0])
+                    delays[r, sub].append(measured[1])
+    print(f"recovery detection lag, {trials} node_kill trials each (etcd: a follower, ratelimiter: limiter-2; monitor "
+          f"polls every 100 ms; probe ~10 ms; recovered: {', '.join(f'{r}/{s} {len(lags[r, s])}' for r, s in runs)})")
+    for r, sub in runs:
+        print(f"  {r:<6} {sub:<11} criteria-met lag : median {statistics.median(lags[r, sub]) * 1e3:.0f} ms  "
+              f"max {max(lags[r, sub]) * 1e3:.0f} ms (all: {', '.join(f'{x * 1e3:.0f}' for x in lags[r, sub])})")
+        print(f"  {r:<6} {sub:<11} RecoveryDetected recorded after truth+settle: median "
+              f"{statistics.median(delays[r, sub]) * 1e3:.0f} ms")
 
 
 def main() -> int:
@@ -178,13 +190,17 @@ def main() -> int:
     ap.add_argument("--starts", type=int, default=10)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--runtimes", default="local", help="comma-separated; the first figures are local's (the anchor)")
+    ap.add_argument("--subjects", default="etcd", help="comma-separated; etcd's figures are the anchor")
     args = ap.parse_args()
+    subjects = [x.strip() for x in args.subjects.split(",") if x.strip()]
+    if "etcd" not in subjects:
+        subjects.insert(0, "etcd")
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     if "local" not in runtimes:
         runtimes.insert(0, "local")
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d}")
     with tempfile.TemporaryDirectory() as d:
-        anyio.run(main_async, args.starts, args.trials, Path(d), runtimes)
+        anyio.run(main_async, args.starts, args.trials, Path(d), runtimes, subjects)
     return 0
 
 

@@ -30,7 +30,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, fra
     ("args", "fragment"),
     [
         (["--subject", "zookeeper"], "unknown subject 'zookeeper': choose one of etcd"),
-        (["--chaos", "meteor"], "unknown chaos kind 'meteor': choose one of disk_pressure, latency, node_kill"),
+        (["--chaos", "meteor"], "unknown chaos kind 'meteor': choose one of config_drift, disk_pressure, latency"),
         (["--target", "etcd-7"], "unknown target 'etcd-7' for node_kill"),
         (["--restart-policy", "always"], "unknown restart policy 'always'"),
         (["--members", "12"], "--members must be between 1 and 9"),

@@ -51,7 +51,7 @@ def test_a_campaign_expands_into_paired_trials(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("change", "line", "message"), [
     (("    target: follower", "    target: nobody"), 7, "chaos[0].target: unknown target 'nobody'"),
-    (("  - kind: pause", "  - kind: flood"), 8, "chaos[1].kind: unknown chaos kind 'flood' (allowed: disk_pressure, latency, node_kill"),
+    (("  - kind: pause", "  - kind: flood"), 8, "chaos[1].kind: unknown chaos kind 'flood' (allowed: config_drift, disk_pressure, latency"),
     (("    params: {duration_s: 2}", "    params: {duration_s: -2}"), 9, "chaos[1].params: pause: duration_s must be"),
     (("  timeout_s: 9", "  timeout_s: soon"), 4, "trial.timeout_s: must be a positive number, not 'soon'"),
     (("  timeout_s: 9", "  timeot_s: 9"), 4, "trial.timeot_s: unknown key (allowed: restart_policy, timeout_s"),

@@ -104,3 +104,8 @@ class TestQuorumLossOnFakes(ChaosContract):
 class TestRunbookAgent(AgentContract):
     agent_name = "runbook"
     repairs_node_kill = True
+
+
+@pytest.mark.integration
+class TestRateLimiterSubject(SubjectContract):
+    subject_name = "ratelimiter"

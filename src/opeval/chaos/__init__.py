@@ -17,6 +17,7 @@ from opeval.chaos._protocol import (
     Verification,
 )
 from opeval.chaos._proxy import PeerProxy
+from opeval.chaos._store import ConfigDrift, MemoryPressure, StoreCut, StoreLatency, TrafficBurst, WritePause
 from opeval.chaos._targets import ROLE_TARGETS, choose_member
 
 #: Chaos kinds by name (entry-point group ``opeval.chaos``).
@@ -28,6 +29,12 @@ CHAOS.register("quorum_loss")(QuorumLoss)
 CHAOS.register("partition")(Partition)
 CHAOS.register("latency")(Latency)
 CHAOS.register("disk_pressure")(DiskPressure)
+CHAOS.register("write_pause")(WritePause)
+CHAOS.register("store_cut")(StoreCut)
+CHAOS.register("store_latency")(StoreLatency)
+CHAOS.register("memory_pressure")(MemoryPressure)
+CHAOS.register("traffic_burst")(TrafficBurst)
+CHAOS.register("config_drift")(ConfigDrift)
 
 __all__ = [
     "CHAOS",
@@ -40,6 +47,12 @@ __all__ = [
     "NoFault",
     "control_alert",
     "ChaosVerificationError",
+    "ConfigDrift",
+    "MemoryPressure",
+    "StoreCut",
+    "StoreLatency",
+    "TrafficBurst",
+    "WritePause",
     "Injection",
     "DiskPressure",
     "Latency",

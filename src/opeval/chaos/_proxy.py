@@ -113,7 +113,8 @@ class PeerProxy:
         async with client:
             head = b""
             with anyio.move_on_after(2.0):
-                while b"\r\n\r\n" not in head and len(head) < _HEADER_LIMIT:
+                # until the sender can be told (a header block ends, or the subject names it)
+                while b"\r\n\r\n" not in head and len(head) < _HEADER_LIMIT and self.identify(head) is None:
                     try:
                         head += await client.receive(65536)
                     except (anyio.EndOfStream, anyio.BrokenResourceError):

@@ -469,11 +469,14 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
                             _who(tr.agent.name, tr.agent.variant), str(tr.seed), tr.outcome or "running"]
                            for tid, tr in trials], wide=wide)
         return ExitCode.OK
+    from opeval.subjects import words_for  # the subject's screen words (imports the subjects: only here)
+
     started = events[0]
+    words = words_for(started.subject)
     out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC  "
               f"(campaign {short.get(started.campaign_id.hex, started.campaign_id.hex)})", highlight=False)
     print_table([Col("offset", keep=True, justify="right"), Col("event", keep=True), Col("detail", drop=1)],
-                [[f"{e.offset_s:.3f}s", type(e).__name__, describe(e)] for e in events], wide=wide)
+                [[f"{e.offset_s:.3f}s", type(e).__name__, describe(e, words)] for e in events], wide=wide)
     return ExitCode.OK
 
 

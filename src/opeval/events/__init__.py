@@ -12,7 +12,7 @@ from opeval.events._approval import DECISIONS, Approval, ApprovalDecidedError
 from opeval.events._campaign import Campaign
 from opeval.events._codec import MsgspecMapper, MsgspecTranscoder
 from opeval.events._labels import CommandLabels
-from opeval.events._render import describe, event_json, member_summary
+from opeval.events._render import Words, describe, event_json, member_summary
 from opeval.events._trial import OUTCOMES, Trial, TrialClosedError
 from opeval.events._types import (
     AgentSpec,
@@ -91,6 +91,7 @@ __all__ = [
     "LABEL_EVENTS",
     "OUTCOMES",
     "TRIAL_EVENTS",
+    "Words",
     "AgentSpec",
     "Campaign",
     "CommandLabels",

@@ -30,9 +30,28 @@ def _sandbox_note(e: Trial.TrialStarted) -> str:
     return f"; sandbox {e.sandbox.version or e.sandbox.mechanism}"
 
 
-def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per event type
-    """A one-line description of an event for a timeline."""
-    e = event
+class Words(msgspec.Struct, frozen=True, kw_only=True):
+    """How a workload's counts read on screens (timelines, the trial page, reports): the
+    events keep one shape for every subject, the words are the subject's. The defaults are
+    the key-value workload's."""
+
+    first: str = "writes"  # WorkloadSampled.writes_*: the operations that count for availability
+    second: str = "reads"  # WorkloadSampled.reads_*
+    second_ok: str = "ok"
+    second_failed: str = "failed"
+    promises: str = "acknowledged writes"  # what DataSafetyChecked.acknowledged counts
+    kept: str = "present"  # DataSafetyChecked.present
+    missing: str = "missing"
+    wrong: str = "wrong"
+    lost: str = "lost"  # promises broken, in a report's summary line
+    unsafe: str = "DATA LOSS"  # the verdict when a promise was broken
+    samples: str = "missing keys"
+    leader: str = "leader"  # ClusterState.leader
+
+
+def describe(event: Any, words: Words | None = None) -> str:  # noqa: PLR0911, PLR0912 - one branch per event type
+    """A one-line description of an event for a timeline, in the subject's ``words``."""
+    e, w = event, words or Words()
     if isinstance(e, Trial.TrialStarted):
         return (f"{e.subject} x{e.config.members} on {e.runtime}; chaos {e.chaos.kind} target={e.chaos.target}; "
                 f"agent {e.agent.name}; seed {e.seed}; restart {e.config.restart_policy}"
@@ -40,14 +59,14 @@ def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per even
     if isinstance(e, Trial.ClusterUp):
         return f"{len(e.members)} members healthy in {e.time_to_healthy_s:.3f}s (cluster {e.cluster_id})"
     if isinstance(e, Trial.StateSnapshot):
-        return f"[{e.phase}] leader={e.state.leader or '-'} healthy={e.state.healthy}/{e.state.expected}  {member_summary(e.state)}"
+        return f"[{e.phase}] {w.leader.replace(' ', '_')}={e.state.leader or '-'} healthy={e.state.healthy}/{e.state.expected}  {member_summary(e.state)}"
     if isinstance(e, Trial.WorkloadStarted):
         return f"{e.rate_hz:g} ops/s under {e.key_prefix}"
     if isinstance(e, Trial.WorkloadSampled):
-        return (f"writes {e.writes_ok} ok/{e.writes_failed} failed, reads {e.reads_ok} ok/{e.reads_failed} failed, "
-                f"p50 {e.latency_p50_ms} ms")
+        return (f"{w.first} {e.writes_ok} ok/{e.writes_failed} failed, {w.second} {e.reads_ok} {w.second_ok}/"
+                f"{e.reads_failed} {w.second_failed}, p50 {e.latency_p50_ms} ms")
     if isinstance(e, Trial.WorkloadStopped):
-        return (f"{e.acknowledged} writes acknowledged, {e.writes_failed} failed; "
+        return (f"{e.acknowledged} {w.promises}, {e.writes_failed} {w.first} failed; "
                 f"longest unavailability {e.longest_unavailable_s:.3f}s")
     if isinstance(e, Trial.ChaosInjected):
         return f"{e.kind} -> {e.target} {dict(e.detail)}"
@@ -86,9 +105,9 @@ def describe(event: Any) -> str:  # noqa: PLR0911, PLR0912 - one branch per even
     if isinstance(e, Trial.RecoveryDetected):
         return f"criteria met at +{e.criteria_met_offset_s:.3f}s, held {e.held_s:.3f}s"
     if isinstance(e, Trial.DataSafetyChecked):
-        verdict = "SAFE" if not (e.missing or e.wrong or e.error) else "LOSS"
-        return (f"{verdict}: {e.present}/{e.acknowledged} acknowledged writes present, {e.missing} missing, "
-                f"{e.wrong} wrong" + (f" ({e.error})" if e.error else ""))
+        verdict = "SAFE" if not (e.missing or e.wrong or e.error) else w.unsafe
+        return (f"{verdict}: {e.present}/{e.acknowledged} {w.promises} {w.kept}, {e.missing} {w.missing}, "
+                f"{e.wrong} {w.wrong}" + (f" ({e.error})" if e.error else ""))
     if isinstance(e, Trial.ClusterDown):
         return e.detail
     if isinstance(e, Trial.TrialAborted):

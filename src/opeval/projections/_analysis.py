@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 
 from opeval.errors import UsageError
+from opeval.events import Words
 from opeval.projections._engine import query
 from opeval.projections._rules import RuleSet
 
@@ -395,12 +396,13 @@ def _fmt_s(v: Any) -> str:
     return "-" if v is None else f"{float(v):.3f} s"
 
 
-def _timeline_line(e: dict[str, Any], control: bool = False) -> str | None:
+def _timeline_line(e: dict[str, Any], control: bool = False, words: Words | None = None) -> str | None:
     s, kind = e["state"], e["type"]
     if control and kind == "ChaosInjected":
         return f"| {float(s['offset_s']):8.3f} s | no fault injected (a control trial) |"
     if control and kind == "ChaosVerified":
         return f"| {float(s['offset_s']):8.3f} s | the clock starts: {s['effect']} |"
+    w = words or Words()
     lines = {
         "ClusterUp": lambda: f"cluster of {len(s['members'])} members healthy",
         "ChaosInjected": lambda: f"fault injected: {s['kind']} on {s['target']}",
@@ -412,7 +414,7 @@ def _timeline_line(e: dict[str, Any], control: bool = False) -> str | None:
         "MemberProcessStarted": lambda: f"{s['member']} process started ({s['reason']})",
         "MemberProcessExited": lambda: f"{s['member']} process ended",
         "RecoveryDetected": lambda: f"service back: criteria met at {s['criteria_met_offset_s']:.3f} s, held {s['held_s']:.1f} s",
-        "DataSafetyChecked": lambda: f"data check: {s['missing']} of {s['acknowledged']} acknowledged writes missing",
+        "DataSafetyChecked": lambda: f"data check: {s['missing']} of {s['acknowledged']} {w.promises} {w.missing}",
         "TrialFinished": lambda: f"trial ended: {s['outcome']}",
     }
     fn = lines.get(kind)
@@ -423,6 +425,7 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
                 commands: list[dict[str, Any]]) -> str:
     if t.get("control"):
         return _control_postmortem(t, events, commands)
+    w = _words(t["subject"])
     outcome = "RECOVERED" if t["recovered"] else t["outcome"].upper().replace("_", " ")
     out = [
         f"# Postmortem: {t['subject']} {t['chaos']} on {t['victim'] or t['target']} (trial {t['trial_id'][:8]})",
@@ -434,7 +437,7 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         f"- **Time to detect:** {_fmt_s(t['ttd_s'])}; **time to recover:** {_fmt_s(t['ttr_s'])} (from fault verified)",
         f"- **Impact:** {100 * float(t['availability']):.1f}% of client operations succeeded during the incident; "
         f"longest unavailability {_fmt_s(t['longest_unavailable_s'])}",
-        f"- **Data:** {t['lost_writes']} acknowledged writes lost of {t['acknowledged'] or 0}",
+        f"- **Data:** {t['lost_writes']} {w.promises} {w.lost} of {t['acknowledged'] or 0}",
         f"- **Score ({rules.key}):** {t['composite']:.2f}",
         "",
         "## Timeline",
@@ -442,7 +445,7 @@ def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
         "| time | what happened |",
         "| ---: | --- |",
     ]
-    out += [line for e in events if (line := _timeline_line(e))]
+    out += [line for e in events if (line := _timeline_line(e, words=w))]
     out += _agent_steps(events, commands, "No agent: the cluster was left to heal itself.")
     out += [
         "", "## Root cause", "",
@@ -491,9 +494,17 @@ def _agent_steps(events: list[dict[str, Any]], commands: list[dict[str, Any]], n
     return out
 
 
+def _words(subject: str) -> Words:
+    """The subject's report words (static data: nothing of the subject is run)."""
+    from opeval.subjects import words_for  # imported here: loading the subjects pulls their clients in
+
+    return words_for(subject)
+
+
 def _control_postmortem(t: dict[str, Any], events: list[dict[str, Any]], commands: list[dict[str, Any]]) -> str:
     """A control trial: no fault, so no time to detect or recover and no score; what the
     false alarm cost instead."""
+    w = _words(t["subject"])
     started = next((e["state"] for e in events if e["type"] == "TrialStarted"), {})
     alert = ((started.get("chaos") or {}).get("params") or {}).get("alert")
     if t["outcome"] is None:
@@ -518,7 +529,7 @@ def _control_postmortem(t: dict[str, Any], events: list[dict[str, Any]], command
         f"left the system broken: {'yes' if t['left_broken'] else 'no'}",
         f"- **Impact:** {100 * float(t['availability']):.1f}% of client operations succeeded from the page to the "
         f"end of the trial; longest unavailability {_fmt_s(t['longest_unavailable_s'])}",
-        f"- **Data:** {t['lost_writes']} acknowledged writes lost of {t['acknowledged'] or 0}",
+        f"- **Data:** {t['lost_writes']} {w.promises} {w.lost} of {t['acknowledged'] or 0}",
         "- Time to detect, time to recover and the composite score do not apply: there was no fault.",
         "",
         "## Timeline",
@@ -526,7 +537,7 @@ def _control_postmortem(t: dict[str, Any], events: list[dict[str, Any]], command
         "| time | what happened |",
         "| ---: | --- |",
     ]
-    out += [line for e in events if (line := _timeline_line(e, control=True))]
+    out += [line for e in events if (line := _timeline_line(e, control=True, words=w))]
     out += _agent_steps(events, commands, "No agent (a baseline control): nothing was done.")
     out += [
         "", "## Root cause", "",

@@ -414,10 +414,9 @@ class _TrialRun:
         record(Trial.DataSafetyChecked, acknowledged=safety.acknowledged, present=safety.present,
                missing=safety.missing, wrong=safety.wrong, unreadable=safety.unreadable,
                sample_missing=safety.sample_missing, error=safety.error)
-        if outcome == "recovered" and (safety.missing or safety.wrong or safety.error):
+        if outcome == "recovered" and safety.fails_recovery and (safety.missing or safety.wrong or safety.error):
             outcome = "not_recovered"
-            reason = (f"acknowledged writes lost: {safety.missing} missing, {safety.wrong} wrong"
-                      + (f" ({safety.error})" if safety.error else ""))
+            reason = safety.violation()
         return outcome, reason, ttd, ttr
 
     async def _run_agent(self, agent: Agent, monitor: Monitor, deadline: float) -> None:

@@ -19,6 +19,7 @@ from opeval.sandbox._bwrap import (
     bwrap_version,
     check_mechanism,
     describe,
+    interpreter,
 )
 from opeval.sandbox._network import OperatorNetwork
 from opeval.sandbox._session import operator_sandbox
@@ -40,5 +41,6 @@ __all__ = [
     "bwrap_version",
     "check_mechanism",
     "describe",
+    "interpreter",
     "operator_sandbox",
 ]

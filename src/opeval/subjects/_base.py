@@ -20,6 +20,7 @@ from opeval.commands import CommandRule
 from opeval.errors import EnvironmentProblem, UsageError
 from opeval.events import ClusterState, MemberEndpoint
 from opeval.runtimes import ContainerDefinition
+from opeval.workload import Words
 from opeval.subjects._symptoms import member_symptoms
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class SubjectBase:
     tools: tuple[str, ...] = ()
     start_timeout_s = 30.0
     max_members = 9
+    #: How its workload's counts and its leader read on screens (the key-value defaults).
+    words = Words()
 
     def __init__(self) -> None:
         self._endpoints: list[MemberEndpoint] = []

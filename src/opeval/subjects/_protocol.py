@@ -39,7 +39,9 @@ class Subject(Protocol):
 
     # --- shape ---------------------------------------------------------------------
     def member_names(self, count: int) -> list[str]:
-        """Names of a ``count``-member cluster, in order; UsageError if the size is not allowed."""
+        """Names of a cluster whose scalable tier has ``count`` members, in start order (a subject
+        may add a fixed tier: the rate limiter's Redis and Sentinels); UsageError if the size is
+        not allowed."""
         ...
 
     def plan(self, runtime: Runtime, count: int, cluster_token: str, *, peer_fronts: bool = False) -> list[MemberSpec]:
@@ -153,3 +155,39 @@ class SpaceQuota(Protocol):
 
 #: A subject class: constructed with no arguments (its settings come from its definition).
 SubjectFactory = Callable[[], Subject]
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A subject whose nodes keep their shared state in a replicated store with a primary
+    (the rate limiter's Redis): what the store faults (``write_pause``, ``store_cut``,
+    ``store_latency``, ``memory_pressure``, ``traffic_burst``, ``config_drift``) need."""
+
+    def store_clients(self) -> list[str]:
+        """The members that use the store (the faults' targets: limiter nodes)."""
+        ...
+
+    def store_members(self) -> list[str]:
+        """The store's own members (servers and their failover monitors)."""
+        ...
+
+    async def store_primary(self, http: httpx.AsyncClient) -> str | None:
+        """The store member that is primary now (None: none agreed)."""
+        ...
+
+    async def store_command(self, member: str, *args: Scalar) -> Any:
+        """Run one command on a store member (a Redis command, say) and return its reply."""
+        ...
+
+    async def admit(self, http: httpx.AsyncClient, member: str, key: str) -> bool | None:
+        """One request on ``key`` through client ``member``: admitted, rejected, or None (no answer)."""
+        ...
+
+    def set_configured_limit(self, member: str, limit: int | None) -> int:
+        """Write client ``member``'s configured limit (None: the subject's own); return the old one.
+        It takes effect when the member next starts."""
+        ...
+
+    async def live_limit(self, http: httpx.AsyncClient, member: str) -> int | None:
+        """The limit client ``member`` applies now (None: it does not answer)."""
+        ...

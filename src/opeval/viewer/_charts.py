@@ -163,7 +163,7 @@ TIMELINE_LEGEND: tuple[tuple[str, str, str], ...] = (
     ("diamond", "m-recovered", "recovery criteria met"),
     ("bar", "span-held", "criteria held (settle)"),
     ("square", "m-safe", "data check: safe"),
-    ("square", "m-unsafe", "data check: writes lost"),
+    ("square", "m-unsafe", "data check: unsafe"),
     ("tick", "m-end", "cluster down / trial end"),
     ("line", "guide", "clock start / recovery"),
     ("band", "incident", "incident (verified to recovered)"),
@@ -264,13 +264,14 @@ STATUS = {"healthy": ("h-ok", "healthy"), "unhealthy": ("h-warn", "reachable, un
 
 def member_health(scale: TimeScale, members: Sequence[str],
                   samples: Sequence[tuple[float, dict[str, str], str | None]],
-                  incident: tuple[float, float] | None) -> Markup:
+                  incident: tuple[float, float] | None, leader_word: str = "leader") -> Markup:
     """Each member's health over time (one row each) and who led: ``samples`` are
-    (time, member -> healthy|unhealthy|down, leader) in time order."""
+    (time, member -> healthy|unhealthy|down, leader) in time order; ``leader_word`` is the
+    subject's word for it (the rate limiter's: Redis primary)."""
     top = 10
-    rows = [*members, "leader"]
+    rows = [*members, leader_word]
     axis_y = top + LANE_H * len(rows)
-    svg = Svg(WIDTH, axis_y + AXIS_H + 36, "members' health and leader over time", "chart health")
+    svg = Svg(WIDTH, axis_y + AXIS_H + 36, f"members' health and {leader_word} over time", "chart health")
     for i, name in enumerate(rows):
         svg.text(LEFT - 8, top + i * LANE_H + LANE_H / 2 + 4, name, "lane-label", "end")
         svg.rect(LEFT, top + i * LANE_H + 3, PLOT, LANE_H - 6, "h-unknown")
@@ -296,7 +297,7 @@ def member_health(scale: TimeScale, members: Sequence[str],
     for t, _, leader in samples:
         if leader != last:
             x: float = scale.x(t)
-            name = leader or "no leader"
+            name = leader or f"no {leader_word}"
             svg.add('<line x1="{}" y1="{}" x2="{}" y2="{}" class="leader-change"><title>{}</title></line>', _n(x),
                     _n(y - 14), _n(x), _n(y + 6), f"{t:.1f} s: {name}")
             width = CHAR_W * len(name) + 4
@@ -310,8 +311,8 @@ def member_health(scale: TimeScale, members: Sequence[str],
         for t in incident:
             svg.line(scale.x(t), top, scale.x(t), axis_y, "guide")
     scale.axis(svg, axis_y, top)
-    _legend(svg, [*[("swatch", css, word) for css, word in STATUS.values()], ("bar", "h-leader", "leader"),
-                  ("line", "leader-change", "leader changed"),
+    _legend(svg, [*[("swatch", css, word) for css, word in STATUS.values()], ("bar", "h-leader", leader_word),
+                  ("line", "leader-change", f"{leader_word} changed"),
                   *([("line", "guide", "incident start / end")] if incident is not None else [])],
             axis_y + AXIS_H + 16)
     return svg.markup()

@@ -27,6 +27,7 @@ import duckdb
 import msgspec
 
 from opeval.events import describe, event_json
+from opeval.subjects import words_for
 from opeval.errors import NotFoundError, StoreError, UsageError
 from opeval.events import Trial
 from opeval.projections import (
@@ -436,6 +437,12 @@ class StoreView:
         return _trial_detail(tid, events, running=running, campaign_name=campaign_name, score=score,
                              rule_key=rule_key, classes=classes, thrashing=thrashing, with_data=with_data)
 
+    def _words(self, trial_hex: str) -> Any:
+        """The words of a trial's subject (from its first event)."""
+        with self.events_store() as es:
+            first = es.events(UUID(trial_hex), limit=1)
+        return words_for(first[0].subject) if first and isinstance(first[0], Trial.TrialStarted) else words_for("")
+
     def trial_events_after(self, trial_hex: str, after: int) -> tuple[list[TrialEvent], bool]:
         """A trial's events after version ``after``, and whether it has finished."""
         with self.events_store() as es:
@@ -443,8 +450,9 @@ class StoreView:
             # A reader already past the end (``after`` beyond the last version) is told it has ended too.
             finished = any(isinstance(e, Trial.TrialFinished) for e in new) or (
                 not new and es.is_finished(UUID(trial_hex)))
+        words = self._words(trial_hex)
         out = [TrialEvent(version=e.originator_version, type=type(e).__name__, offset_s=float(e.offset_s),
-                          text=describe(e)) for e in new]
+                          text=describe(e, words)) for e in new]
         return out, finished
 
     def pending_approvals(self, trial_hex: str) -> list[PendingApproval]:
@@ -661,6 +669,8 @@ def _trial_detail(tid: str, events: list[Any], *, running: bool, campaign_name: 
             unreadable=safety.unreadable, sample_missing=list(safety.sample_missing), error=safety.error),
         commands=commands,
         events=[TrialEvent(version=e.originator_version, type=type(e).__name__, offset_s=float(e.offset_s),
-                           text=describe(e), data=event_json(None, e) if with_data else None) for e in events],
+                           text=describe(e, words_for(started.subject)),
+                           data=event_json(None, e) if with_data else None) for e in events],
+        words=words_for(started.subject),
     )
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from opeval.events import Words
+
 
 class Interval(msgspec.Struct, frozen=True):
     """A 95 % confidence interval."""
@@ -326,6 +328,8 @@ class TrialDetail(msgspec.Struct, kw_only=True):
     data_safety: DataSafety | None
     commands: list[CommandRecord]
     events: list[TrialEvent]
+    #: The subject's words for the workload's counts and its leader.
+    words: Words = msgspec.field(default_factory=Words)
 
 
 class ScoreChange(msgspec.Struct, kw_only=True):

@@ -253,7 +253,7 @@ def trial_charts(detail: TrialDetail) -> dict[str, Markup]:
                             int(d["writes_failed"]) + int(d["reads_failed"])))
     out = {"timeline": charts.timeline(scale, LANES, marks, spans, incident, guides)}
     if samples:
-        out["health"] = charts.member_health(scale, members, samples, incident)
+        out["health"] = charts.member_health(scale, members, samples, incident, detail.words.leader)
     if windows:
         out["workload"] = charts.workload(scale, windows, incident)
     return out

@@ -5,6 +5,7 @@
 """
 
 from opeval.workload._loop import DataSafety, KeyValueClient, KeyValueWorkload, WorkloadWindow
+from opeval.events import Words
 from opeval.workload._protocol import Workload
 
-__all__ = ["DataSafety", "KeyValueClient", "KeyValueWorkload", "Workload", "WorkloadWindow"]
+__all__ = ["DataSafety", "KeyValueClient", "KeyValueWorkload", "Workload", "WorkloadWindow", "Words"]

@@ -64,6 +64,18 @@ class DataSafety:
     unreadable: int
     sample_missing: list[str]
     error: str | None
+    #: How a broken promise reads in a trial's reason (a workload of another kind says its own).
+    broken: str = "acknowledged writes lost"
+    missing_word: str = "missing"
+    wrong_word: str = "wrong"
+    #: Whether a broken promise turns a repaired trial into ``not_recovered`` (lost writes do;
+    #: a rate limiter's over-admission is the fault's damage, shown beside availability).
+    fails_recovery: bool = True
+
+    def violation(self) -> str:
+        """The broken promises in words, e.g. ``acknowledged writes lost: 2 missing, 0 wrong``."""
+        return (f"{self.broken}: {self.missing} {self.missing_word}, {self.wrong} {self.wrong_word}"
+                + (f" ({self.error})" if self.error else ""))
 
 
 class KeyValueWorkload:

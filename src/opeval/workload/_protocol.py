@@ -36,3 +36,4 @@ class Workload(Protocol):
     async def check_data(self) -> DataSafety:
         """Check every promise against what the subject returns now."""
         ...
+
