@@ -72,6 +72,7 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
         self._encoder = msgspec.json.Encoder()
         self._shapes: dict[type, _EventShape] = {}
         self._outgoing: dict[type, tuple[str, int]] = {}  # class -> (topic, class_version)
+        self._topic_shapes: dict[str, _EventShape] = {}
 
     def _shape(self, cls: type) -> _EventShape:
         shape = self._shapes.get(cls)
@@ -118,6 +119,21 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
         where, reason = found if found else ("", fallback)
         return UnrecordableEvent(f"cannot record {type(event).__qualname__}: {where + ' ' if where else ''}{reason}"
                                  " (the log holds only values that read back exactly)")
+
+    def current_payload(self, stored_event: StoredEvent) -> bytes:
+        """The payload as this version writes it: the same bytes when they decode with the
+        class's types, the upcast event re-encoded for an older version; raises
+        :class:`~opeval.errors.UndecodableEvent` for one that cannot be decoded."""
+        shape = self._topic_shapes.get(stored_event.topic)
+        if shape is not None:
+            try:
+                if shape.decoder.decode(stored_event.state).class_version == shape.class_version:
+                    return bytes(stored_event.state)
+            except msgspec.ValidationError:
+                pass
+        event = self.to_domain_event(stored_event)
+        self._topic_shapes[stored_event.topic] = self._shape(type(event))
+        return self.to_stored_event(event).state
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event with its class's field types, upcasting old versions."""

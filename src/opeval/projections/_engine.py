@@ -21,12 +21,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from eventsourcing.persistence import StoredEvent
+
 from opeval._assets import asset_path
-from opeval.errors import StoreError
-from opeval.events import ALL_EVENTS, MsgspecMapper
+from opeval.errors import StoreError, UndecodableEvent
+from opeval.events import MsgspecMapper
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
-from opeval.store import read_model_path
+from opeval.store import read_model_path, warn_undecodable
 
 DERIVED = ("campaigns", "trials", "command_labels", "commands", "snapshots", "workload", "usage")
 #: The column that names the aggregate each derived table's rows come from.
@@ -83,8 +85,6 @@ class ReadModels:
     def __init__(self, store_path: Path, db_path: Path | None = None) -> None:
         self.store_path = Path(store_path)
         self.db_path = Path(db_path) if db_path else read_model_path(self.store_path)
-        self._upcast_topics = {f"{c.TOPIC}": getattr(c, "class_version", 1) for c in ALL_EVENTS
-                               if getattr(c, "class_version", 1) > 1}
         self._mapper = MsgspecMapper()
 
     # --- connections -----------------------------------------------------------------
@@ -154,17 +154,21 @@ class ReadModels:
             con.close()
 
     # --- loading -----------------------------------------------------------------------
-    def _batches(self, after: int) -> Iterator[pa.Table]:
+    def _batches(self, after: int) -> Iterator[tuple[int, pa.Table]]:
         store = _open_store(self.store_path)
         try:
             cur = store.execute(
                 "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
                 "WHERE rowid > ? ORDER BY rowid", (after,))
             while rows := cur.fetchmany(BATCH):
-                pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True))
-                if self._upcast_topics:
-                    states = [self._current_state(t, s, i, v) for t, s, i, v in zip(topics, states, ids, versions, strict=True)]
-                yield pa.table({
+                last = rows[-1][0]
+                # Every event is checked to decode as this version reads it (old versions come
+                # back upcast, so SQL sees one shape per type); one that cannot is left out.
+                rows = [(r[0], r[1], r[2], r[3], state) for r in rows
+                        if (state := self._current_state(r[3], r[4], r[1], r[2])) is not None]
+                pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True)) if rows \
+                    else ([], [], [], [], [])
+                yield last, pa.table({
                     "position": pa.array(pos, pa.int64()),
                     "aggregate_id": pa.array(ids, pa.string()),
                     "version": pa.array(versions, pa.int32()),
@@ -174,26 +178,21 @@ class ReadModels:
         finally:
             store.close()
 
-    def _current_state(self, topic: str, state: bytes, oid: str, version: int) -> bytes:
-        # Old event versions are upcast through the codec, so SQL sees one shape per type.
-        if topic not in self._upcast_topics:
-            return state
-        from uuid import UUID
-
-        from eventsourcing.persistence import StoredEvent
-
-        event = self._mapper.to_domain_event(StoredEvent(UUID(oid), version, topic, state))
-        return self._mapper.to_stored_event(event).state
+    def _current_state(self, topic: str, state: bytes, oid: str, version: int) -> bytes | None:
+        try:
+            return self._mapper.current_payload(StoredEvent(oid, version, topic, state))  # type: ignore[arg-type]
+        except UndecodableEvent as e:
+            warn_undecodable(e)
+            return None
 
     def _load(self, con: duckdb.DuckDBPyConnection, after: int) -> tuple[int, int]:
         """Append events after ``after``; return (last position, rows loaded)."""
         last, count = after, 0
-        for batch in self._batches(after):
+        for last, batch in self._batches(after):
             con.register("arrow_batch", batch)
             con.execute("INSERT INTO events SELECT position, aggregate_id, version, "
                         "split_part(topic, ':', 2), decode(state) FROM arrow_batch")
             con.unregister("arrow_batch")
-            last = batch.column("position")[-1].as_py()
             count += batch.num_rows
         return last, count
 

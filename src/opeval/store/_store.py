@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from eventsourcing.persistence import Mapper, Notification
 
-from opeval.errors import NotFoundError, StoreError
+from opeval.errors import NotFoundError, StoreError, UndecodableEvent
 from opeval.events import Campaign, CommandLabels, MsgspecMapper, Trial, event_name
 
 ENV_VAR = "OPEVAL_STORE"
@@ -44,6 +45,21 @@ def default_store_path() -> Path:
 def resolve_store_path(store: Path | str | None) -> Path:
     """The store a command uses: ``--store`` if given, else :func:`default_store_path`."""
     return Path(store).expanduser() if store else default_store_path()
+
+
+_warned: set[tuple[str, int]] = set()
+
+
+def warn_undecodable(e: UndecodableEvent) -> None:
+    """One line on standard error per unreadable event (once per process, whoever meets it)."""
+    key = (str(e.originator_id), e.version)
+    if key in _warned:
+        return
+    _warned.add(key)
+    kind = e.topic.partition(".")[2].partition(":")[0] or "aggregate"
+    oid = e.originator_id.hex if isinstance(e.originator_id, UUID) else str(e.originator_id).replace("-", "")
+    sys.stderr.write(f"opeval: warning: skipped {e.topic.rpartition(':')[2]} #{e.version} of {kind} {oid[:8]}, "
+                     f"which cannot be decoded ({e.reason}); `opeval verify` lists every such event\n")
 
 
 class _StoreApplication(Application):  # type: ignore[type-arg]
@@ -125,6 +141,8 @@ class EventStore:
         except Exception as e:  # eventsourcing wraps sqlite errors in its own types
             raise StoreError(f"cannot open store {self.path}: {e}") from None
         self.recorder: Any = self.app.recorder
+        #: Called with each event that cannot be decoded, which readers then skip.
+        self.on_undecodable: Callable[[UndecodableEvent], None] = warn_undecodable
 
     # --- writing ---------------------------------------------------------------
     def save(self, *aggregates: Trial | Campaign | CommandLabels) -> None:
@@ -133,15 +151,37 @@ class EventStore:
             raise StoreError(f"store {self.path} was opened read-only")
         try:
             self.app.save(*aggregates)
+        except StoreError:
+            raise
         except Exception as e:
             raise StoreError(f"cannot write to store {self.path}: {e}") from e
 
     # --- reading ---------------------------------------------------------------
-    def _get(self, kind: str, oid: UUID) -> Any:
+    def _decode(self, stored: Any) -> Any:
+        """The domain event of a stored one; None (and a warning) if it cannot be decoded."""
         try:
-            return self.app.repository.get(oid)
-        except AggregateNotFoundError:
-            raise NotFoundError(f"no {kind} {oid} in store {self.path}") from None
+            return self.app.mapper.to_domain_event(stored)
+        except UndecodableEvent as e:
+            self.on_undecodable(e)
+            return None
+
+    def _get(self, kind: str, oid: UUID) -> Any:
+        """The aggregate from its readable events: one that cannot be decoded is skipped
+        (with a warning); without its first event the aggregate cannot be built at all."""
+        aggregate = None
+        for stored in self.recorder.select_events(oid):
+            event = self._decode(stored)
+            if event is None:
+                if stored.originator_version == 1:
+                    raise StoreError(f"{kind} {oid.hex[:8]} cannot be read: its first event cannot be decoded; "
+                                     "`opeval verify` says which")
+                continue
+            if aggregate is not None and event.originator_version != aggregate.version + 1:
+                aggregate._version = event.originator_version - 1  # step over the unreadable ones  # noqa: SLF001
+            aggregate = event.mutate(aggregate)
+        if aggregate is None:
+            raise NotFoundError(f"no {kind} {oid} in store {self.path}")
+        return aggregate
 
     def trial(self, trial_id: UUID) -> Trial:
         """The trial as its events make it now."""
@@ -154,14 +194,15 @@ class EventStore:
     def labels(self, model: str) -> CommandLabels | None:
         """The labels ``model`` has given to commands so far, if it was ever asked."""
         try:
-            return self.app.repository.get(CommandLabels.id_for(model))  # type: ignore[no-any-return]
-        except AggregateNotFoundError:
+            return self._get("labels", CommandLabels.id_for(model))  # type: ignore[no-any-return]
+        except NotFoundError:
             return None
 
     def events(self, originator_id: UUID, *, after: int = 0, limit: int | None = None) -> list[Any]:
         """The events of one aggregate, in order, decoded: those after version ``after``
         (a reader following a live trial asks only for what is new), at most ``limit``."""
-        return list(self.app.events.get(originator_id, gt=after or None, limit=limit))
+        stored = self.recorder.select_events(originator_id, gt=after or None, limit=limit)
+        return [e for e in map(self._decode, stored) if e is not None]
 
     def notifications(self, start: int = 1, limit: int = 1000,
                       topics: Sequence[str] = ()) -> Sequence[Notification]:
@@ -174,7 +215,9 @@ class EventStore:
         while True:
             page = self.notifications(start, batch, topics)
             for n in page:
-                yield n.id, self.app.mapper.to_domain_event(n)
+                event = self._decode(n)
+                if event is not None:
+                    yield n.id, event
             if len(page) < batch:
                 return
             start = page[-1].id + 1
