@@ -14,8 +14,8 @@ from cyclopts.exceptions import CycloptsError
 
 import opeval
 from opeval.agents import DEFAULT_MODEL
-from opeval.errors import OpevalError, UsageError
-from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig, describe, event_json
+from opeval.errors import OpevalError, StoreError, UsageError
+from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, Trial, TrialConfig, describe, event_json
 from opeval.runner import TrialRequest, cleanup, run_single
 from opeval.store import EventStore
 
@@ -303,6 +303,14 @@ def list_(*, campaign: CampaignId | None = None, store: StoreOption = None, json
     return ExitCode.OK
 
 
+def _readable_trial(es: EventStore, trial_id: uuid.UUID) -> Any:
+    """The trial, or None if its first event cannot be decoded (the store has warned)."""
+    try:
+        return es.trial(trial_id)
+    except StoreError:
+        return None
+
+
 def _campaign_rows_from_log(es: EventStore) -> list[dict[str, Any]]:
     """Campaigns counted from the event log (when the read models cannot be opened)."""
     from opeval.projections import REAL_OUTCOMES, campaign_title
@@ -310,7 +318,7 @@ def _campaign_rows_from_log(es: EventStore) -> list[dict[str, Any]]:
     rows = []
     for _, e in es.iter_events(topics=["opeval.campaign:CampaignStarted"]):
         c: Campaign = es.campaign(e.originator_id)
-        outcomes = [(c.trial_index[t], es.trial(t).outcome) for t in c.trial_ids]
+        outcomes = [(c.trial_index[t], trial.outcome) for t in c.trial_ids if (trial := _readable_trial(es, t))]
         counts = {o: sum(1 for _, x in outcomes if x == o) for o in REAL_OUTCOMES}
         running = sum(1 for _, x in outcomes if x is None)
         rows.append({
@@ -390,7 +398,7 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
         trials: list[tuple[uuid.UUID, Any]] = []
         if kind == "campaign":
             campaign: Campaign = es.campaign(oid)
-            trials = [(tid, es.trial(tid)) for tid in campaign.trial_ids]
+            trials = [(tid, tr) for tid in campaign.trial_ids if (tr := _readable_trial(es, tid))]
         short = short_ids(store_ids(es))
     if json:
         data: dict[str, Any] = {"kind": kind, "id": str(oid), "events": [event_json(None, e) for e in events]}
@@ -400,7 +408,7 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
         print_json(data)
         return ExitCode.OK
     if kind == "campaign":
-        c = events[0]
+        c = events[0]  # a campaign whose first event cannot be decoded fails in es.campaign above
         out.print(f"campaign {oid.hex} [bold]{c.name}[/bold] started {c.timestamp:%Y-%m-%d %H:%M:%S} UTC",
                   highlight=False)
         cols = [Col("#", justify="right", drop=4), Col("trial", keep=True), Col("chaos → target", drop=2),
@@ -410,9 +418,12 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
                             _who(tr.agent.name, tr.agent.variant), str(tr.seed), tr.outcome or "running"]
                            for tid, tr in trials], wide=wide)
         return ExitCode.OK
-    started = events[0]
-    out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC  "
-              f"(campaign {short.get(started.campaign_id.hex, started.campaign_id.hex)})", highlight=False)
+    started = events[0] if events and isinstance(events[0], Trial.TrialStarted) else None
+    if started is None:  # skipped as undecodable: the rest of the timeline still shows
+        out.print(f"trial {oid.hex}  (its TrialStarted cannot be decoded)", highlight=False)
+    else:
+        out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC  "
+                  f"(campaign {short.get(started.campaign_id.hex, started.campaign_id.hex)})", highlight=False)
     print_table([Col("offset", keep=True, justify="right"), Col("event", keep=True), Col("detail", drop=1)],
                 [[f"{e.offset_s:.3f}s", type(e).__name__, describe(e)] for e in events], wide=wide)
     return ExitCode.OK
@@ -443,6 +454,32 @@ def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
         if not (report.reaped or report.aborted or report.problems):
             out.print("nothing to clean up")
     return ExitCode.TRIAL_ERROR if report.problems else ExitCode.OK
+
+
+@app.command
+def verify(*, store: StoreOption = None, json: JsonFlag = False) -> int:
+    """Check that the whole log replays: every event decodes, each campaign's and trial's
+    events are in order (versions 1, 2, 3... as the log holds them), and each trial lives
+    TrialStarted -> ... -> TrialFinished. Lists every problem; exits 7 if there is one.
+    """
+    from opeval.store import verify_log
+
+    path = store_path(store)
+    with EventStore(path, writable=False) as es:
+        report = verify_log(es.recorder)
+    if json:
+        print_json({"store": str(path), "ok": report.ok, "events": report.events, "trials": report.trials,
+                    "campaigns": report.campaigns, "unfinished": report.unfinished,
+                    "problems": [vars(p) for p in report.problems]})
+    else:
+        for p in report.problems:
+            out.print(p.line(), highlight=False, markup=False, soft_wrap=True)
+        running = f", {len(report.unfinished)} without an end yet (running, or see `{hint('cleanup')}`)" \
+            if report.unfinished else ""
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}"
+        out.print(f"{path}: {report.events} events, {report.campaigns} campaigns, {report.trials} trials"
+                  f"{running}: {verdict}", highlight=False, markup=False, soft_wrap=True)
+    return ExitCode.OK if report.ok else ExitCode.LOG_DAMAGED
 
 
 @app.command

@@ -34,6 +34,9 @@ DERIVED = ("campaigns", "trials", "command_labels", "commands", "snapshots", "wo
 #: The column that names the aggregate each derived table's rows come from.
 _KEYS = {"campaigns": "campaign_id", "command_labels": "labels_id"}
 TABLES = ("events", *DERIVED, "scores")
+#: Events of the log the read models leave out because they cannot be decoded (few, if any).
+_SKIPPED_TABLE = ("CREATE TABLE IF NOT EXISTS skipped_events (aggregate_id VARCHAR, version INTEGER, topic VARCHAR, "
+                  "reason VARCHAR, PRIMARY KEY (aggregate_id, version))")
 BATCH = 200_000
 
 
@@ -86,6 +89,7 @@ class ReadModels:
         self.store_path = Path(store_path)
         self.db_path = Path(db_path) if db_path else read_model_path(self.store_path)
         self._mapper = MsgspecMapper()
+        self._skipped: list[tuple[str, int, str, str]] = []  # events left out as undecodable, not yet kept
 
     # --- connections -----------------------------------------------------------------
     def _connect(self, path: Path) -> duckdb.DuckDBPyConnection:
@@ -182,18 +186,22 @@ class ReadModels:
         try:
             return self._mapper.current_payload(StoredEvent(oid, version, topic, state))  # type: ignore[arg-type]
         except UndecodableEvent as e:
-            warn_undecodable(e)
+            self._skipped.append((oid, version, topic, e.reason))
             return None
 
     def _load(self, con: duckdb.DuckDBPyConnection, after: int) -> tuple[int, int]:
         """Append events after ``after``; return (last position, rows loaded)."""
         last, count = after, 0
+        self._skipped.clear()
         for last, batch in self._batches(after):
             con.register("arrow_batch", batch)
             con.execute("INSERT INTO events SELECT position, aggregate_id, version, "
                         "split_part(topic, ':', 2), decode(state) FROM arrow_batch")
             con.unregister("arrow_batch")
             count += batch.num_rows
+        if self._skipped:
+            con.execute(_SKIPPED_TABLE)
+            con.executemany("INSERT OR REPLACE INTO skipped_events VALUES (?, ?, ?, ?)", self._skipped)
         return last, count
 
     def _position(self, con: duckdb.DuckDBPyConnection) -> int:
@@ -254,7 +262,18 @@ class ReadModels:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        self._warn_skipped(con)
         return count
+
+    @staticmethod
+    def _warn_skipped(con: duckdb.DuckDBPyConnection) -> None:
+        """Every use of the read models says which events of the log they leave out."""
+        try:
+            rows = con.execute("SELECT aggregate_id, version, topic, reason FROM skipped_events").fetchall()
+        except duckdb.CatalogException:
+            return  # none ever skipped
+        for oid, version, topic, reason in rows:
+            warn_undecodable(UndecodableEvent(reason, originator_id=oid, version=version, topic=topic, reason=reason))
 
     def update(self) -> int:
         """Bring the read models up to date; return how many events were new."""

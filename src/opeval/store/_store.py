@@ -52,12 +52,11 @@ _warned: set[tuple[str, int]] = set()
 
 def warn_undecodable(e: UndecodableEvent) -> None:
     """One line on standard error per unreadable event (once per process, whoever meets it)."""
-    key = (str(e.originator_id), e.version)
-    if key in _warned:
-        return
-    _warned.add(key)
-    kind = e.topic.partition(".")[2].partition(":")[0] or "aggregate"
     oid = e.originator_id.hex if isinstance(e.originator_id, UUID) else str(e.originator_id).replace("-", "")
+    if (oid, e.version) in _warned:
+        return
+    _warned.add((oid, e.version))
+    kind = e.topic.partition(".")[2].partition(":")[0] or "aggregate"
     sys.stderr.write(f"opeval: warning: skipped {e.topic.rpartition(':')[2]} #{e.version} of {kind} {oid[:8]}, "
                      f"which cannot be decoded ({e.reason}); `opeval verify` lists every such event\n")
 

@@ -394,6 +394,9 @@ class StoreView:
     def _trial(self, tid: str, rules_key: str | None, with_data: bool) -> TrialDetail:
         with self.events_store() as es:
             events = es.events(UUID(tid))
+            if not events or not isinstance(events[0], Trial.TrialStarted):  # skipped as undecodable
+                raise NotFoundError(f"trial {tid[:8]} cannot be shown: its TrialStarted cannot be decoded "
+                                    "(`opeval verify` lists what is wrong)")
             started = events[0]
             running = not isinstance(events[-1], Trial.TrialFinished)
             campaign_name = None
