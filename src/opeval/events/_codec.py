@@ -94,7 +94,8 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
         except (TypeError, ValueError, OverflowError) as e:  # an unpaired surrogate, a tuple key...
             raise self._refused(domain_event, event_problem(domain_event, skip=_IDENTITY_FIELDS), str(e)) from None
         shape = self._shape(cls)
-        suspect = any(state[name].tzinfo is None for name in shape.datetimes) or _LONG_DIGITS.search(payload)
+        suspect = _LONG_DIGITS.search(payload) or any(
+            getattr(state[name], "tzinfo", True) is None for name in shape.datetimes)
         # The precise check runs only on suspicion (long digits are mostly text, not integers).
         found = event_problem(domain_event, skip=_IDENTITY_FIELDS) if suspect else None
         if found is not None or not self._reads_back(shape, state, payload):
