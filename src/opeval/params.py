@@ -156,6 +156,24 @@ TRIAL_SETTINGS: tuple[Param, ...] = (
 TRIAL_FLAGS = {"members": "--members", "restart_policy": "--restart-policy", "timeout_s": "--timeout",
                "settle_s": "--settle", "workload_rate_hz": "--rate"}
 
+#: How many trials run at once (``parallel`` in a campaign file, opeval.toml, --parallel).
+PARALLEL = Param("parallel", int, "trials run at once", 1, low=1, high=MAX_PARALLEL)
+#: A campaign's repetitions (each with its own seed).
+REPETITIONS = Param("repetitions", int, "times every chaos kind x variant runs", 1, low=1, high=MAX_TRIALS)
+#: A trial's seed (the target choice and the workload).
+SEED = Param("seed", int, "makes the target choice and the workload reproducible", low=SEED_RANGE[0],
+             high=SEED_RANGE[1])
+
+#: The numeric settings of a variant (an agent's configuration); ``opeval run`` has a flag for the first two.
+VARIANT_NUMBERS: tuple[Param, ...] = (
+    Param("max_steps", int, "most shell commands the agent may run", 30, low=1, high=10_000),
+    Param("command_timeout_s", float, "seconds before one agent command is killed", 30.0, low=0, low_open=True,
+          high=86_400),
+    Param("max_total_tokens", int, "most tokens (in and out) the agent may use", low=1, high=10**9),
+    Param("temperature", float, "the model's sampling temperature", low=0, high=2),
+)
+VARIANT_FLAGS = {"max_steps": "--max-steps", "command_timeout_s": "--command-timeout"}
+
 #: A fault's length, shared by the kinds that can be undone before the trial ends.
 DURATION = Param("duration_s", float, "seconds before the fault is reverted (not set: at the end of the trial)",
                  low=0, low_open=True, high=86_400)
@@ -166,6 +184,15 @@ def check_trial_settings(given: Mapping[Any, Any], owner: str = "trial") -> dict
     return check_params(TRIAL_SETTINGS, given, owner)
 
 
+def check_flags(declared: tuple[Param, ...], flags: Mapping[str, str], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Command-line values checked against their declarations, errors naming the flag
+    (``--rate must be a number > 0 and <= 10000, not 0.0``)."""
+    try:
+        return check_params(declared, given, "options")
+    except ParamError as e:
+        raise ParamError(f"{flags.get(e.name, e.name)} {e.reason}", name=e.name, reason=e.reason) from None
+
+
 def params_table(declared: tuple[Param, ...]) -> list[tuple[str, str, str, str, str]]:
     """Rows of name, type, range, default and help: the README's tables and the viewer's."""
     return [(p.name, p.type.__name__, p.range_text(), p.default_text(), p.help) for p in declared]
@@ -173,6 +200,11 @@ def params_table(declared: tuple[Param, ...]) -> list[tuple[str, str, str, str, 
 
 __all__ = [
     "DURATION",
+    "PARALLEL",
+    "REPETITIONS",
+    "SEED",
+    "VARIANT_FLAGS",
+    "VARIANT_NUMBERS",
     "MAX_PARALLEL",
     "MAX_TRIALS",
     "SEED_RANGE",
@@ -180,6 +212,7 @@ __all__ = [
     "TRIAL_SETTINGS",
     "Param",
     "ParamError",
+    "check_flags",
     "check_params",
     "check_trial_settings",
     "nearest",

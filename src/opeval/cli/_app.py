@@ -164,12 +164,23 @@ def run(
         return run_campaign_file(file, parallel=parallel, resume=resume, store=store, json=json)
     if file is not None or parallel is not None or resume:
         raise UsageError(f"--parallel, --resume and a file are for campaigns: `{hint('run campaign FILE')}`")
+    from opeval.params import SEED, TRIAL_FLAGS, TRIAL_SETTINGS, VARIANT_FLAGS, VARIANT_NUMBERS, check_flags
+
+    # Every value is checked against its declaration before anything else happens.
+    settings = check_flags(TRIAL_SETTINGS, TRIAL_FLAGS, {k: v for k, v in (
+        ("members", members), ("restart_policy", restart_policy), ("timeout_s", timeout), ("settle_s", settle),
+        ("workload_rate_hz", rate)) if v is not None})
+    numbers = check_flags(VARIANT_NUMBERS, VARIANT_FLAGS, {"max_steps": max_steps, "command_timeout_s": command_timeout})
+    if seed is not None:
+        check_flags((SEED,), {"seed": "--seed"}, {"seed": seed})
+    if alert is not None and chaos != "none":
+        raise UsageError(f"--alert is the page of a control trial: use it with --chaos none, not {chaos}")
     subject = subject or setting("subject") or "etcd"
     if baseline:
         agent = "none"
     agent_config: dict[str, Scalar] = {}
     if agent != "none":
-        agent_config = {"max_steps": max_steps, "command_timeout_s": command_timeout}
+        agent_config = dict(numbers)
         if agent == "anthropic":
             agent_config["model"] = model or setting("model") or DEFAULT_MODEL
         if system_prompt is not None:
@@ -187,8 +198,7 @@ def run(
         chaos=ChaosSpec(kind=chaos, target=target or ("none" if chaos == "none" else "random"),
                         params={"alert": alert} if alert is not None else {}),
         agent=AgentSpec(name=agent, config=agent_config),
-        config=TrialConfig(members=members or default_members, restart_policy=restart_policy,
-                           timeout_s=timeout, settle_s=settle, workload_rate_hz=rate),
+        config=TrialConfig(**{"members": default_members, **settings}),
         seed=seed if seed is not None else secrets.randbelow(2**31),
         sandbox=sandbox,
     )

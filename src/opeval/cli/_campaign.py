@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from opeval.params import PARALLEL, check_flags
 from opeval.runner import CampaignRun, PlannedTrial, TrialResult, TrialStatus, cleanup, load_campaign, run_campaign
 from opeval.store import EventStore
 
@@ -20,7 +21,9 @@ def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: 
     """Validate, run and report; exit 0 when every trial ran, 1 if one ended in error, 130 if interrupted."""
     plan = load_campaign(file)
     path = store_path(store)
-    width = max(1, parallel or setting("parallel") or plan.parallel)
+    if parallel is not None:
+        check_flags((PARALLEL,), {"parallel": "--parallel"}, {"parallel": parallel})
+    width = parallel or setting("parallel") or plan.parallel
     with EventStore(path) as es:
         report = cleanup(es)  # trials a dead harness left unfinished become aborted, so resume reruns them
         for tid in report.aborted:

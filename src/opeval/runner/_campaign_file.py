@@ -31,13 +31,14 @@ import yaml
 
 from opeval.errors import UsageError
 from opeval.events import AgentSpec, ChaosSpec, Scalar, TrialConfig
-from opeval.events._values import number_problem
 from opeval.params import (
     check_params,
-    MAX_PARALLEL,
     MAX_TRIALS,
+    PARALLEL,
+    REPETITIONS,
     SEED_RANGE,
     TRIAL_SETTINGS,
+    VARIANT_NUMBERS,
     ParamError,
     check_trial_settings,
     nearest,
@@ -141,17 +142,6 @@ class _Checker:
                 raise self.fail(m, str(k), f"{where}{k}: unknown key (allowed: {', '.join(allowed)})"
                                            f"{nearest(str(k), list(allowed))}")
 
-    def number(self, m: _Mapping, key: str, where: str, *, integer: bool = False, positive: bool = True,
-               high: float | None = None) -> Any:
-        v = m[key]
-        if number_problem(v, integer=integer) is not None or (positive and v <= 0) or v < 0 \
-                or (high is not None and v > high):
-            kind = ("a positive whole number" if integer else "a positive number") if positive else \
-                ("a whole number" if integer else "a number") + " not below 0"
-            most = f" up to {high:g}" if high is not None else ""
-            raise self.fail(m, key, f"{where}{key}: must be {kind}{most}, not {v!r}")
-        return v
-
     def params(self, m: _Mapping, key: str, where: str, check: Any) -> Any:
         """``check(value)`` with a ParamError pointed at the line of the parameter it names."""
         try:
@@ -252,12 +242,13 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
             raise c.fail(doc, "repetitions", f"repetitions: {doc['repetitions']!r} but {len(seeds)} seeds given "
                                              "(one repetition per seed; drop one of them)")
     else:
-        reps = c.number(doc, "repetitions", "", integer=True, high=MAX_TRIALS) if "repetitions" in doc else 1
+        reps = c.params(doc, "repetitions", "", lambda: REPETITIONS.check(doc["repetitions"])) \
+            if "repetitions" in doc else 1
         base = doc.get("seed", 1)
         if isinstance(base, bool) or not isinstance(base, int) or not low <= base <= high - reps:
             raise c.fail(doc, "seed", f"seed: must be a whole number from {low} to {high - reps}, not {base!r}")
         seeds = [base + r for r in range(reps)]
-    parallel = c.number(doc, "parallel", "", integer=True, high=MAX_PARALLEL) if "parallel" in doc else 1
+    parallel = c.params(doc, "parallel", "", lambda: PARALLEL.check(doc["parallel"])) if "parallel" in doc else 1
 
     if not isinstance(doc["chaos"], list) or not doc["chaos"]:
         raise c.fail(doc, "chaos", "chaos: must be a non-empty list of faults ({kind: ..., target: ...})")
@@ -311,12 +302,9 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         if agent not in allowed_agents:
             raise c.fail(m, "agent", f"{where}agent: unknown agent {agent!r} (allowed: {', '.join(allowed_agents)})")
         cfg: dict[str, Scalar] = {}
-        for k, most in (("max_steps", 10_000), ("max_total_tokens", 10**9)):
-            if k in m:
-                cfg[k] = int(c.number(m, k, where, integer=True, high=most))
-        for k, most in (("command_timeout_s", 86_400), ("temperature", 2)):
-            if k in m:
-                cfg[k] = float(c.number(m, k, where, positive=k != "temperature", high=most))
+        for p in VARIANT_NUMBERS:
+            if p.name in m:
+                cfg[p.name] = c.params(m, p.name, where, lambda p=p: p.check(m[p.name]))
         for k in ("model", "context"):
             if k in m:
                 cfg[k] = c.text(m, k, where)
