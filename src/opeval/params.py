@@ -198,6 +198,26 @@ def params_table(declared: tuple[Param, ...]) -> list[tuple[str, str, str, str, 
     return [(p.name, p.type.__name__, p.range_text(), p.default_text(), p.help) for p in declared]
 
 
+def chaos_params_markdown() -> str:
+    """The README's table of every registered chaos kind's parameters (a test compares them)."""
+    from opeval.chaos import CHAOS
+
+    rows = ["| kind | parameter | type | range | default | what it does |", "| --- | --- | --- | --- | --- | --- |"]
+    for kind in CHAOS.names():
+        for name, tp, rng, default, text in params_table(CHAOS.get(kind)().params) or [("-", "", "", "", "")]:
+            rows.append(f"| `{kind}` | {'`' + name + '`' if name != '-' else 'none'} | {tp} | {rng} | {default} | {text} |")
+    return "\n".join(rows)
+
+
+def trial_settings_markdown() -> str:
+    """The README's table of trial settings (a test compares them)."""
+    rows = ["| setting | `opeval run` | type | range | default | what it sets |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, tp, rng, default, text in params_table(TRIAL_SETTINGS):
+        flag = f"`{TRIAL_FLAGS[name]}`" if name in TRIAL_FLAGS else "-"
+        rows.append(f"| `{name}` | {flag} | {tp} | {rng} | {default} | {text} |")
+    return "\n".join(rows)
+
+
 __all__ = [
     "DURATION",
     "PARALLEL",
