@@ -535,6 +535,29 @@ def completion(shell: Literal["bash", "zsh", "fish"], /) -> int:
     return ExitCode.OK
 
 
+def _docstring(module: str, function: str) -> str:
+    """A function's description (its docstring without the parameters), read from the module's
+    source without importing it."""
+    import ast
+    import importlib.util
+    import inspect
+
+    origin = importlib.util.find_spec(module).origin  # type: ignore[union-attr]
+    tree = ast.parse(Path(origin).read_text())  # type: ignore[arg-type]
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    return inspect.cleandoc(ast.get_docstring(node) or "").split("\nParameters\n", 1)[0].strip()
+
+
+# The analysis stack (DuckDB, Arrow, numpy, scipy) and the viewer load only when one of
+# their commands runs: `opeval run` never imports them (docs/benchmarks.md has the figure).
+for _name, _module, _function in (
+        ("analyze", "_analysis", "analyze"), ("compare", "_analysis", "compare"),
+        ("compare-baseline", "_analysis", "compare_baseline_"), ("rescore", "_analysis", "rescore"),
+        ("export", "_analysis", "export"), ("classify", "_analysis", "classify"), ("view", "_view", "view")):
+    app.command(f"opeval.cli.{_module}:{_function}", name=_name,
+                help=_docstring(f"opeval.cli.{_module}", _function))
+
+
 def _one_line(e: CycloptsError) -> str:
     text = " ".join(str(e).split())
     return text[:-1] if text.endswith(".") and not text.endswith("...") else text
