@@ -106,6 +106,10 @@ FILES: list[tuple[str, tuple[str, str] | str | bytes, str]] = [
     ("list-key", "? [a, b]\n: 1\n", "a key must be a plain word"),
     ("binary", b"\xff\xfe\x00garbage", "not a text file"),
     ("tabs", "name: t\n\tchaos: []\n", "not valid YAML"),
+    ("prompt-missing", ("    max_steps: 5", "    system_prompt: absent.md"), "variants[0].system_prompt: cannot read"),
+    ("merge-key", ("name: t\n", "name: t\nbase: &b {timeout_s: 9}\n"), "base: unknown key"),
+    ("python-tag", ("name: t\n", "name: !!python/object:os.system t\n"), "not valid YAML"),
+    ("null-key", ("name: t\n", "name: t\n~: 5\n"), "None: unknown key"),
 ]
 
 #: (case id, flags of `opeval run`, fragment of the message, exit code)
@@ -136,6 +140,9 @@ FLAGS: list[tuple[str, list[str], str, int]] = [
     ("agent-unknown", ["--agent", "gpt"], "unknown agent 'gpt'", 2),
     ("parallel-outside-campaign", ["--parallel", "2"], "--parallel, --resume and a file are for campaigns", 2),
     ("unknown-option", ["--rat", "5"], "--rat", 2),
+    ("rate-overflow", ["--rate", "1e400"], "--rate must be a number > 0", 2),
+    ("members-float", ["--members", "2.5"], "--members", 2),
+    ("prompt-directory", ["--agent", "runbook", "--system-prompt", "/"], "cannot read --system-prompt /", 2),
 ]
 
 

@@ -185,9 +185,12 @@ def run(
             agent_config["model"] = model or setting("model") or DEFAULT_MODEL
         if system_prompt is not None:
             try:
-                agent_config["system_prompt"] = system_prompt.read_text()
+                agent_config["system_prompt"] = system_prompt.read_text(encoding="utf-8")
             except OSError as e:
                 raise UsageError(f"cannot read --system-prompt {system_prompt}: {e.strerror}") from None
+            except UnicodeDecodeError as e:
+                raise UsageError(f"--system-prompt {system_prompt} is not a text file (byte {e.start} is not "
+                                 "UTF-8)") from None
     path = store_path(store)
     from opeval.subjects import SUBJECTS
 

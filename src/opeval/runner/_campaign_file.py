@@ -324,9 +324,12 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
             file = (path.parent / prompt) if not Path(prompt).is_absolute() else Path(prompt)
             if "\n" not in prompt and prompt.endswith((".md", ".txt")):
                 try:
-                    prompt = file.read_text()
+                    prompt = file.read_text(encoding="utf-8")
                 except OSError as e:
                     raise c.fail(m, "system_prompt", f"{where}system_prompt: cannot read {file} ({e.strerror})") from None
+                except UnicodeDecodeError as e:
+                    raise c.fail(m, "system_prompt", f"{where}system_prompt: {file} is not a text file "
+                                                     f"(byte {e.start} is not UTF-8)") from None
             cfg["system_prompt"] = prompt
         if agent == "none" and cfg:
             raise c.fail(m, next(iter(k for k in m if k not in ("name", "agent"))),

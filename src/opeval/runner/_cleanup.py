@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
-from opeval.errors import OpevalError
+from opeval.errors import OpevalError, StoreError
 from opeval.events import Campaign, Trial
 from opeval.runtimes import Reaped, is_same_process, reap_orphans
 from opeval.store import EventStore
@@ -116,7 +116,11 @@ def cleanup(store: EventStore | None) -> CleanupReport:
         for tid in store.unfinished_trials():
             if tid in report.aborted:
                 continue
-            if _harness_dead(store.trial(tid)) and mark_aborted(
+            try:
+                trial = store.trial(tid)
+            except StoreError:  # its start cannot be decoded (the store has warned): nothing to judge it by
+                continue
+            if _harness_dead(trial) and mark_aborted(
                 store, tid, "harness died mid-trial; found unfinished in the event log"
             ):
                 report.aborted.append(tid)
