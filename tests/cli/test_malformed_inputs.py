@@ -141,7 +141,9 @@ FLAGS: list[tuple[str, list[str], str, int]] = [
     ("parallel-outside-campaign", ["--parallel", "2"], "--parallel, --resume and a file are for campaigns", 2),
     ("unknown-option", ["--rat", "5"], "--rat", 2),
     ("rate-overflow", ["--rate", "1e400"], "--rate must be a number > 0", 2),
-    ("members-float", ["--members", "2.5"], "--members", 2),
+    ("members-float", ["--members", "2.5"], "--members must be a whole number, not '2.5'", 2),
+    ("max-steps-float", ["--agent", "runbook", "--max-steps", "1.5"], "--max-steps must be a whole number", 2),
+    ("seed-float", ["--seed", "7.0"], "--seed must be a whole number, not '7.0'", 2),
     ("prompt-directory", ["--agent", "runbook", "--system-prompt", "/"], "cannot read --system-prompt /", 2),
 ]
 

@@ -63,6 +63,24 @@ def _names(registry: str) -> Any:
     return complete
 
 
+def _whole(flag: str) -> Any:
+    """A converter for a whole-number flag: ``2.5`` is refused, not rounded."""
+
+    def convert(type_: Any, tokens: Any) -> int:
+        text = str(getattr(tokens[0], "value", tokens[0])).strip()
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise UsageError(f"{flag} must be a whole number, not {text!r}") from None
+
+    return convert
+
+
+ParallelOption = Annotated[int | None, Parameter(converter=_whole("--parallel"))]
+MaxStepsOption = Annotated[int, Parameter(converter=_whole("--max-steps"))]
+SeedOption = Annotated[int | None, Parameter(converter=_whole("--seed"))]
+MembersOption = Annotated[int | None, Parameter(converter=_whole("--members"))]
+
 TrialId = Annotated[str, Parameter(completer=completer("trial"))]
 CampaignId = Annotated[str, Parameter(completer=completer("campaign"))]
 AnyId = Annotated[str, Parameter(completer=completer(None))]
@@ -74,7 +92,7 @@ def run(
     file: Path | None = None,
     /,
     *,
-    parallel: int | None = None,
+    parallel: ParallelOption = None,
     resume: bool = False,
     subject: Annotated[str | None, Parameter(completer=_names("opeval.subjects.SUBJECTS"))] = None,
     runtime: Annotated[str, Parameter(completer=_names("opeval.runtimes.RUNTIMES"))] = "local",
@@ -85,13 +103,13 @@ def run(
     baseline: Annotated[bool, Parameter(negative=())] = False,
     model: str | None = None,
     system_prompt: Path | None = None,
-    max_steps: int = 30,
+    max_steps: MaxStepsOption = 30,
     command_timeout: float = 30.0,
-    seed: int | None = None,
+    seed: SeedOption = None,
     timeout: float = 60.0,
     settle: float = 2.0,
     restart_policy: Annotated[str, Parameter(completer=lambda ctx: ["on-failure", "never"])] = "on-failure",
-    members: int | None = None,
+    members: MembersOption = None,
     rate: float = 50.0,
     sandbox: Literal["bubblewrap", "none"] = "bubblewrap",
     store: StoreOption = None,
