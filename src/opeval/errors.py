@@ -39,3 +39,16 @@ class EnvironmentProblem(OpevalError):
     """Something this machine lacks (a binary, a free port range, a writable directory)."""
 
     exit_code = 5
+
+
+class UnrecordableEvent(StoreError):
+    """An event holds a value that would not read back exactly (NaN, a 70-bit integer...):
+    refused before it is appended, so the log never holds what it cannot replay."""
+
+
+class UndecodableEvent(StoreError):
+    """A stored event that this version cannot decode (written by an older, laxer one)."""
+
+    def __init__(self, message: str, *, originator_id: object, version: int, topic: str, reason: str) -> None:
+        super().__init__(message)
+        self.originator_id, self.version, self.topic, self.reason = originator_id, version, topic, reason

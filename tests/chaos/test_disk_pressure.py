@@ -80,9 +80,11 @@ def test_cleanup_unmounts_what_a_dead_harness_mounted(tmp_path: Path) -> None:
 
 
 def test_disk_pressure_parameters_are_validated() -> None:
-    with pytest.raises(UsageError, match="mode 'flood' \\(allowed: nospace, fill\\)"):
+    with pytest.raises(UsageError, match="mode must be one of nospace, fill, not 'flood'"):
         prepare(TrialRequest(chaos=ChaosSpec(kind="disk_pressure", target="cluster", params={"mode": "flood"})))
-    with pytest.raises(UsageError, match="quota_mb must be a whole number from 2 to 1024"):
+    with pytest.raises(UsageError, match="quota_mb must be a whole number >= 2 and <= 1024, not 1"):
         prepare(TrialRequest(chaos=ChaosSpec(kind="disk_pressure", target="cluster", params={"quota_mb": 1})))
+    with pytest.raises(UsageError, match="size_mb is for mode fill, not nospace"):
+        prepare(TrialRequest(chaos=ChaosSpec(kind="disk_pressure", target="cluster", params={"size_mb": 200})))
     with pytest.raises(UsageError, match="target cluster"):
         prepare(TrialRequest(chaos=ChaosSpec(kind="disk_pressure", target="leader")))

@@ -59,7 +59,7 @@ def test_a_split_without_duration_lasts_until_the_trial_ends(store_path: Path, n
 
 
 def test_network_fault_parameters_are_validated() -> None:
-    with pytest.raises(UsageError, match="delay_ms must be between 1 and 10000"):
+    with pytest.raises(UsageError, match="delay_ms must be a number >= 1 and <= 10000, not 0"):
         prepare(TrialRequest(chaos=ChaosSpec(kind="latency", params={"delay_ms": 0})))
     with pytest.raises(UsageError, match="unknown target 'etcd-9' for partition"):
         prepare(TrialRequest(chaos=ChaosSpec(kind="partition", target="etcd-9")))

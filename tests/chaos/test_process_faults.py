@@ -77,7 +77,7 @@ def test_quorum_loss_leaves_no_leader_until_members_return(store_path: Path, no_
 
 
 def test_fault_parameters_are_validated() -> None:
-    with pytest.raises(UsageError, match="duration_s must be a positive"):
+    with pytest.raises(UsageError, match="pause: duration_s must be a number > 0 and <= 86400, not -1"):
         prepare(TrialRequest(chaos=ChaosSpec(kind="pause", params={"duration_s": -1})))
     with pytest.raises(UsageError, match="choose majority"):
         prepare(TrialRequest(chaos=ChaosSpec(kind="quorum_loss", target="leader")))

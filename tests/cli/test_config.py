@@ -70,7 +70,7 @@ def test_without_any_source_the_built_in_defaults_apply(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "fragment"), [
     ('store = "x.db"\ncolour = "blue"\n', "opeval.toml:2: unknown key 'colour' (allowed: model, parallel, store, subject)"),
-    ("parallel = 0\n", "opeval.toml:1: parallel must be a whole number of 1 or more, not 0"),
+    ("parallel = 0\n", "opeval.toml:1: parallel must be a whole number >= 1 and <= 64, not 0"),
     ("parallel = [\n", "not valid TOML"),
 ])
 def test_a_bad_file_is_one_line_and_exit_code_2(tmp_path: Path, text: str, fragment: str) -> None:

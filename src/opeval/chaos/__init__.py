@@ -13,6 +13,7 @@ from opeval.chaos._protocol import (
     ChaosFactory,
     ChaosVerificationError,
     FaultBase,
+    check_chaos,
     Injection,
     Verification,
 )
@@ -62,5 +63,6 @@ __all__ = [
     "PeerProxy",
     "QuorumLoss",
     "Verification",
+    "check_chaos",
     "choose_member",
 ]

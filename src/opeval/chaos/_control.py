@@ -10,6 +10,7 @@ from __future__ import annotations
 from opeval.chaos._protocol import ChaosContext, FaultBase, Injection, Verification
 from opeval.errors import UsageError
 from opeval.events import ChaosSpec
+from opeval.params import Param
 
 #: The page of a control trial unless the campaign sets ``params.alert``: vague, as real false alarms are.
 DEFAULT_ALERT = "client error rate above threshold for 2 minutes (source: synthetic check); cause unknown"
@@ -25,21 +26,16 @@ class NoFault(FaultBase):
     """Inject nothing; the effect, verified at once, is that nothing was done."""
 
     kind = "none"
+    params = (Param("alert", str, "the page's text: a cause that is not real (default: a vague alert)"),)
 
     def applies_to(self, subject: object) -> bool:
         """Every subject can be left alone."""
         return True
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
-        """No target (``none``), and only ``alert``: a non-empty text."""
+        """No target (``none``)."""
         if spec.target not in _TARGETS:
             raise UsageError(f"chaos none injects nothing: its target is none, not {spec.target!r}")
-        unknown = sorted(set(spec.params) - {"alert"})
-        if unknown:
-            raise UsageError(f"none: unknown parameter {unknown[0]!r} (allowed: alert)")
-        alert = spec.params.get("alert")
-        if alert is not None and (not isinstance(alert, str) or not alert.strip()):
-            raise UsageError(f"none: param alert must be a non-empty text, not {alert!r}")
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Nothing."""

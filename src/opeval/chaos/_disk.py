@@ -26,9 +26,10 @@ from opeval.chaos._protocol import (
     Injection,
     Verification,
 )
-from opeval.chaos._targets import choose_member, validate_duration, validate_target
+from opeval.chaos._targets import choose_member, validate_target
 from opeval.errors import EnvironmentProblem, UsageError
 from opeval.events import ChaosSpec
+from opeval.params import DURATION, Param
 from opeval.runtimes import MemberSpec, Runtime
 from opeval.subjects import SpaceQuota, Subject
 
@@ -36,32 +37,37 @@ BALLAST_FILE = "ballast.opeval"
 MODES = ("nospace", "fill")
 
 
-def _int_param(spec: ChaosSpec, key: str, default: int, low: int, high: int) -> int:
-    v = spec.params.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-        raise UsageError(f"disk_pressure: {key} must be a whole number from {low} to {high}, not {v!r}")
-    return v
+MODE = Param("mode", str, "nospace: the subject's storage quota alarm; fill: a full disk (root)", "nospace",
+             choices=MODES)
+QUOTA = Param("quota_mb", int, "mode nospace: each member's storage quota, MiB", 8, low=2, high=1024)
+# etcd preallocates 64 MiB WAL segments: a smaller disk does not start.
+SIZE = Param("size_mb", int, "mode fill: each member's data filesystem, MiB", 192, low=130, high=4096)
+FREE = Param("free_kb", int, "mode fill: KiB left free on the victim's filesystem", 0, low=0, high=1 << 20)
+#: The parameters only one mode uses.
+_MODE_ONLY = {"quota_mb": "nospace", "size_mb": "fill", "free_kb": "fill"}
+
+
+def _param(spec: ChaosSpec, p: Param) -> int:
+    return int(spec.params.get(p.name, p.default))  # type: ignore[arg-type]  # checked by its declaration
 
 
 class DiskPressure(FaultBase):
     """Run a member out of space (``nospace``: etcd's quota alarm; ``fill``: a full disk)."""
 
     kind = "disk_pressure"
+    params = (MODE, QUOTA, SIZE, FREE, DURATION)
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
-        """Mode, sizes and target; ``fill`` needs root (it mounts a tmpfs)."""
-        mode = spec.params.get("mode", "nospace")
-        if mode not in MODES:
-            raise UsageError(f"disk_pressure: mode {mode!r} (allowed: {', '.join(MODES)})")
-        validate_duration(spec)
+        """Target and the parameters of the mode; ``fill`` needs root (it mounts a tmpfs)."""
+        mode = spec.params.get("mode", MODE.default)
+        for name, only in _MODE_ONLY.items():
+            if name in spec.params and mode != only:
+                raise UsageError(f"disk_pressure: {name} is for mode {only}, not {mode}")
         if mode == "nospace":
-            _int_param(spec, "quota_mb", 8, 2, 1024)
             if spec.target not in ("cluster", "random"):
                 raise UsageError("disk_pressure mode nospace hits the whole cluster: target cluster")
         else:
             validate_target(self.kind, spec, member_names)
-            _int_param(spec, "size_mb", 192, 130, 4096)  # etcd preallocates 64 MiB WAL segments
-            _int_param(spec, "free_kb", 0, 0, 1 << 20)
             if os.geteuid() != 0:
                 raise EnvironmentProblem("disk_pressure mode fill mounts a size-capped tmpfs: run as root, "
                                          "or use mode nospace")
@@ -69,9 +75,9 @@ class DiskPressure(FaultBase):
     def prepare_members(self, spec: ChaosSpec, specs: list[MemberSpec], runtime: Runtime,
                         subject: Subject) -> list[MemberSpec]:
         """Before the cluster starts: the small quota, or a capped filesystem per member."""
-        if spec.params.get("mode", "nospace") == "nospace":
-            return _quota_subject(subject).with_quota(specs, _int_param(spec, "quota_mb", 8, 2, 1024) << 20)
-        size = _int_param(spec, "size_mb", 192, 130, 4096) << 20
+        if spec.params.get("mode", MODE.default) == "nospace":
+            return _quota_subject(subject).with_quota(specs, _param(spec, QUOTA) << 20)
+        size = _param(spec, SIZE) << 20
         for s in specs:
             runtime.mount_capped(self._data_dir(s), size)
         return specs
@@ -90,7 +96,7 @@ class DiskPressure(FaultBase):
         victim = choose_member(spec.target, ctx.before.leader, names, ctx.rng)
         data = self._data_dir(ctx.runtime.spec(victim))
         st = os.statvfs(data)
-        fill = max(0, st.f_bavail * st.f_frsize - _int_param(spec, "free_kb", 0, 0, 1 << 20) * 1024)
+        fill = max(0, st.f_bavail * st.f_frsize - _param(spec, FREE) * 1024)
         fd = os.open(data / BALLAST_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             os.posix_fallocate(fd, 0, fill)

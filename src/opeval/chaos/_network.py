@@ -19,9 +19,10 @@ from opeval.chaos._protocol import (
     Verification,
 )
 from opeval.chaos._proxy import PeerProxy
-from opeval.chaos._targets import choose_member, validate_duration, validate_target
+from opeval.chaos._targets import choose_member, validate_target
 from opeval.errors import UsageError
 from opeval.events import ChaosSpec
+from opeval.params import DURATION, Param
 from opeval.runtimes import LinkCutter, Runtime
 
 
@@ -31,23 +32,27 @@ def _proxy(ctx: ChaosContext) -> PeerProxy:
     return ctx.proxy
 
 
+DELAY = Param("delay_ms", float, "milliseconds added to every message to and from the member", 200.0, low=1,
+              high=10_000)
+
+
 class Partition(FaultBase):
     """Cut a member off from every other (``target``: a role or a member), or split the
     cluster in two (``target: split``: a seeded minority against the rest)."""
 
     kind = "partition"
+    params = (DURATION,)
 
     def needs_peer_proxy(self, runtime: Runtime) -> bool:
         """Through the fault proxy, unless the runtime cuts links itself (iptables)."""
         return not isinstance(runtime, LinkCutter)
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
-        """A role, a member or ``split``; at least 3 members; optional ``duration_s``."""
+        """A role, a member or ``split``; at least 3 members."""
         if spec.target != "split":
             validate_target(self.kind, spec, member_names)
         if len(member_names) < 3:
             raise UsageError("partition needs at least 3 members (a majority on one side)")
-        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Cut the links between the two sides, open connections included."""
@@ -99,27 +104,24 @@ class Latency(FaultBase):
     """Delay every message to and from one member (``params.delay_ms``, default 200)."""
 
     kind = "latency"
+    params = (DELAY, DURATION)
 
     def needs_peer_proxy(self, runtime: Runtime) -> bool:
         """Always: the delay is the proxy's (this kernel has no netem)."""
         return True
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
-        """A role or a member; ``delay_ms`` between 1 and 10000; optional ``duration_s``."""
+        """A role or a member; at least 2 members."""
         validate_target(self.kind, spec, member_names)
-        delay = spec.params.get("delay_ms", 200)
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 1 <= delay <= 10_000:
-            raise UsageError(f"latency: delay_ms must be between 1 and 10000, not {delay!r}")
         if len(member_names) < 2:
             raise UsageError("latency needs at least 2 members (it slows the links between them)")
-        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Slow the member's links; a write through it, timed first, is the yardstick."""
         names = sorted(m.name for m in ctx.before.members)
         victim = choose_member(spec.target, ctx.before.leader, names, ctx.rng)
         before_ms = await ctx.subject.timed_write(ctx.http, victim)
-        delay_ms = float(spec.params.get("delay_ms", 200))  # type: ignore[arg-type]
+        delay_ms = float(spec.params.get("delay_ms", DELAY.default))  # type: ignore[arg-type]
         _proxy(ctx).add_latency(victim, delay_ms / 1000)
         return Injection(target=victim, detail={"delay_ms": delay_ms, "write_ms_before": before_ms,
                                                 "was_leader": victim == ctx.before.leader})

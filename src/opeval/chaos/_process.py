@@ -16,8 +16,9 @@ from opeval.chaos._protocol import (
     Injection,
     Verification,
 )
-from opeval.chaos._targets import choose_member, validate_duration, validate_target
+from opeval.chaos._targets import choose_member, validate_target
 from opeval.errors import UsageError
+from opeval.params import DURATION
 from opeval.events import ChaosSpec
 
 
@@ -27,11 +28,11 @@ class Pause(FaultBase):
     at the end of the trial, unless the member was restarted meanwhile."""
 
     kind = "pause"
+    params = (DURATION,)
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
-        """A role or a member; an optional positive ``duration_s``."""
+        """A role or a member."""
         validate_target(self.kind, spec, member_names)
-        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """SIGSTOP the chosen member's process."""

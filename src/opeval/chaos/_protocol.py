@@ -11,6 +11,7 @@ import httpx
 
 from opeval.chaos._proxy import PeerProxy
 from opeval.events import ChaosSpec, ClusterState, Scalar
+from opeval.params import Param, check_params
 from opeval.runtimes import MemberSpec, Runtime
 from opeval.subjects import Subject
 
@@ -65,6 +66,9 @@ class Chaos(Protocol):
     """
 
     kind: str
+    #: The parameters ``params`` may set (:class:`opeval.params.Param`): name, type, range,
+    #: default, help. Anything else is refused before anything starts.
+    params: tuple[Param, ...]
 
     def needs_peer_proxy(self, runtime: Runtime) -> bool:
         """Must members reach each other through the fault proxy (``ctx.proxy``) from their
@@ -77,7 +81,9 @@ class Chaos(Protocol):
         ...
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
-        """Raise UsageError if ``spec`` cannot apply to a cluster of ``member_names``."""
+        """Raise UsageError if ``spec`` cannot apply to a cluster of ``member_names`` (its
+        target, its parameters together); each parameter alone is already checked against
+        its declaration in :attr:`params`."""
         ...
 
     def prepare_members(self, spec: ChaosSpec, specs: list[MemberSpec], runtime: Runtime,
@@ -103,6 +109,7 @@ class FaultBase:
     Subclass it and write :meth:`validate`, :meth:`inject` and :meth:`verify`."""
 
     kind = ""
+    params: tuple[Param, ...] = ()
 
     def applies_to(self, subject: Subject) -> bool:
         """When the subject lists this kind in its ``chaos_kinds``."""
@@ -120,6 +127,14 @@ class FaultBase:
     async def revert(self, injection: Injection, ctx: ChaosContext) -> str | None:
         """Nothing to undo (a crash's repair is the agent's work being judged)."""
         return None
+
+
+def check_chaos(chaos: Chaos, spec: ChaosSpec, member_names: list[str]) -> ChaosSpec:
+    """``spec`` checked for ``chaos``: its parameters against their declarations (normalised),
+    then the kind's own :meth:`Chaos.validate`."""
+    checked = ChaosSpec(kind=spec.kind, target=spec.target, params=check_params(chaos.params, spec.params, spec.kind))
+    chaos.validate(checked, member_names)
+    return checked
 
 
 #: A chaos kind's class: constructed with no arguments.

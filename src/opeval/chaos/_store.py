@@ -25,9 +25,9 @@ import httpx
 
 from opeval.chaos._protocol import ChaosContext, ChaosVerificationError, FaultBase, Injection, Verification
 from opeval.chaos._proxy import PeerProxy
-from opeval.chaos._targets import validate_duration
 from opeval.errors import UsageError
 from opeval.events import ChaosSpec
+from opeval.params import DURATION, Param
 from opeval.runtimes import Runtime
 from opeval.subjects import SharedStore, Subject
 
@@ -55,14 +55,20 @@ def _validate_client_target(spec: ChaosSpec, member_names: list[str]) -> None:
     if spec.target != "random" and spec.target not in member_names:
         raise UsageError(f"unknown target {spec.target!r} for {spec.kind}: choose random or a node "
                          f"({', '.join(member_names)})")
-    validate_duration(spec)
 
 
-def _number(spec: ChaosSpec, name: str, default: float, low: float, high: float) -> float:
-    v = spec.params.get(name, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
-        raise UsageError(f"{spec.kind}: {name} must be between {low:g} and {high:g}, not {v!r}")
-    return float(v)
+DELAY = Param("delay_ms", float, "milliseconds added to every message between the node and Redis", 100.0, low=1,
+              high=5000)
+HEADROOM = Param("headroom_mb", float, "MB of memory the cap leaves above what Redis uses now", 1.0, low=1, high=64)
+BALLAST = Param("ballast_mb", float, "MB of data written to push Redis past its cap", 64.0, low=1, high=1024)
+RATE = Param("rate_hz", float, "burst requests per second, spread over every node", 125.0, low=1, high=2000)
+LIMIT = Param("limit", int, "the wrong limit the node restarts with (not set: three times its own)", None, low=1,
+              high=100_000)
+
+
+def _number(spec: ChaosSpec, param: Param) -> float:
+    """A parameter's value (checked against its declaration before the fault is validated)."""
+    return float(spec.params.get(param.name, param.default))  # type: ignore[arg-type]
 
 
 class StoreFault(FaultBase):
@@ -77,12 +83,12 @@ class WritePause(StoreFault):
     """The primary refuses writes for ``duration_s`` (default: until reverted)."""
 
     kind = "write_pause"
+    params = (DURATION,)
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """Target: the primary (``leader``, ``primary`` or ``random``); optional ``duration_s``."""
         if spec.target not in ("leader", "primary", "random"):
             raise UsageError(f"write_pause pauses the store's primary: target leader, not {spec.target!r}")
-        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """``CLIENT PAUSE <ms> WRITE`` on the primary."""
@@ -128,6 +134,7 @@ class StoreCut(StoreFault):
     """One client cut off from every store member (``duration_s``, default: until the trial ends)."""
 
     kind = "store_cut"
+    params = (DURATION,)
 
     def needs_peer_proxy(self, runtime: Runtime) -> bool:
         """Clients reach the store through the fault proxy."""
@@ -171,6 +178,7 @@ class StoreLatency(StoreFault):
     """Every byte between one client and the store delayed by ``delay_ms`` (default 100)."""
 
     kind = "store_latency"
+    params = (DELAY, DURATION)
 
     def needs_peer_proxy(self, runtime: Runtime) -> bool:
         """The delay is the proxy's."""
@@ -179,13 +187,12 @@ class StoreLatency(StoreFault):
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """``random`` or a client; ``delay_ms`` 1..5000; optional ``duration_s``."""
         _validate_client_target(spec, member_names)
-        _number(spec, "delay_ms", 100, 1, 5000)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Time a request through the client, then slow its links."""
         victim = _client_target(spec, ctx)
         before = await ctx.subject.timed_write(ctx.http, victim)
-        delay_ms = _number(spec, "delay_ms", 100, 1, 5000)
+        delay_ms = _number(spec, DELAY)
         _proxy(ctx).add_latency(victim, delay_ms / 1000)
         return Injection(target=victim, detail={"delay_ms": delay_ms, "request_ms_before": before})
 
@@ -217,6 +224,7 @@ class MemoryPressure(StoreFault):
     still succeed, so their keys admit afresh. The writer stops at ``ballast_mb`` (default 64)."""
 
     kind = "memory_pressure"
+    params = (HEADROOM, BALLAST, DURATION)
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -227,9 +235,6 @@ class MemoryPressure(StoreFault):
         """Target: the primary; ``headroom_mb`` 1..64 (default 1); ``ballast_mb`` 1..1024; optional ``duration_s``."""
         if spec.target not in ("leader", "primary", "random"):
             raise UsageError(f"memory_pressure caps the store's primary: target leader, not {spec.target!r}")
-        _number(spec, "headroom_mb", 1, 1, 64)
-        _number(spec, "ballast_mb", 64, 1, 1024)
-        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Save the primary's memory settings, cap it, start the ballast writer."""
@@ -239,10 +244,10 @@ class MemoryPressure(StoreFault):
         old_policy = _config(await store.store_command(primary, "CONFIG", "GET", "maxmemory-policy"))
         info = await store.store_command(primary, "INFO", "memory")
         used = int(info["used_memory"]) if isinstance(info, dict) else 0
-        cap = used + int(_number(spec, "headroom_mb", 1, 1, 64) * 1024 * 1024)
+        cap = used + int(_number(spec, HEADROOM) * 1024 * 1024)
         await store.store_command(primary, "CONFIG", "SET", "maxmemory-policy", "volatile-random")
         await store.store_command(primary, "CONFIG", "SET", "maxmemory", cap)
-        keys = int(_number(spec, "ballast_mb", 64, 1, 1024) * 1024 * 1024) // _BALLAST_BYTES
+        keys = int(_number(spec, BALLAST) * 1024 * 1024) // _BALLAST_BYTES
         self._stop.clear()
         self._writer = threading.Thread(target=anyio.run, args=(self._fill, store, primary, cap, keys), daemon=True,
                                         name="opeval-ballast")
@@ -324,6 +329,7 @@ class TrafficBurst(StoreFault):
     every client, from threads of the harness, for ``duration_s`` (default: until reverted)."""
 
     kind = "traffic_burst"
+    params = (RATE, DURATION)
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -334,14 +340,12 @@ class TrafficBurst(StoreFault):
         """Target ``cluster`` (or ``random``); ``rate_hz`` 1..2000 (default 125); optional ``duration_s``."""
         if spec.target not in ("cluster", "random"):
             raise UsageError(f"traffic_burst loads every node: target cluster, not {spec.target!r}")
-        _number(spec, "rate_hz", 125, 1, 2000)
-        validate_duration(spec)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Start the burst's senders."""
         store = _store(ctx)
         urls = [ctx.subject.endpoint(n).client_url for n in store.store_clients()]
-        rate = _number(spec, "rate_hz", 125, 1, 2000)
+        rate = _number(spec, RATE)
         key = f"opeval/chaos/burst-{int(time.time())}"
         senders = 4
         self._stop.clear()
@@ -398,12 +402,11 @@ class ConfigDrift(StoreFault):
     three times the subject's): it admits more than the others."""
 
     kind = "config_drift"
+    params = (LIMIT, DURATION)
 
     def validate(self, spec: ChaosSpec, member_names: list[str]) -> None:
         """``random`` or a client; ``limit`` 1..100000 if given."""
         _validate_client_target(spec, member_names)
-        if "limit" in spec.params:
-            _number(spec, "limit", 1, 1, 100_000)
 
     async def inject(self, spec: ChaosSpec, ctx: ChaosContext) -> Injection:
         """Rewrite its configuration and restart it (stop, start: as a deploy would)."""

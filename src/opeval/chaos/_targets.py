@@ -1,5 +1,6 @@
-"""Whom a fault hits: roles resolved against a seeded order, and the checks every kind
-makes of its target and duration before anything starts."""
+"""Whom a fault hits: roles resolved against a seeded order, and the check every kind
+makes of its target before anything starts (parameters are checked by their declarations:
+:mod:`opeval.params`)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,3 @@ def validate_target(kind: str, spec: ChaosSpec, member_names: list[str]) -> None
     if spec.target == "follower" and len(member_names) < 2:
         raise UsageError("target follower needs at least 2 members")
 
-
-def validate_duration(spec: ChaosSpec) -> None:
-    """``duration_s``, if given, is a positive number of seconds."""
-    d = spec.params.get("duration_s")
-    if d is not None and (isinstance(d, bool) or not isinstance(d, int | float) or d <= 0):
-        raise UsageError(f"{spec.kind}: duration_s must be a positive number of seconds, not {d!r}")

@@ -1,9 +1,31 @@
-"""The ``opeval`` command line (cyclopts)."""
+"""The ``opeval`` command line (cyclopts).
 
-from opeval.cli import _analysis  # noqa: F401 - registers the analysis commands
-from opeval.cli import _store  # noqa: F401 - registers the store commands
-from opeval.cli import _view  # noqa: F401 - registers the view command
-from opeval.cli import _watch  # noqa: F401 - registers the watch command
-from opeval.cli._app import app, main
+Importing this package loads nothing but itself: :func:`main` imports the program, so
+that an interrupt while it loads is one line and exit 130, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line and an exit code, never a traceback."""
+    try:
+        from opeval.cli._app import main as run
+    except KeyboardInterrupt:
+        sys.stderr.write("opeval: interrupted\n")
+        raise SystemExit(130) from None
+    run(argv)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from opeval.cli._app import app
+
+        return app
+    raise AttributeError(f"module 'opeval.cli' has no attribute {name!r}")
+
 
 __all__ = ["app", "main"]

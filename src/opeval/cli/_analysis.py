@@ -29,7 +29,7 @@ from opeval.projections import (
 )
 from opeval.store import EventStore, StoreLocation
 
-from ._app import AnyId, CampaignId, TrialId, app
+from ._app import AnyId, CampaignId, TrialId
 from ._common import JsonFlag, StoreOption, WideFlag, err, out, print_json, store_path
 from ._exit import ExitCode
 from ._ids import campaign_id, short_ids, store_ids, trial_id
@@ -73,7 +73,6 @@ def _f(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-@app.command
 def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreOption = None,
             json: JsonFlag = False, wide: WideFlag = False) -> int:
     """Scores and metrics of every trial of a campaign, and aggregates per agent and variant.
@@ -275,7 +274,6 @@ def _print_metrics(result: dict[str, Any], a_name: str, b_name: str, wide: bool,
         out.print(_left_out_line(b_name, result["b_left_out"]), highlight=False)
 
 
-@app.command
 def compare(campaign_a: CampaignId, campaign_b: CampaignId, /, *, rules: RulesOption = None,
             store: StoreOption = None, json: JsonFlag = False, wide: WideFlag = False) -> int:
     """Compare two campaigns metric by metric: mean, median, delta, bootstrap 95% CI.
@@ -304,7 +302,6 @@ def compare(campaign_a: CampaignId, campaign_b: CampaignId, /, *, rules: RulesOp
     return ExitCode.OK
 
 
-@app.command(name="compare-baseline")
 def compare_baseline_(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreOption = None,
                       json: JsonFlag = False, wide: WideFlag = False) -> int:
     """The campaign's agent against the system's own self-healing on the same chaos.
@@ -330,7 +327,6 @@ def compare_baseline_(campaign: CampaignId, /, *, rules: RulesOption = None, sto
     return ExitCode.OK
 
 
-@app.command
 def rescore(campaign: CampaignId | None = None, /, *, all: bool = False, rules: Path,  # noqa: A002
             store: StoreOption = None, json: JsonFlag = False, wide: WideFlag = False) -> int:
     """Replay trials under another rule set; show old (default) and new scores side by side.
@@ -379,7 +375,6 @@ def _delta(old: float | None, new: float | None) -> float | None:
     return None if old is None or new is None else new - old
 
 
-@app.command
 def export(trial: TrialId, /, *, format: Literal["md", "json", "html"] = "md", output: Path | None = None,  # noqa: A002
            rules: RulesOption = None, store: StoreOption = None) -> int:
     """A postmortem of one trial: what broke when, what the agent saw and did, when service came back.
@@ -411,7 +406,6 @@ def export(trial: TrialId, /, *, format: Literal["md", "json", "html"] = "md", o
 
 
 
-@app.command
 def classify(campaign: CampaignId | None = None, /, *, all: bool = False, model: str | None = None,  # noqa: A002
              limit: int | None = None, dry_run: bool = False, store: StoreOption = None,
              json: JsonFlag = False) -> int:

@@ -14,8 +14,8 @@ from cyclopts.exceptions import CycloptsError
 
 import opeval
 from opeval.agents import DEFAULT_MODEL
-from opeval.errors import OpevalError, UsageError
-from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, TrialConfig, describe, event_json
+from opeval.errors import OpevalError, StoreError, UsageError
+from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, Trial, TrialConfig, describe, event_json
 from opeval.runner import TrialRequest, cleanup, run_single
 from opeval.store import EventStore, store_exists
 
@@ -63,6 +63,24 @@ def _names(registry: str) -> Any:
     return complete
 
 
+def _whole(flag: str) -> Any:
+    """A converter for a whole-number flag: ``2.5`` is refused, not rounded."""
+
+    def convert(type_: Any, tokens: Any) -> int:
+        text = str(getattr(tokens[0], "value", tokens[0])).strip()
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise UsageError(f"{flag} must be a whole number, not {text!r}") from None
+
+    return convert
+
+
+ParallelOption = Annotated[int | None, Parameter(converter=_whole("--parallel"))]
+MaxStepsOption = Annotated[int, Parameter(converter=_whole("--max-steps"))]
+SeedOption = Annotated[int | None, Parameter(converter=_whole("--seed"))]
+MembersOption = Annotated[int | None, Parameter(converter=_whole("--members"))]
+
 TrialId = Annotated[str, Parameter(completer=completer("trial"))]
 CampaignId = Annotated[str, Parameter(completer=completer("campaign"))]
 AnyId = Annotated[str, Parameter(completer=completer(None))]
@@ -74,7 +92,7 @@ def run(
     file: Path | None = None,
     /,
     *,
-    parallel: int | None = None,
+    parallel: ParallelOption = None,
     resume: bool = False,
     executor: Literal["local", "ray"] = "local",
     address: str | None = None,
@@ -88,13 +106,13 @@ def run(
     baseline: Annotated[bool, Parameter(negative=())] = False,
     model: str | None = None,
     system_prompt: Path | None = None,
-    max_steps: int = 30,
+    max_steps: MaxStepsOption = 30,
     command_timeout: float = 30.0,
-    seed: int | None = None,
+    seed: SeedOption = None,
     timeout: float = 60.0,
     settle: float = 2.0,
     restart_policy: Annotated[str, Parameter(completer=lambda ctx: ["on-failure", "never"])] = "on-failure",
-    members: int | None = None,
+    members: MembersOption = None,
     rate: float = 50.0,
     sandbox: Literal["bubblewrap", "none"] = "bubblewrap",
     approval: Annotated[str | None, Parameter(completer=lambda ctx: ["allow", "deny", "ask"])] = None,
@@ -202,6 +220,17 @@ def run(
     if file is not None or parallel is not None or resume or executor != "local" or address is not None:
         raise UsageError(f"--parallel, --resume, --executor and a file are for campaigns: "
                          f"`{hint('run campaign FILE')}`")
+    from opeval.params import SEED, TRIAL_FLAGS, TRIAL_SETTINGS, VARIANT_FLAGS, VARIANT_NUMBERS, check_flags
+
+    # Every value is checked against its declaration before anything else happens.
+    settings = check_flags(TRIAL_SETTINGS, TRIAL_FLAGS, {k: v for k, v in (
+        ("members", members), ("restart_policy", restart_policy), ("timeout_s", timeout), ("settle_s", settle),
+        ("workload_rate_hz", rate)) if v is not None})
+    numbers = check_flags(VARIANT_NUMBERS, VARIANT_FLAGS, {"max_steps": max_steps, "command_timeout_s": command_timeout})
+    if seed is not None:
+        check_flags((SEED,), {"seed": "--seed"}, {"seed": seed})
+    if alert is not None and chaos != "none":
+        raise UsageError(f"--alert is the page of a control trial: use it with --chaos none, not {chaos}")
     subject = subject or setting("subject") or "etcd"
     if baseline:
         agent = "none"
@@ -209,7 +238,7 @@ def run(
         raise UsageError("--approval gates an agent's commands: give one with --agent (runbook, anthropic...)")
     agent_config: dict[str, Scalar] = {}
     if agent != "none":
-        agent_config = {"max_steps": max_steps, "command_timeout_s": command_timeout}
+        agent_config = dict(numbers)
         if agent == "anthropic":
             agent_config["model"] = model or setting("model") or DEFAULT_MODEL
         if approval is not None:
@@ -223,9 +252,12 @@ def run(
             agent_config.update(policy.config())
         if system_prompt is not None:
             try:
-                agent_config["system_prompt"] = system_prompt.read_text()
+                agent_config["system_prompt"] = system_prompt.read_text(encoding="utf-8")
             except OSError as e:
                 raise UsageError(f"cannot read --system-prompt {system_prompt}: {e.strerror}") from None
+            except UnicodeDecodeError as e:
+                raise UsageError(f"--system-prompt {system_prompt} is not a text file (byte {e.start} is not "
+                                 "UTF-8)") from None
     path = store_path(store)
     from opeval.subjects import SUBJECTS
 
@@ -236,8 +268,7 @@ def run(
         chaos=ChaosSpec(kind=chaos, target=target or ("none" if chaos == "none" else "random"),
                         params={"alert": alert} if alert is not None else {}),
         agent=AgentSpec(name=agent, config=agent_config),
-        config=TrialConfig(members=members or default_members, restart_policy=restart_policy,
-                           timeout_s=timeout, settle_s=settle, workload_rate_hz=rate),
+        config=TrialConfig(**{"members": default_members, **settings}),
         seed=seed if seed is not None else secrets.randbelow(2**31),
         sandbox=sandbox,
     )
@@ -362,6 +393,14 @@ def list_(*, campaign: CampaignId | None = None, store: StoreOption = None, json
     return ExitCode.OK
 
 
+def _readable_trial(es: EventStore, trial_id: uuid.UUID) -> Any:
+    """The trial, or None if its first event cannot be decoded (the store has warned)."""
+    try:
+        return es.trial(trial_id)
+    except StoreError:
+        return None
+
+
 def _campaign_rows_from_log(es: EventStore) -> list[dict[str, Any]]:
     """Campaigns counted from the event log (when the read models cannot be opened)."""
     from opeval.projections import REAL_OUTCOMES, campaign_title
@@ -369,7 +408,7 @@ def _campaign_rows_from_log(es: EventStore) -> list[dict[str, Any]]:
     rows = []
     for _, e in es.iter_events(topics=["opeval.campaign:CampaignStarted"]):
         c: Campaign = es.campaign(e.originator_id)
-        outcomes = [(c.trial_index[t], es.trial(t).outcome) for t in c.trial_ids]
+        outcomes = [(c.trial_index[t], trial.outcome) for t in c.trial_ids if (trial := _readable_trial(es, t))]
         counts = {o: sum(1 for _, x in outcomes if x == o) for o in REAL_OUTCOMES}
         running = sum(1 for _, x in outcomes if x is None)
         rows.append({
@@ -449,7 +488,7 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
         trials: list[tuple[uuid.UUID, Any]] = []
         if kind == "campaign":
             campaign: Campaign = es.campaign(oid)
-            trials = [(tid, es.trial(tid)) for tid in campaign.trial_ids]
+            trials = [(tid, tr) for tid in campaign.trial_ids if (tr := _readable_trial(es, tid))]
         short = short_ids(store_ids(es))
     if json:
         data: dict[str, Any] = {"kind": kind, "id": str(oid), "events": [event_json(None, e) for e in events]}
@@ -459,7 +498,7 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
         print_json(data)
         return ExitCode.OK
     if kind == "campaign":
-        c = events[0]
+        c = events[0]  # a campaign whose first event cannot be decoded fails in es.campaign above
         out.print(f"campaign {oid.hex} [bold]{c.name}[/bold] started {c.timestamp:%Y-%m-%d %H:%M:%S} UTC",
                   highlight=False)
         cols = [Col("#", justify="right", drop=4), Col("trial", keep=True), Col("chaos → target", drop=2),
@@ -469,12 +508,15 @@ def show(id: AnyId, /, *, store: StoreOption = None, json: JsonFlag = False, wid
                             _who(tr.agent.name, tr.agent.variant), str(tr.seed), tr.outcome or "running"]
                            for tid, tr in trials], wide=wide)
         return ExitCode.OK
+    started = events[0] if events and isinstance(events[0], Trial.TrialStarted) else None
     from opeval.subjects import words_for  # the subject's screen words (imports the subjects: only here)
 
-    started = events[0]
-    words = words_for(started.subject)
-    out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC  "
-              f"(campaign {short.get(started.campaign_id.hex, started.campaign_id.hex)})", highlight=False)
+    words = words_for(started.subject if started is not None else "")
+    if started is None:  # skipped as undecodable: the rest of the timeline still shows
+        out.print(f"trial {oid.hex}  (its TrialStarted cannot be decoded)", highlight=False)
+    else:
+        out.print(f"trial {oid.hex}  started {started.timestamp:%Y-%m-%d %H:%M:%S} UTC  "
+                  f"(campaign {short.get(started.campaign_id.hex, started.campaign_id.hex)})", highlight=False)
     print_table([Col("offset", keep=True, justify="right"), Col("event", keep=True), Col("detail", drop=1)],
                 [[f"{e.offset_s:.3f}s", type(e).__name__, describe(e, words)] for e in events], wide=wide)
     return ExitCode.OK
@@ -505,6 +547,32 @@ def cleanup_(*, store: StoreOption = None, json: JsonFlag = False) -> int:
         if not (report.reaped or report.aborted or report.problems):
             out.print("nothing to clean up")
     return ExitCode.TRIAL_ERROR if report.problems else ExitCode.OK
+
+
+@app.command
+def verify(*, store: StoreOption = None, json: JsonFlag = False) -> int:
+    """Check that the whole log replays: every event decodes, each campaign's and trial's
+    events are in order (versions 1, 2, 3... as the log holds them), and each trial lives
+    TrialStarted -> ... -> TrialFinished. Lists every problem; exits 7 if there is one.
+    """
+    from opeval.store import verify_log
+
+    path = store_path(store)
+    with EventStore(path, writable=False) as es:
+        report = verify_log(es.recorder)
+    if json:
+        print_json({"store": str(path), "ok": report.ok, "events": report.events, "trials": report.trials,
+                    "campaigns": report.campaigns, "unfinished": report.unfinished,
+                    "problems": [vars(p) for p in report.problems]})
+    else:
+        for p in report.problems:
+            out.print(p.line(), highlight=False, markup=False, soft_wrap=True)
+        running = f", {len(report.unfinished)} without an end yet (running, or see `{hint('cleanup')}`)" \
+            if report.unfinished else ""
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}"
+        out.print(f"{path}: {report.events} events, {report.campaigns} campaigns, {report.trials} trials"
+                  f"{running}: {verdict}", highlight=False, markup=False, soft_wrap=True)
+    return ExitCode.OK if report.ok else ExitCode.LOG_DAMAGED
 
 
 @app.command
@@ -551,6 +619,34 @@ def completion(shell: Literal["bash", "zsh", "fish"], /) -> int:
     """
     sys.stdout.write(app.generate_completion(prog_name="opeval", shell=shell))
     return ExitCode.OK
+
+
+def _docstring(module: str, function: str) -> str:
+    """A function's description (its docstring without the parameters), read from the module's
+    source without importing it."""
+    import ast
+    import importlib.util
+    import inspect
+
+    origin = importlib.util.find_spec(module).origin  # type: ignore[union-attr]
+    tree = ast.parse(Path(origin).read_text())  # type: ignore[arg-type]
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    return inspect.cleandoc(ast.get_docstring(node) or "").split("\nParameters\n", 1)[0].strip()
+
+
+# The analysis stack (DuckDB, Arrow, numpy, scipy) and the viewer load only when one of
+# their commands runs: `opeval run` never imports them (docs/benchmarks.md has the figure).
+for _name, _module, _function in (
+        ("analyze", "_analysis", "analyze"), ("compare", "_analysis", "compare"),
+        ("compare-baseline", "_analysis", "compare_baseline_"), ("rescore", "_analysis", "rescore"),
+        ("export", "_analysis", "export"), ("classify", "_analysis", "classify"), ("view", "_view", "view"),
+        ("watch", "_watch", "watch")):
+    app.command(f"opeval.cli.{_module}:{_function}", name=_name,
+                help=_docstring(f"opeval.cli.{_module}", _function))
+
+store_app = App(name="store", help="Work on whole event stores: copy a log between SQLite and PostgreSQL.")
+store_app.command("opeval.cli._store:copy", name="copy", help=_docstring("opeval.cli._store", "copy"))
+app.command(store_app)
 
 
 def _one_line(e: CycloptsError) -> str:

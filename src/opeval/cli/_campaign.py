@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from opeval.params import PARALLEL, check_flags
 from opeval.runner import CampaignRun, PlannedTrial, RayOptions, TrialResult, TrialStatus, cleanup, load_campaign, \
     run_campaign
 from opeval.runner._ray import check_store
@@ -25,6 +26,8 @@ def run_campaign_file(file: Path, *, parallel: int | None, resume: bool, store: 
     as many as the cluster has CPUs for)."""
     plan = load_campaign(file)
     path = store_path(store)
+    if parallel is not None:
+        check_flags((PARALLEL,), {"parallel": "--parallel"}, {"parallel": parallel})
     if ray is not None:
         check_store(path)
         chosen = parallel or setting("parallel")

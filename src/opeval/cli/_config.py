@@ -61,9 +61,12 @@ def project_config_path(start: Path | None = None) -> Path | None:
 
 def _check(key: str, value: Any, where: str) -> Any:
     if key == "parallel":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{where}: parallel must be a whole number of 1 or more, not {value!r}")
-        return value
+        from opeval.params import PARALLEL, ParamError
+
+        try:
+            return PARALLEL.check(value)
+        except ParamError as e:
+            raise UsageError(f"{where}: parallel {e.reason}") from None
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"{where}: {key} must be a non-empty string, not {value!r}")
     return value
@@ -103,7 +106,7 @@ def _read_env() -> dict[str, Setting]:
             try:
                 value = int(raw)
             except ValueError:
-                raise UsageError(f"{name}: parallel must be a whole number of 1 or more, not {raw!r}") from None
+                value = raw  # refused by _check, in the words of the declaration
         found[key] = Setting(_check(key, value, name), name)
     return found
 

@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 4
     MISSING = 5
     MODEL = 6
+    LOG_DAMAGED = 7
     INTERRUPTED = 130
 
 
@@ -27,6 +28,7 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.NOT_FOUND: "unknown, ambiguous or wrong-kind id",
     ExitCode.MISSING: "something missing on this machine (a binary, root, a free port)",
     ExitCode.MODEL: "a model call failed (`classify`; what was recorded stays)",
+    ExitCode.LOG_DAMAGED: "`verify` found events that cannot be decoded, a log out of order or a broken trial life",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM): running trials are recorded as `aborted`",
 }
 

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from cyclopts import App
-
 from opeval.store import EventStore, copy_events, parse_store
 
-from ._app import app
 from ._common import err, out, print_json
 from ._exit import ExitCode
 
-store_app = App(name="store", help="Work on whole event stores: copy a log between SQLite and PostgreSQL.")
-app.command(store_app)
-
-
-@store_app.command
 def copy(src: str, dst: str, /, *, json: bool = False) -> int:
     """Copy every event of the store SRC into the new, empty store DST, in order, unchanged.
 

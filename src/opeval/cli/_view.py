@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from ._app import app
 from ._common import StoreOption, out, store_path
 
 
-@app.command
 def view(
     *,
     store: StoreOption = None,

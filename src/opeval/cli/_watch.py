@@ -13,7 +13,7 @@ from pathlib import Path
 from opeval.errors import NotFoundError, UsageError
 from opeval.store import EventStore
 
-from ._app import AnyId, app
+from ._app import AnyId
 from ._common import StoreOption, err, out, store_path
 from ._exit import ExitCode
 
@@ -28,7 +28,6 @@ def _running(es: EventStore) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     return (campaign if es.campaign(campaign).trials_planned > 1 else None), trial
 
 
-@app.command
 def watch(id: AnyId | None = None, /, *, speed: float = 1.0, store: StoreOption = None) -> int:  # noqa: A002
     """Follow a trial or campaign live in the terminal, or replay a finished trial.
 

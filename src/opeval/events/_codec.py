@@ -10,6 +10,8 @@ class's ``upcast_vN_vN+1`` methods in order, then conversion to the typed state.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import re
 import typing
 from typing import Any
 
@@ -17,7 +19,12 @@ import msgspec
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 
+from opeval.errors import UndecodableEvent, UnrecordableEvent
+from opeval.events._values import event_problem
+
 _IDENTITY_FIELDS = ("originator_id", "originator_version")
+#: A run of digits long enough to be an integer beyond 64 bits (checked precisely then).
+_LONG_DIGITS = re.compile(rb"\d{19,}")
 
 
 class _NeedsUpcast(Exception):
@@ -51,6 +58,7 @@ class _EventShape:
         self.decoder = msgspec.json.Decoder(self.struct)
         self.class_version: int = getattr(cls, "class_version", 1)
         self.cls = cls
+        self.datetimes = [name for name in self.names if hints[name] is dt.datetime]
 
     def state_of(self, decoded: Any) -> dict[str, Any]:
         return {name: getattr(decoded, name) for name in self.names}
@@ -64,6 +72,7 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
         self._encoder = msgspec.json.Encoder()
         self._shapes: dict[type, _EventShape] = {}
         self._outgoing: dict[type, tuple[str, int]] = {}  # class -> (topic, class_version)
+        self._topic_shapes: dict[str, _EventShape] = {}
 
     def _shape(self, cls: type) -> _EventShape:
         shape = self._shapes.get(cls)
@@ -80,21 +89,72 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
         state = domain_event.__dict__.copy()
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
+        try:
+            payload = self._encoder.encode(state)
+        except (TypeError, ValueError, OverflowError) as e:  # an unpaired surrogate, a tuple key...
+            raise self._refused(domain_event, event_problem(domain_event, skip=_IDENTITY_FIELDS), str(e)) from None
+        shape = self._shape(cls)
+        suspect = _LONG_DIGITS.search(payload) or any(
+            getattr(state[name], "tzinfo", True) is None for name in shape.datetimes)
+        # The precise check runs only on suspicion (long digits are mostly text, not integers).
+        found = event_problem(domain_event, skip=_IDENTITY_FIELDS) if suspect else None
+        if found is not None or not self._reads_back(shape, state, payload):
+            raise self._refused(domain_event, found or event_problem(domain_event, skip=_IDENTITY_FIELDS),
+                                "it would not read back as it was written")
         if out[1] > 1:
             state["class_version"] = out[1]
-        return StoredEvent(originator_id, originator_version, out[0], self._encoder.encode(state))
+            payload = self._encoder.encode(state)
+        return StoredEvent(originator_id, originator_version, out[0], payload)
+
+    @staticmethod
+    def _reads_back(shape: _EventShape, state: dict[str, Any], payload: bytes) -> bool:
+        """Does ``payload`` decode, with the class's types, to exactly ``state``?"""
+        try:
+            decoded = shape.decoder.decode(payload)
+        except msgspec.ValidationError:
+            return False
+        return shape.state_of(decoded) == state
+
+    @staticmethod
+    def _refused(event: Any, found: tuple[str, str] | None, fallback: str) -> UnrecordableEvent:
+        where, reason = found if found else ("", fallback)
+        return UnrecordableEvent(f"cannot record {type(event).__qualname__}: {where + ' ' if where else ''}{reason}"
+                                 " (the log holds only values that read back exactly)")
+
+    def current_payload(self, stored_event: StoredEvent) -> bytes:
+        """The payload as this version writes it: the same bytes when they decode with the
+        class's types, the upcast event re-encoded for an older version; raises
+        :class:`~opeval.errors.UndecodableEvent` for one that cannot be decoded."""
+        shape = self._topic_shapes.get(stored_event.topic)
+        if shape is not None:
+            try:
+                if shape.decoder.decode(stored_event.state).class_version == shape.class_version:
+                    return bytes(stored_event.state)
+            except msgspec.ValidationError:
+                pass
+        event = self.to_domain_event(stored_event)
+        self._topic_shapes[stored_event.topic] = self._shape(type(event))
+        return self.to_stored_event(event).state
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         """Decode a stored event with its class's field types, upcasting old versions."""
-        cls = resolve_topic(stored_event.topic)
-        shape = self._shape(cls)
         try:
-            decoded = shape.decoder.decode(stored_event.state)
-            if decoded.class_version != shape.class_version:
-                raise _NeedsUpcast
-            state = shape.state_of(decoded)
-        except (msgspec.ValidationError, _NeedsUpcast):
-            state = self._upcast(shape, stored_event.state)
+            cls = resolve_topic(stored_event.topic)
+            shape = self._shape(cls)
+            try:
+                decoded = shape.decoder.decode(stored_event.state)
+                if decoded.class_version != shape.class_version:
+                    raise _NeedsUpcast
+                state = shape.state_of(decoded)
+            except (msgspec.ValidationError, _NeedsUpcast):
+                state = self._upcast(shape, stored_event.state)
+        except Exception as e:  # noqa: BLE001 - whatever an old payload does, it is one unreadable event
+            reason = " ".join(str(e).split()) or type(e).__name__
+            name = stored_event.topic.rpartition(":")[2]
+            raise UndecodableEvent(
+                f"event {name} #{stored_event.originator_version} of {stored_event.originator_id} "
+                f"cannot be decoded: {reason}", originator_id=stored_event.originator_id,
+                version=stored_event.originator_version, topic=stored_event.topic, reason=reason) from None
         state["originator_id"] = stored_event.originator_id
         state["originator_version"] = stored_event.originator_version
         event = object.__new__(cls)

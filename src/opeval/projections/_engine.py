@@ -20,17 +20,23 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from eventsourcing.persistence import StoredEvent
+
 from opeval._assets import asset_path
-from opeval.errors import StoreError
-from opeval.events import ALL_EVENTS, MsgspecMapper
+from opeval.errors import StoreError, UndecodableEvent
+from opeval.events import MsgspecMapper
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
-from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path
+from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path, \
+    warn_undecodable
 
 DERIVED = ("campaigns", "trials", "command_labels", "commands", "approvals", "snapshots", "workload", "usage")
 #: The column that names the aggregate each derived table's rows come from.
 _KEYS = {"campaigns": "campaign_id", "command_labels": "labels_id"}
 TABLES = ("events", *DERIVED, "scores")
+#: Events of the log the read models leave out because they cannot be decoded (few, if any).
+_SKIPPED_TABLE = ("CREATE TABLE IF NOT EXISTS skipped_events (aggregate_id VARCHAR, version INTEGER, topic VARCHAR, "
+                  "reason VARCHAR, PRIMARY KEY (aggregate_id, version))")
 BATCH = 200_000
 
 
@@ -71,9 +77,8 @@ class ReadModels:
     def __init__(self, store_path: StoreLocation | str, db_path: Path | None = None) -> None:
         self.store_path = resolve_store_path(store_path)
         self.db_path = Path(db_path) if db_path else read_model_path(self.store_path)
-        self._upcast_topics = {f"{c.TOPIC}": getattr(c, "class_version", 1) for c in ALL_EVENTS
-                               if getattr(c, "class_version", 1) > 1}
         self._mapper = MsgspecMapper()
+        self._skipped: list[tuple[str, int, str, str]] = []  # events left out as undecodable, not yet kept
 
     # --- connections -----------------------------------------------------------------
     def _connect(self, path: Path) -> duckdb.DuckDBPyConnection:
@@ -138,12 +143,16 @@ class ReadModels:
             con.close()
 
     # --- loading -----------------------------------------------------------------------
-    def _batches(self, after: int) -> Iterator[pa.Table]:
+    def _batches(self, after: int) -> Iterator[tuple[int, pa.Table]]:
         for rows in log_rows(self.store_path, after, BATCH):
-            pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True))
-            if self._upcast_topics:
-                states = [self._current_state(t, s, i, v) for t, s, i, v in zip(topics, states, ids, versions, strict=True)]
-            yield pa.table({
+            last = rows[-1][0]
+            # Every event is checked to decode as this version reads it (old versions come
+            # back upcast, so SQL sees one shape per type); one that cannot is left out.
+            rows = [(r[0], r[1], r[2], r[3], state) for r in rows
+                    if (state := self._current_state(r[3], r[4], r[1], r[2])) is not None]
+            pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True)) if rows \
+                else ([], [], [], [], [])
+            yield last, pa.table({
                 "position": pa.array(pos, pa.int64()),
                 "aggregate_id": pa.array(ids, pa.string()),
                 "version": pa.array(versions, pa.int32()),
@@ -151,27 +160,26 @@ class ReadModels:
                 "state": pa.array(states, pa.binary()),
             })
 
-    def _current_state(self, topic: str, state: bytes, oid: str, version: int) -> bytes:
-        # Old event versions are upcast through the codec, so SQL sees one shape per type.
-        if topic not in self._upcast_topics:
-            return state
-        from uuid import UUID
-
-        from eventsourcing.persistence import StoredEvent
-
-        event = self._mapper.to_domain_event(StoredEvent(UUID(oid), version, topic, state))
-        return self._mapper.to_stored_event(event).state
+    def _current_state(self, topic: str, state: bytes, oid: str, version: int) -> bytes | None:
+        try:
+            return self._mapper.current_payload(StoredEvent(oid, version, topic, state))  # type: ignore[arg-type]
+        except UndecodableEvent as e:
+            self._skipped.append((oid, version, topic, e.reason))
+            return None
 
     def _load(self, con: duckdb.DuckDBPyConnection, after: int) -> tuple[int, int]:
         """Append events after ``after``; return (last position, rows loaded)."""
         last, count = after, 0
-        for batch in self._batches(after):
+        self._skipped.clear()
+        for last, batch in self._batches(after):
             con.register("arrow_batch", batch)
             con.execute("INSERT INTO events SELECT position, aggregate_id, version, "
                         "split_part(topic, ':', 2), decode(state) FROM arrow_batch")
             con.unregister("arrow_batch")
-            last = batch.column("position")[-1].as_py()
             count += batch.num_rows
+        if self._skipped:
+            con.execute(_SKIPPED_TABLE)
+            con.executemany("INSERT OR REPLACE INTO skipped_events VALUES (?, ?, ?, ?)", self._skipped)
         return last, count
 
     def _position(self, con: duckdb.DuckDBPyConnection) -> int:
@@ -232,7 +240,18 @@ class ReadModels:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        self._warn_skipped(con)
         return count
+
+    @staticmethod
+    def _warn_skipped(con: duckdb.DuckDBPyConnection) -> None:
+        """Every use of the read models says which events of the log they leave out."""
+        try:
+            rows = con.execute("SELECT aggregate_id, version, topic, reason FROM skipped_events").fetchall()
+        except duckdb.CatalogException:
+            return  # none ever skipped
+        for oid, version, topic, reason in rows:
+            warn_undecodable(UndecodableEvent(reason, originator_id=oid, version=version, topic=topic, reason=reason))
 
     def update(self) -> int:
         """Bring the read models up to date; return how many events were new."""

@@ -17,7 +17,7 @@ import anyio
 
 from opeval.agents import Agent
 
-from opeval.errors import OpevalError, UsageError
+from opeval.errors import OpevalError, StoreError, UsageError
 from opeval.events import Campaign, Scalar
 from opeval.runner._campaign_file import CampaignPlan, PlannedTrial
 from opeval.runner._cleanup import finish_campaign_if_done
@@ -121,7 +121,11 @@ def _find_resumable(store: EventStore, plan: CampaignPlan) -> Campaign:
 def _done_indexes(store: EventStore, campaign: Campaign) -> set[int]:
     done = set()
     for tid in campaign.trial_ids:
-        if store.trial(tid).outcome in ("recovered", "not_recovered", "error"):
+        try:
+            outcome = store.trial(tid).outcome
+        except StoreError:  # its start cannot be decoded (the store has warned): run that index again
+            continue
+        if outcome in ("recovered", "not_recovered", "error"):
             done.add(campaign.trial_index[tid])
     return done
 

@@ -32,6 +32,18 @@ import yaml
 
 from opeval.errors import UsageError
 from opeval.events import AgentSpec, ChaosSpec, Scalar, TrialConfig
+from opeval.params import (
+    check_params,
+    MAX_TRIALS,
+    PARALLEL,
+    REPETITIONS,
+    SEED_RANGE,
+    TRIAL_SETTINGS,
+    VARIANT_NUMBERS,
+    ParamError,
+    check_trial_settings,
+    nearest,
+)
 
 TOP_KEYS = ("name", "description", "subject", "runtime", "sandbox", "members", "repetitions", "seeds", "seed", "parallel",
             "trial", "chaos", "variants")
@@ -40,7 +52,9 @@ VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps",
                 "max_total_tokens", "temperature", "context", "stop_on_recovery", "approval")
 #: The harness's own operator tool; a subject adds its own (``Subject.tools``).
 HARNESS_TOOLS = ("nodectl",)
-TRIAL_KEYS = tuple(f for f in TrialConfig.__struct_fields__ if f != "members")
+TRIAL_KEYS = tuple(p.name for p in TRIAL_SETTINGS if p.name != "members")  # members is set at the top
+#: Campaign files larger than this are refused unread (a campaign is a page of YAML).
+MAX_FILE_BYTES = 1 << 20
 
 
 class CampaignFileError(UsageError):
@@ -64,6 +78,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
     m.lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.MarkedYAMLError(problem=f"a key must be a plain word, not {type(key).__name__}",
+                                       problem_mark=key_node.start_mark)
         if key in m:
             raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
         m[key] = loader.construct_object(value_node, deep=True)
@@ -123,15 +140,18 @@ class _Checker:
     def keys(self, m: _Mapping, allowed: tuple[str, ...], where: str) -> None:
         for k in m:
             if k not in allowed:
-                raise self.fail(m, str(k), f"{where}{k}: unknown key (allowed: {', '.join(allowed)})")
+                raise self.fail(m, str(k), f"{where}{k}: unknown key (allowed: {', '.join(allowed)})"
+                                           f"{nearest(str(k), list(allowed))}")
 
-    def number(self, m: _Mapping, key: str, where: str, *, integer: bool = False, positive: bool = True) -> Any:
-        v = m[key]
-        ok = isinstance(v, int) if integer else isinstance(v, int | float)
-        if isinstance(v, bool) or not ok or (positive and v <= 0):
-            kind = "a positive whole number" if integer else "a positive number"
-            raise self.fail(m, key, f"{where}{key}: must be {kind}, not {v!r}")
-        return v
+    def params(self, m: _Mapping, key: str, where: str, check: Any) -> Any:
+        """``check(value)`` with a ParamError pointed at the line of the parameter it names."""
+        try:
+            return check()
+        except ParamError as e:
+            inner = m.get(key)
+            line_of = inner if isinstance(inner, _Mapping) and e.name in inner else m
+            at = f"{where}{key}" if e.unknown or e.name == key else f"{where}{key}.{e.name}"
+            raise self.fail(line_of, e.name if line_of is inner else key, f"{at}: {e.reason}") from None
 
     def text(self, m: _Mapping, key: str, where: str) -> str:
         v = m[key]
@@ -154,16 +174,24 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
 
     path = Path(path)
     try:
-        source = path.read_text()
+        if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+            raise CampaignFileError(f"{path}: {path.stat().st_size} bytes is too large for a campaign file "
+                                    f"(at most {MAX_FILE_BYTES}): is it the right file?")
+        source = path.read_text(encoding="utf-8")
     except OSError as e:
         raise CampaignFileError(f"{path}: cannot read the campaign file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise CampaignFileError(f"{path}: not a text file (byte {e.start} is not UTF-8): give a YAML file") from None
     try:
         doc = yaml.load(source, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else 1
-        raise CampaignFileError(f"{path}:{line}: not valid YAML: {e.problem}") from None
+        problem = " ".join(str(e.problem).split())
+        raise CampaignFileError(f"{path}:{line}: not valid YAML: {problem}") from None
     except yaml.YAMLError as e:
-        raise CampaignFileError(f"{path}: not valid YAML: {e}") from None
+        raise CampaignFileError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise CampaignFileError(f"{path}: not valid YAML: nested too deeply") from None
     c = _Checker(path)
     if not isinstance(doc, _Mapping):
         raise CampaignFileError(f"{path}:1: a campaign file is a mapping with at least name, chaos and variants")
@@ -184,41 +212,44 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
     if sandbox not in MECHANISMS:
         raise c.fail(doc, "sandbox", f"sandbox: unknown sandbox {sandbox!r} (allowed: {', '.join(MECHANISMS)})")
     subj = SUBJECTS.get(subject)()
-    members = c.number(doc, "members", "", integer=True) if "members" in doc else subj.default_members
-    names = subj.member_names(members)
+    members = c.params(doc, "members", "", lambda: check_trial_settings({"members": doc["members"]}, "members")) \
+        ["members"] if "members" in doc else subj.default_members
+    try:
+        names = subj.member_names(members)
+    except UsageError as e:
+        raise c.fail(doc, "members", f"members: {str(e).removeprefix('--members ')}") from None
 
     trial_over: dict[str, Any] = {}
     if "trial" in doc:
         t = c.mapping(doc["trial"], doc, "trial", "trial")
         c.keys(t, TRIAL_KEYS, "trial.")
-        for k in t:
-            if k == "restart_policy":
-                if t[k] not in ("on-failure", "never"):
-                    raise c.fail(t, k, f"trial.restart_policy: {t[k]!r} (allowed: on-failure, never)")
-                trial_over[k] = t[k]
-            else:
-                trial_over[k] = float(c.number(t, k, "trial.", positive=k != "settle_s"))
-    try:
-        config = msgspec.convert({"members": members, **trial_over}, TrialConfig)
-    except msgspec.ValidationError as e:
-        raise c.fail(doc, "trial", f"trial: {e}") from None
+        trial_over = c.params(doc, "trial", "", lambda: check_trial_settings(t, "settings"))
+    config = msgspec.convert({"members": members, **trial_over}, TrialConfig)
     RestartPolicy.parse(config.restart_policy)
 
+    low, high = SEED_RANGE
     if "seeds" in doc:
         seeds = doc["seeds"]
         if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                               for s in seeds):
-            raise c.fail(doc, "seeds", "seeds: must be a non-empty list of whole numbers")
+                                                               and low <= s <= high for s in seeds):
+            raise c.fail(doc, "seeds", f"seeds: must be a non-empty list of whole numbers from {low} to {high}")
+        if len(set(seeds)) != len(seeds):
+            twice = next(s for s in seeds if seeds.count(s) > 1)
+            raise c.fail(doc, "seeds", f"seeds: {twice} is listed twice (each repetition needs its own seed)")
+        if len(seeds) > MAX_TRIALS:
+            raise c.fail(doc, "seeds", f"seeds: {len(seeds)} seeds, more than the {MAX_TRIALS} trials a campaign "
+                                       "may plan")
         if "repetitions" in doc and doc["repetitions"] != len(seeds):
             raise c.fail(doc, "repetitions", f"repetitions: {doc['repetitions']!r} but {len(seeds)} seeds given "
                                              "(one repetition per seed; drop one of them)")
     else:
-        reps = c.number(doc, "repetitions", "", integer=True) if "repetitions" in doc else 1
+        reps = c.params(doc, "repetitions", "", lambda: REPETITIONS.check(doc["repetitions"])) \
+            if "repetitions" in doc else 1
         base = doc.get("seed", 1)
-        if isinstance(base, bool) or not isinstance(base, int):
-            raise c.fail(doc, "seed", f"seed: must be a whole number, not {base!r}")
+        if isinstance(base, bool) or not isinstance(base, int) or not low <= base <= high - reps:
+            raise c.fail(doc, "seed", f"seed: must be a whole number from {low} to {high - reps}, not {base!r}")
         seeds = [base + r for r in range(reps)]
-    parallel = c.number(doc, "parallel", "", integer=True) if "parallel" in doc else 1
+    parallel = c.params(doc, "parallel", "", lambda: PARALLEL.check(doc["parallel"])) if "parallel" in doc else 1
 
     if not isinstance(doc["chaos"], list) or not doc["chaos"]:
         raise c.fail(doc, "chaos", "chaos: must be a non-empty list of faults ({kind: ..., target: ...})")
@@ -237,14 +268,19 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         except UsageError as e:
             raise c.fail(m, "kind", f"{where}kind: {e}") from None
         params = m.get("params", {})
-        if not _scalars(params):
+        if params is None or not _scalars(params):
             raise c.fail(m, "params", f"{where}params: must be a mapping of names to plain values")
-        spec = ChaosSpec(kind=kind, target=str(m.get("target", "none" if kind == "none" else "random")),
-                         params=dict(params))
+        target = m.get("target", "none" if kind == "none" else "random")
+        if not isinstance(target, str) or not target.strip():
+            raise c.fail(m, "target", f"{where}target: must be a role or a member name, not {target!r}")
+        spec = ChaosSpec(kind=kind, target=target, params=dict(params))
+        fault = CHAOS.get(kind)()
+        spec = ChaosSpec(kind=kind, target=target,
+                         params=c.params(m, "params", where, lambda: check_params(fault.params, params, kind)))
         try:
-            CHAOS.get(kind)().validate(spec, names)
+            fault.validate(spec, names)
         except UsageError as e:
-            key = "params" if "param" in str(e) or "duration" in str(e) else "target"
+            key = "params" if any(p.name in str(e) for p in fault.params) else "target"
             raise c.fail(m, key if key in m else "kind", f"{where}{key}: {e}") from None
         chaos_specs.append(spec)
 
@@ -267,12 +303,9 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         if agent not in allowed_agents:
             raise c.fail(m, "agent", f"{where}agent: unknown agent {agent!r} (allowed: {', '.join(allowed_agents)})")
         cfg: dict[str, Scalar] = {}
-        for k in ("max_steps", "max_total_tokens"):
-            if k in m:
-                cfg[k] = int(c.number(m, k, where, integer=True))
-        for k in ("command_timeout_s", "temperature"):
-            if k in m:
-                cfg[k] = float(c.number(m, k, where, positive=k != "temperature"))
+        for p in VARIANT_NUMBERS:
+            if p.name in m:
+                cfg[p.name] = c.params(m, p.name, where, lambda p=p: p.check(m[p.name]))
         for k in ("model", "context"):
             if k in m:
                 cfg[k] = c.text(m, k, where)
@@ -299,15 +332,23 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
             file = (path.parent / prompt) if not Path(prompt).is_absolute() else Path(prompt)
             if "\n" not in prompt and prompt.endswith((".md", ".txt")):
                 try:
-                    prompt = file.read_text()
+                    prompt = file.read_text(encoding="utf-8")
                 except OSError as e:
                     raise c.fail(m, "system_prompt", f"{where}system_prompt: cannot read {file} ({e.strerror})") from None
+                except UnicodeDecodeError as e:
+                    raise c.fail(m, "system_prompt", f"{where}system_prompt: {file} is not a text file "
+                                                     f"(byte {e.start} is not UTF-8)") from None
             cfg["system_prompt"] = prompt
         if agent == "none" and cfg:
             raise c.fail(m, next(iter(k for k in m if k not in ("name", "agent"))),
                          f"{where}: agent none (the baseline) takes no settings")
         agents.append(AgentSpec(name=agent, variant=vname, config=cfg))
 
+    planned = len(seeds) * len(chaos_specs) * len(agents)
+    if planned > MAX_TRIALS:
+        raise c.fail(doc, "repetitions" if "repetitions" in doc else "seeds" if "seeds" in doc else "chaos",
+                     f"the plan has {planned} trials ({len(seeds)} repetitions x {len(chaos_specs)} chaos kinds x "
+                     f"{len(agents)} variants), more than the {MAX_TRIALS} a campaign may plan: split it")
     trials = [PlannedTrial(index=0, chaos=ch, agent=ag, seed=seed, repetition=r)
               for r, seed in enumerate(seeds) for ch in chaos_specs for ag in agents]
     trials = [PlannedTrial(index=i, chaos=t.chaos, agent=t.agent, seed=t.seed, repetition=t.repetition)

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from opeval.errors import OpevalError
+from opeval.errors import OpevalError, StoreError
 from opeval.events import Campaign, Trial
 from opeval.runtimes import Reaped, is_same_process, reap_orphans
 from opeval.store import EventStore, parse_store, same_store
@@ -123,7 +123,11 @@ def cleanup(store: EventStore | None) -> CleanupReport:
         for tid in store.unfinished_trials():
             if tid in report.aborted:
                 continue
-            if _harness_dead(store.trial(tid)) and mark_aborted(
+            try:
+                trial = store.trial(tid)
+            except StoreError:  # its start cannot be decoded (the store has warned): nothing to judge it by
+                continue
+            if _harness_dead(trial) and mark_aborted(
                 store, tid, "harness died mid-trial; found unfinished in the event log"
             ):
                 report.aborted.append(tid)

@@ -19,12 +19,13 @@ from typing import Any
 
 import anyio
 import httpx
+import msgspec
 
 import opeval
 from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, ApprovalGate, ApprovalPolicy, BudgetExhausted, Incident
 from opeval.agents import NodeControl, StoreApprover
 from opeval.agents import load_prices, require_api_key
-from opeval.chaos import CHAOS, Chaos, ChaosContext, ChaosVerificationError, PeerProxy, control_alert
+from opeval.chaos import CHAOS, Chaos, ChaosContext, ChaosVerificationError, PeerProxy, check_chaos, control_alert
 from opeval.errors import OpevalError, UsageError
 from opeval.events import (
     AgentSpec,
@@ -38,6 +39,7 @@ from opeval.events import (
     TrialConfig,
 )
 from opeval.monitor import Monitor
+from opeval.params import check_trial_settings
 from opeval.runtimes import RUNTIMES, Journal, MemberEvent, MemberSpec, RestartPolicy, Runtime, runtime_dir, self_identity
 from opeval.sandbox import check_mechanism, describe, operator_sandbox
 from opeval.store import EventStore, read_model_path, store_address
@@ -92,15 +94,14 @@ def prepare(req: TrialRequest) -> None:
     RUNTIMES.get(req.runtime).preflight(subject.name, subject.container_definition())
     check_supported(subject, req.chaos.kind)
     names = subject.member_names(req.config.members)
-    CHAOS.get(req.chaos.kind)().validate(req.chaos, names)
+    check_chaos(CHAOS.get(req.chaos.kind)(), req.chaos, names)
+    check_trial_settings(msgspec.to_builtins(req.config))
     RestartPolicy.parse(req.config.restart_policy)
     if req.agent.name != "none":
         AGENTS.get(req.agent.name)
         check_mechanism(req.sandbox)
         if req.agent.name == "anthropic":
             require_api_key()
-    if req.config.timeout_s <= 0 or req.config.settle_s < 0:
-        raise OpevalError("--timeout must be positive and --settle not negative")
 
 
 def check_supported(subject: Subject, kind: str) -> None:

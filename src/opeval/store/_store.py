@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper, Notification
 
-from opeval.errors import NotFoundError, StoreError
+from opeval.errors import NotFoundError, StoreError, UndecodableEvent
 from opeval.events import Approval, ApprovalDecidedError, Campaign, CommandLabels, MsgspecMapper, Trial, event_name
 from opeval.store import _postgres, _sqlite
 from opeval.store._location import ENV_VAR, PostgresURL, StoreLocation, default_store_path, parse_store, \
@@ -30,6 +31,20 @@ _TABLE = "stored_events"
 _TRIAL_STARTED = "opeval.trial:TrialStarted"
 _TRIAL_FINISHED = "opeval.trial:TrialFinished"
 _CAMPAIGN_STARTED = "opeval.campaign:CampaignStarted"
+
+
+_warned: set[tuple[str, int]] = set()
+
+
+def warn_undecodable(e: UndecodableEvent) -> None:
+    """One line on standard error per unreadable event (once per process, whoever meets it)."""
+    oid = e.originator_id.hex if isinstance(e.originator_id, UUID) else str(e.originator_id).replace("-", "")
+    if (oid, e.version) in _warned:
+        return
+    _warned.add((oid, e.version))
+    kind = e.topic.partition(".")[2].partition(":")[0] or "aggregate"
+    sys.stderr.write(f"opeval: warning: skipped {e.topic.rpartition(':')[2]} #{e.version} of {kind} {oid[:8]}, "
+                     f"which cannot be decoded ({e.reason}); `opeval verify` lists every such event\n")
 
 
 class _StoreApplication(Application):  # type: ignore[type-arg]
@@ -158,6 +173,8 @@ class EventStore:
             raise StoreError(f"cannot open store {self.path}: {e}") from None
         self.recorder: Any = self.app.recorder
         self._listener: Any = None
+        #: Called with each event that cannot be decoded, which readers then skip.
+        self.on_undecodable: Callable[[UndecodableEvent], None] = warn_undecodable
 
     # --- writing ---------------------------------------------------------------
     def save(self, *aggregates: Trial | Campaign | CommandLabels | Approval) -> None:
@@ -176,11 +193,31 @@ class EventStore:
             raise StoreError(f"cannot write to store {self.path}: {e}") from e
 
     # --- reading ---------------------------------------------------------------
-    def _get(self, kind: str, oid: UUID) -> Any:
+    def _decode(self, stored: Any) -> Any:
+        """The domain event of a stored one; None (and a warning) if it cannot be decoded."""
         try:
-            return self.app.repository.get(oid)
-        except AggregateNotFoundError:
-            raise NotFoundError(f"no {kind} {oid} in store {self.path}") from None
+            return self.app.mapper.to_domain_event(stored)
+        except UndecodableEvent as e:
+            self.on_undecodable(e)
+            return None
+
+    def _get(self, kind: str, oid: UUID) -> Any:
+        """The aggregate from its readable events: one that cannot be decoded is skipped
+        (with a warning); without its first event the aggregate cannot be built at all."""
+        aggregate = None
+        for stored in self.recorder.select_events(oid):
+            event = self._decode(stored)
+            if event is None:
+                if stored.originator_version == 1:
+                    raise StoreError(f"{kind} {oid.hex[:8]} cannot be read: its first event cannot be decoded; "
+                                     "`opeval verify` says which")
+                continue
+            if aggregate is not None and event.originator_version != aggregate.version + 1:
+                aggregate._version = event.originator_version - 1  # step over the unreadable ones  # noqa: SLF001
+            aggregate = event.mutate(aggregate)
+        if aggregate is None:
+            raise NotFoundError(f"no {kind} {oid} in store {self.path}")
+        return aggregate
 
     def trial(self, trial_id: UUID) -> Trial:
         """The trial as its events make it now."""
@@ -193,8 +230,8 @@ class EventStore:
     def labels(self, model: str) -> CommandLabels | None:
         """The labels ``model`` has given to commands so far, if it was ever asked."""
         try:
-            return self.app.repository.get(CommandLabels.id_for(model))  # type: ignore[no-any-return]
-        except AggregateNotFoundError:
+            return self._get("labels", CommandLabels.id_for(model))  # type: ignore[no-any-return]
+        except NotFoundError:
             return None
 
     def approval(self, trial_id: UUID, step: int) -> Approval | None:
@@ -227,7 +264,8 @@ class EventStore:
     def events(self, originator_id: UUID, *, after: int = 0, limit: int | None = None) -> list[Any]:
         """The events of one aggregate, in order, decoded: those after version ``after``
         (a reader following a live trial asks only for what is new), at most ``limit``."""
-        return list(self.app.events.get(originator_id, gt=after or None, limit=limit))
+        stored = self.recorder.select_events(originator_id, gt=after or None, limit=limit)
+        return [e for e in map(self._decode, stored) if e is not None]
 
     def notifications(self, start: int = 1, limit: int = 1000,
                       topics: Sequence[str] = ()) -> Sequence[Notification]:
@@ -240,7 +278,9 @@ class EventStore:
         while True:
             page = self.notifications(start, batch, topics)
             for n in page:
-                yield n.id, self.app.mapper.to_domain_event(n)
+                event = self._decode(n)
+                if event is not None:
+                    yield n.id, event
             if len(page) < batch:
                 return
             start = page[-1].id + 1

@@ -26,10 +26,11 @@ import httpx
 import pytest
 
 from opeval.agents import AGENTS, Agent, AgentResult
-from opeval.chaos import CHAOS, Chaos
+from opeval.chaos import CHAOS, Chaos, check_chaos
 from opeval.commands import CLASSES
 from opeval.errors import UsageError
 from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
+from opeval.params import Param, ParamError
 from opeval.runner import TrialRequest, TrialResult, prepare, run_single
 from opeval.runtimes import RUNTIMES, ContainerDefinition, Journal, MemberEvent, MemberSpec, RestartPolicy, Runtime
 from opeval.store import EventStore
@@ -401,6 +402,17 @@ class ChaosContract(_Isolated):
         chaos.validate(self.spec(), names)
         with pytest.raises(UsageError):
             chaos.validate(ChaosSpec(kind=self.kind, target="no-such-member", params=dict(self.params)), names)
+
+    def test_it_declares_its_parameters(self) -> None:
+        chaos = CHAOS.get(self.kind)()
+        names = SUBJECTS.get(self.subject_name)().member_names(3)
+        for p in chaos.params:
+            assert isinstance(p, Param) and p.help, f"parameter {p.name!r}: declare it with opeval.params.Param and help"
+            if p.default is not None:
+                assert p.check(p.default) == p.default, f"parameter {p.name!r}: its default is out of its range"
+        check_chaos(chaos, self.spec(), names)  # the contract's own params pass their declarations
+        with pytest.raises(ParamError, match="unknown parameter"):
+            check_chaos(chaos, ChaosSpec(kind=self.kind, target=self.target, params={"no_such_param": 1}), names)
 
     def test_a_trial_injects_verifies_and_leaves_nothing(self, tmp_path: Path) -> None:
         req = TrialRequest(subject=self.subject_name, runtime=self.runtime_name, chaos=self.spec(), seed=5,

@@ -28,7 +28,7 @@ import msgspec
 
 from opeval.events import describe, event_json
 from opeval.subjects import words_for
-from opeval.errors import NotFoundError, StoreError, UsageError
+from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
 from opeval.events import Trial
 from opeval.projections import (
     CONTROL_KIND,
@@ -59,6 +59,7 @@ from opeval.viewer._models import (
     Comparison,
     ControlSummary,
     DataSafety,
+    FaultParam,
     GroupSummary,
     LeftOut,
     OutcomeCounts,
@@ -409,6 +410,9 @@ class StoreView:
     def _trial(self, tid: str, rules_key: str | None, with_data: bool) -> TrialDetail:
         with self.events_store() as es:
             events = es.events(UUID(tid))
+            if not events or not isinstance(events[0], Trial.TrialStarted):  # skipped as undecodable
+                raise NotFoundError(f"trial {tid[:8]} cannot be shown: its TrialStarted cannot be decoded "
+                                    "(`opeval verify` lists what is wrong)")
             started = events[0]
             running = not isinstance(events[-1], Trial.TrialFinished)
             campaign_name = None
@@ -628,6 +632,22 @@ def _thrashing_positions(con: duckdb.DuckDBPyConnection, tid: str, rules: RuleSe
     return {int(r[0]) for r in rows}
 
 
+def _fault_params(spec: Any) -> list[FaultParam]:
+    """The fault's parameters as its kind declares them (those given, then the defaults)."""
+    from opeval.chaos import CHAOS
+
+    try:
+        declared = CHAOS.get(spec.kind)().params
+    except OpevalError:  # a kind no longer installed: what was given
+        declared = ()
+    out = [FaultParam(name=p.name, value=str(spec.params[p.name]) if p.name in spec.params else p.default_text(),
+                      default=p.name not in spec.params, help=p.help)
+           for p in declared if p.name in spec.params or p.default is not None]
+    known = {p.name for p in declared}
+    return out + [FaultParam(name=k, value=str(v), default=False, help="") for k, v in spec.params.items()
+                  if k not in known]
+
+
 def _trial_detail(tid: str, events: list[Any], *, running: bool, campaign_name: str | None,
                   score: TrialScore | None, rule_key: str | None, classes: list[dict[str, Any]],
                   thrashing: set[int], with_data: bool) -> TrialDetail:
@@ -661,7 +681,8 @@ def _trial_detail(tid: str, events: list[Any], *, running: bool, campaign_name: 
         agent=started.agent.name, variant=started.agent.variant,
         model=str(started.agent.config["model"]) if "model" in started.agent.config else None,
         seed=started.seed, restart_policy=started.config.restart_policy, timeout_s=started.config.timeout_s,
-        settle_s=started.config.settle_s, started_at=started.timestamp.isoformat(timespec="seconds"),
+        settle_s=started.config.settle_s, fault_params=_fault_params(started.chaos),
+        started_at=started.timestamp.isoformat(timespec="seconds"),
         rule_set=rule_key, score=score,
         data_safety=None if safety is None else DataSafety(
             safe=not (safety.missing or safety.wrong or safety.unreadable or safety.error),

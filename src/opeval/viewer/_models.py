@@ -299,6 +299,16 @@ class DataSafety(msgspec.Struct, kw_only=True):
     error: str | None
 
 
+class FaultParam(msgspec.Struct, kw_only=True):
+    """One parameter of the trial's fault as its kind declares it: the value given, or its
+    default (``default`` true); ``help`` says what it does."""
+
+    name: str
+    value: str
+    default: bool
+    help: str
+
+
 class TrialDetail(msgspec.Struct, kw_only=True):
     """A trial: what it was, how it went (``score`` once finished), every command and event."""
 
@@ -322,6 +332,7 @@ class TrialDetail(msgspec.Struct, kw_only=True):
     restart_policy: str
     timeout_s: float
     settle_s: float
+    fault_params: list[FaultParam]
     started_at: str
     rule_set: str | None
     score: TrialScore | None
