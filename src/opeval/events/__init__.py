@@ -40,6 +40,7 @@ TRIAL_EVENTS: tuple[type, ...] = (
     Trial.AgentReasoning,
     Trial.AgentCommandExecuted,
     Trial.AgentUsage,
+    Trial.AgentToolError,
     Trial.AgentFinished,
     Trial.MemberProcessExited,
     Trial.MemberProcessStarted,

@@ -36,7 +36,8 @@ TOP_KEYS = ("name", "description", "subject", "runtime", "sandbox", "members", "
             "trial", "chaos", "variants")
 CHAOS_KEYS = ("kind", "target", "params")
 VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps", "command_timeout_s",
-                "max_total_tokens", "temperature", "context", "stop_on_recovery")
+                "max_total_tokens", "temperature", "context", "stop_on_recovery", "base_url", "api_key_env",
+                "max_tokens", "max_turns", "request_timeout_s", "max_retries", "continuations", "tool_choice")
 #: The harness's own operator tool; a subject adds its own (``Subject.tools``).
 HARNESS_TOOLS = ("nodectl",)
 TRIAL_KEYS = tuple(f for f in TrialConfig.__struct_fields__ if f != "members")
@@ -145,7 +146,7 @@ def _scalars(value: Any) -> bool:
 
 def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 - one check per key, in file order
     """Read, validate and expand a campaign file; errors name file, line and key."""
-    from opeval.agents import AGENTS
+    from opeval.agents import AGENTS, TOOL_CHOICES
     from opeval.chaos import CHAOS
     from opeval.runner._trial import check_supported
     from opeval.runtimes import RUNTIMES, RestartPolicy
@@ -266,15 +267,18 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         if agent not in allowed_agents:
             raise c.fail(m, "agent", f"{where}agent: unknown agent {agent!r} (allowed: {', '.join(allowed_agents)})")
         cfg: dict[str, Scalar] = {}
-        for k in ("max_steps", "max_total_tokens"):
+        for k in ("max_steps", "max_total_tokens", "max_tokens", "max_turns", "max_retries", "continuations"):
             if k in m:
-                cfg[k] = int(c.number(m, k, where, integer=True))
-        for k in ("command_timeout_s", "temperature"):
+                cfg[k] = int(c.number(m, k, where, integer=True, positive=k not in ("max_retries", "continuations")))
+        for k in ("command_timeout_s", "temperature", "request_timeout_s"):
             if k in m:
                 cfg[k] = float(c.number(m, k, where, positive=k != "temperature"))
-        for k in ("model", "context"):
+        for k in ("model", "context", "base_url", "api_key_env", "tool_choice"):
             if k in m:
                 cfg[k] = c.text(m, k, where)
+        if cfg.get("tool_choice") not in (None, *TOOL_CHOICES):
+            raise c.fail(m, "tool_choice", f"{where}tool_choice: one of {', '.join(TOOL_CHOICES)}, "
+                                           f"not {cfg['tool_choice']!r}")
         if "tools" in m:
             tools = m["tools"]
             allowed_tools = (*subj.tools, *HARNESS_TOOLS)

@@ -21,7 +21,7 @@ import httpx
 
 import opeval
 from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, BudgetExhausted, Incident, NodeControl
-from opeval.agents import load_prices, require_api_key
+from opeval.agents import load_prices
 from opeval.chaos import CHAOS, Chaos, ChaosContext, ChaosVerificationError, PeerProxy, control_alert
 from opeval.errors import OpevalError, UsageError
 from opeval.events import (
@@ -93,10 +93,8 @@ def prepare(req: TrialRequest) -> None:
     CHAOS.get(req.chaos.kind)().validate(req.chaos, names)
     RestartPolicy.parse(req.config.restart_policy)
     if req.agent.name != "none":
-        AGENTS.get(req.agent.name)
+        AGENTS.get(req.agent.name)(req.agent)  # its settings and key are checked as it is made
         check_mechanism(req.sandbox)
-        if req.agent.name == "anthropic":
-            require_api_key()
     if req.config.timeout_s <= 0 or req.config.settle_s < 0:
         raise OpevalError("--timeout must be positive and --settle not negative")
 
