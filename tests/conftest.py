@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,12 @@ def no_leaks(runtime_dir: Path) -> Iterator[None]:
     assert leftovers == [], f"journal files left: {leftovers}"
     assert workspaces == [], f"workspaces left: {workspaces}"
     os.environ.pop("OPEVAL_STORE", None)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real local model server for the whole session (see tests/llm.py), killed at the end."""
+    from tests.llm import model_server
+
+    with model_server(tmp_path_factory.mktemp("llama")) as server:
+        yield server
