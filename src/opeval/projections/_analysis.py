@@ -50,7 +50,7 @@ def trial_scores(con: duckdb.DuckDBPyConnection, rules: RuleSet, where: str = "T
 
 #: Per trial, whatever model agent ran it: the model asked for, the server's name, every kind of token.
 MODEL_USE = """
-    SELECT trial_id, string_agg(DISTINCT model, ', ' ORDER BY model) AS model,
+    SELECT trial_id, string_agg(DISTINCT model, ', ' ORDER BY model) AS called_model,
            string_agg(DISTINCT served_model, ', ' ORDER BY served_model) AS served_model, count(*) AS calls,
            sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
            sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
@@ -62,10 +62,11 @@ def model_use_line(t: dict[str, Any]) -> str:
     """Model, calls, tokens (cache included) and cost of one trial, the same for every agent kind."""
     if not t.get("calls"):
         return "no model calls"
-    served = f" (served as {t['served_model']})" if t.get("served_model") and t["served_model"] != t["model"] else ""
+    served = (f" (served as {t['served_model']})" if t.get("served_model") and t["served_model"] != t["called_model"]
+              else "")
     cost = "cost unknown" if t.get("cost_usd") is None else f"${float(t['cost_usd']):.4f}"
     cut = f", {t['calls_cut']} cut by the deadline" if t.get("calls_cut") else ""
-    return (f"{t['model']}{served}: {t['calls']} calls{cut}, {t['tokens']} tokens ({t['input_tokens']} input, "
+    return (f"{t['called_model']}{served}: {t['calls']} calls{cut}, {t['tokens']} tokens ({t['input_tokens']} input, "
             f"{t['cache_read_tokens']} cache read, {t['cache_write_tokens']} cache write, {t['output_tokens']} output), "
             f"{cost}")
 
