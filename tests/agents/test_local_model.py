@@ -59,7 +59,7 @@ def test_openai_agent_runs_real_commands_from_the_command_line(
     cmd = [sys.executable, "-m", "opeval", "run", "--agent", "openai", "--base-url", llama_server.openai_url,
            "--model", MODEL_NAME, "--tool-choice", "required", "--max-tokens", "160", "--temperature", "0",
            "--max-steps", "3", "--max-retries", "0", "--target", "follower", "--restart-policy", "never",
-           "--timeout", "45", "--seed", "5", "--store", str(store_path), "--json"]
+           "--timeout", "90", "--seed", "5", "--store", str(store_path), "--json"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode in (0, 1), proc.stderr  # recovered (0) or not (1): a real outcome either way
     out = json.loads(proc.stdout)
@@ -80,7 +80,7 @@ def test_anthropic_agent_runs_real_commands_against_the_messages_api(
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     spec = AgentSpec(name="anthropic", config={"model": MODEL_NAME, "base_url": llama_server.url, **LOCAL})
-    result, events = run(store_path, request(spec, target="etcd-2", timeout=45.0))
+    result, events = run(store_path, request(spec, target="etcd-2", timeout=90.0))
     assert result.outcome in ("recovered", "not_recovered"), result.reason
     assert_usage_recorded(events, asked=MODEL_NAME)
     commands = of(events, Trial.AgentCommandExecuted)

@@ -115,7 +115,7 @@ class AnthropicAgent:
         import anthropic  # heavy: only when an anthropic trial runs
 
         s = self.settings
-        client = anthropic.AsyncAnthropic(api_key=s.api_key(), base_url=s.base_url,
+        async with anthropic.AsyncAnthropic(api_key=s.api_key(), base_url=s.base_url,
                                           http_client=with_retry_policy(self.http_client, anthropic),
-                                          max_retries=s.max_retries, timeout=s.request_timeout_s)
-        return await run_loop(_Messages(client, s, incident.prompt()), tools, s)
+                                          max_retries=s.max_retries, timeout=s.request_timeout_s) as client:
+            return await run_loop(_Messages(client, s, incident.prompt()), tools, s)

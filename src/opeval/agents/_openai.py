@@ -116,7 +116,7 @@ class OpenAIAgent:
         import openai  # heavy: only when an openai trial runs
 
         s = self.settings
-        client = openai.AsyncOpenAI(api_key=s.api_key(), base_url=s.base_url,
+        async with openai.AsyncOpenAI(api_key=s.api_key(), base_url=s.base_url,
                                     http_client=with_retry_policy(self.http_client, openai),
-                                    max_retries=s.max_retries, timeout=s.request_timeout_s)
-        return await run_loop(_Chat(client, s, incident.prompt()), tools, s)
+                                    max_retries=s.max_retries, timeout=s.request_timeout_s) as client:
+            return await run_loop(_Chat(client, s, incident.prompt()), tools, s)
