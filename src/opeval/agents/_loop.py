@@ -48,8 +48,10 @@ CONTINUE = "Your answer was cut off at the token limit. Be brief: call one tool 
 STOPS = ("end_turn", "truncated", "tool_use", "refusal", "pause", "unknown")
 TOOL_CHOICES = ("auto", "required")
 
-#: A 5xx error text meaning the server failed to parse the model's own output (or our request).
-_UNPARSABLE = re.compile(r"pars(e|ing)", re.IGNORECASE)
+#: A 5xx error text meaning the server failed to parse the model's own output (or our request);
+#: llama.cpp's server says "Failed to parse ..." or "The model produced output that does not
+#: match the expected <format> format".
+_UNPARSABLE = re.compile(r"pars(e|ing)|output that does not match", re.IGNORECASE)
 
 
 def unparsable_output(status: int, error_text: str) -> bool:
