@@ -142,6 +142,8 @@ FROM w
 INSERT INTO usage
 SELECT aggregate_id, CAST(state ->> '$.call' AS INTEGER), state ->> '$.model',
        CAST(state ->> '$.input_tokens' AS BIGINT), CAST(state ->> '$.output_tokens' AS BIGINT),
-       CAST(state ->> '$.cost_usd' AS DOUBLE)
+       CAST(state ->> '$.cost_usd' AS DOUBLE), CAST(state ->> '$.cache_read_tokens' AS BIGINT),
+       CAST(state ->> '$.cache_write_tokens' AS BIGINT), state ->> '$.served_model', state ->> '$.stop_reason',
+       CAST(state ->> '$.latency_s' AS DOUBLE), CAST(state ->> '$.cut' AS BOOLEAN)
 FROM scoped
 WHERE type = 'AgentUsage'

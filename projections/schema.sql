@@ -61,9 +61,11 @@ CREATE TABLE IF NOT EXISTS workload (
     writes_failed INTEGER, reads_ok INTEGER, reads_failed INTEGER, p50_ms DOUBLE, p99_ms DOUBLE
 );
 
+-- One row per model API call; input_tokens exclude the cache's, so a call's tokens are the four summed.
 CREATE TABLE IF NOT EXISTS usage (
     trial_id VARCHAR, call INTEGER, model VARCHAR, input_tokens BIGINT, output_tokens BIGINT,
-    cost_usd DOUBLE
+    cost_usd DOUBLE, cache_read_tokens BIGINT, cache_write_tokens BIGINT, served_model VARCHAR,
+    stop_reason VARCHAR, latency_s DOUBLE, cut BOOLEAN
 );
 
 -- Rule sets ever used for scoring; a rebuild re-scores every one of them.

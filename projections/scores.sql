@@ -52,7 +52,8 @@ waits AS (
     GROUP BY a.trial_id
 ),
 use AS (
-    SELECT u.trial_id, sum(u.input_tokens + u.output_tokens) AS tokens, sum(u.cost_usd) AS cost_usd
+    SELECT u.trial_id, sum(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens) AS tokens,
+           sum(u.cost_usd) AS cost_usd
     FROM usage u JOIN t USING (trial_id)
     GROUP BY u.trial_id
 ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,12 @@ def postgres_url(postgres_server_url: str) -> str:
     from opeval.testing import fresh_database
 
     return fresh_database(postgres_server_url, f"t_{_uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real local model server for the whole session (see tests/llm.py), killed at the end."""
+    from tests.llm import model_server
+
+    with model_server(tmp_path_factory.mktemp("llama")) as server:
+        yield server

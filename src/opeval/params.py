@@ -171,6 +171,12 @@ VARIANT_NUMBERS: tuple[Param, ...] = (
           high=86_400),
     Param("max_total_tokens", int, "most tokens (in and out) the agent may use", low=1, high=10**9),
     Param("temperature", float, "the model's sampling temperature", low=0, high=2),
+    Param("max_tokens", int, "most tokens the model may write in one answer", low=1, high=10**6),
+    Param("max_turns", int, "most model calls the agent may make", low=1, high=10_000),
+    Param("request_timeout_s", float, "seconds before one model call is given up", low=0, low_open=True,
+          high=86_400),
+    Param("max_retries", int, "times a failed model call is retried (connection errors, 429, 5xx)", low=0, high=20),
+    Param("continuations", int, "times an answer cut at max_tokens is continued", low=0, high=20),
 )
 VARIANT_FLAGS = {"max_steps": "--max-steps", "command_timeout_s": "--command-timeout"}
 

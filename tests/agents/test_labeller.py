@@ -12,7 +12,7 @@ import anyio
 import httpx2 as httpx  # the anthropic SDK's own HTTP client package
 import pytest
 
-from opeval.agents import CommandLabeller, LabellingFailed
+from opeval.agents import CommandLabeller, LabellingFailed, Price
 from opeval.cli import main
 from opeval.events import CommandLabels
 from opeval.projections import ReadModels, RuleSet, file_digest, query, trial_scores
@@ -48,7 +48,7 @@ def _unknown(rm: ReadModels) -> list[str]:
 def _label(store_path: Path, commands: list[str], handler: Any, **kw: Any) -> Any:
     labeller = CommandLabeller(MODEL, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)), **kw)
     with EventStore(store_path) as store:
-        return anyio.run(lambda: labeller.label(store, commands, prices={"claude-haiku-4-5": (1.0, 5.0)}))
+        return anyio.run(lambda: labeller.label(store, commands, prices={"claude-haiku-4-5": Price(1.0, 5.0, 0.1, 1.25)}))
 
 
 def test_labels_are_recorded_then_used_by_the_read_models(store_path: Path, tmp_path: Path,

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from opeval.agents import AgentTools, BudgetExhausted, CommandResult, Sandbox
+from opeval.agents import AgentTools, BudgetExhausted, CommandResult, Price, Sandbox, TokenCount
 from opeval.events import AgentSpec, Trial
 from tests.conftest import labelled_processes
 
@@ -75,7 +75,7 @@ def test_every_command_is_recorded_and_the_step_budget_holds(tmp_path: Path) -> 
     recorded: list[tuple[type, dict[str, Any]]] = []
     tools = AgentTools(sandbox=sandbox(tmp_path), record=lambda cls, **f: recorded.append((cls, f)),
                        clock=lambda: 1.5, spec=AgentSpec(name="x", config={"max_steps": 2}),
-                       recovered=anyio.Event(), prices={"m": (3.0, 15.0)})
+                       recovered=anyio.Event(), prices={"m": Price.parse([3.0, 15.0])})
 
     async def main() -> None:
         await tools.shell("echo one")
@@ -84,7 +84,7 @@ def test_every_command_is_recorded_and_the_step_budget_holds(tmp_path: Path) -> 
         with pytest.raises(BudgetExhausted) as exc:
             await tools.shell("echo three")
         assert exc.value.reason == "max_steps"
-        tools.usage("m-2025", 1000, 100)
+        tools.usage("m-2025", TokenCount(input=1000, output=100, cache_read=2000, cache_write=400))
 
     anyio.run(main)
     kinds = [cls for cls, _ in recorded]
@@ -92,7 +92,10 @@ def test_every_command_is_recorded_and_the_step_budget_holds(tmp_path: Path) -> 
     first, second = recorded[0][1], recorded[2][1]
     assert (first["command"], first["exit_code"], first["stdout"], first["step"]) == ("echo one", 0, "one\n", 1)
     assert (second["exit_code"], second["step"]) == (3, 3)
-    assert recorded[3][1]["cost_usd"] == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)
+    # a two-rate price counts cache tokens at the input rate; the budget counts every token
+    assert recorded[3][1]["cost_usd"] == pytest.approx((3400 * 3.0 + 100 * 15.0) / 1e6)
+    assert (recorded[3][1]["cache_read_tokens"], recorded[3][1]["cache_write_tokens"]) == (2000, 400)
+    assert tools.tokens == 3500
 
 
 def test_a_variant_can_hand_the_agent_fewer_tools(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_analyze_compare_rescore_export(store: tuple[Path, str, str, str], tmp_p
     page = tmp_path / "pm.html"
     assert opeval("export", hostile[:8], "--format", "html", "--output", str(page), *s).returncode == 0
     html = page.read_text()
-    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in html
+    assert "<script>" not in html and "&lt;script&gt;alert('owned')&lt;/script&gt;" in html
     data = json.loads(opeval("export", hostile[:8], "--format", "json", *s).stdout)
     assert data["trial"]["trial_id"] == hostile and data["events"][0]["type"] == "TrialStarted"
 

@@ -90,7 +90,7 @@ def test_stored_topics_are_explicit_and_stable() -> None:
         "opeval.trial:WorkloadStarted", "opeval.trial:WorkloadSampled", "opeval.trial:WorkloadStopped",
         "opeval.trial:ChaosInjected", "opeval.trial:ChaosVerified", "opeval.trial:ChaosReverted",
         "opeval.trial:FaultDetected", "opeval.trial:AgentStarted", "opeval.trial:AgentReasoning",
-        "opeval.trial:AgentCommandExecuted", "opeval.trial:AgentUsage", "opeval.trial:AgentFinished",
+        "opeval.trial:AgentCommandExecuted", "opeval.trial:AgentUsage", "opeval.trial:AgentFinished", "opeval.trial:AgentToolError",
         "opeval.trial:MemberProcessExited",
         "opeval.trial:MemberProcessStarted", "opeval.trial:RecoveryDetected",
         "opeval.trial:DataSafetyChecked", "opeval.trial:ClusterDown", "opeval.trial:TrialAborted",
@@ -197,3 +197,22 @@ def test_a_snapshot_written_when_states_were_etcd_shaped_reads_back_generic() ->
         "member_id": "11", "leader_id": "11", "cluster_id": "c1", "raft_term": 2, "raft_index": 9, "revision": 5,
         "db_size": 20480, "member_names": "etcd-1,etcd-2"}
     assert down.role is None and down.detail == {"member_names": ""} and down.error == "status: ConnectError"
+
+
+def test_usage_written_before_cache_tokens_reads_back_with_none_and_the_server_model() -> None:
+    """v1 AgentUsage had no cache tokens, no stop reason and recorded the server's model name."""
+    mapper = MsgspecMapper()
+    now = Trial.AgentUsage(originator_id=uuid.uuid4(), originator_version=7,
+                           timestamp=Trial.AgentUsage.create_timestamp(), call=3, model="asked",
+                           served_model="served", input_tokens=10, output_tokens=2, cache_read_tokens=500,
+                           cache_write_tokens=4, cost_usd=None, stop_reason="tool_use", latency_s=0.5, cut=False,
+                           offset_s=1.0)
+    stored = mapper.to_stored_event(now)
+    assert mapper.to_domain_event(stored).cache_read_tokens == 500
+    v1 = msgspec.json.decode(stored.state)
+    v1.pop("class_version")
+    for key in ("served_model", "cache_read_tokens", "cache_write_tokens", "stop_reason", "latency_s", "cut"):
+        v1.pop(key)
+    back = mapper.to_domain_event(dataclasses.replace(stored, state=msgspec.json.encode(v1)))
+    assert (back.model, back.served_model, back.input_tokens, back.cache_read_tokens, back.stop_reason, back.cut) == (
+        "asked", "asked", 10, 0, "", False)

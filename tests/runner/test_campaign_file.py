@@ -55,7 +55,7 @@ def test_a_campaign_expands_into_paired_trials(tmp_path: Path) -> None:
     (("    params: {duration_s: 2}", "    params: {duration_s: -2}"), 9, "chaos[1].params.duration_s: must be a number > 0 and <= 86400, not -2"),
     (("  timeout_s: 9", "  timeout_s: soon"), 4, "trial.timeout_s: must be a number > 0 and <= 86400, not 'soon'"),
     (("  timeout_s: 9", "  timeot_s: 9"), 4, "trial.timeot_s: unknown key (allowed: restart_policy, timeout_s, settle_s, poll_interval_s, snapshot_interval_s, workload_rate_hz, warmup_s, verify_timeout_s); did you mean 'timeout_s'?"),
-    (("    agent: runbook", "    agent: gpt"), 12, "variants[0].agent: unknown agent 'gpt' (allowed: none, anthropic, runbook)"),
+    (("    agent: runbook", "    agent: gpt"), 12, "variants[0].agent: unknown agent 'gpt' (allowed: none, anthropic, openai, runbook)"),
     (("    max_steps: 5", "    max_steps: many"), 13, "variants[0].max_steps: must be a whole number >= 1 and <= 10000, not 'many'"),
     (("    max_steps: 5", "    tools: [kubectl]"), 13, "variants[0].tools: a list of the harness's tools to hand"),
     (("  - name: base", "  - name: rb"), 14, "variants[1].name: 'rb' is used by another variant"),
@@ -100,3 +100,19 @@ def test_missing_sections_and_files_are_named(tmp_path: Path) -> None:
 def test_every_shipped_campaign_file_is_valid(path: Path) -> None:
     plan = load_campaign(path)
     assert plan.trials and plan.name
+
+
+def test_model_agent_settings_reach_the_variant(tmp_path: Path) -> None:
+    local = GOOD.replace("  - name: base\n    agent: none\n", (
+        "  - {name: local, agent: openai, model: SmolLM2, base_url: 'http://127.0.0.1:8080/v1', max_tokens: 256,\n"
+        "     temperature: 0, request_timeout_s: 30, max_retries: 0, tool_choice: required, api_key_env: MY_KEY,\n"
+        "     max_turns: 8, continuations: 0}\n"))
+    plan = load_campaign(write(tmp_path, local))
+    (spec,) = {t.agent.variant: t.agent for t in plan.trials if t.agent.name == "openai"}.values()
+    assert spec.config == {"model": "SmolLM2", "base_url": "http://127.0.0.1:8080/v1", "max_tokens": 256,
+                           "temperature": 0.0, "request_timeout_s": 30.0, "max_retries": 0,
+                           "tool_choice": "required", "api_key_env": "MY_KEY", "max_turns": 8, "continuations": 0}
+    with pytest.raises(CampaignFileError, match="tool_choice: one of auto, required, not 'always'"):
+        load_campaign(write(tmp_path, local.replace("tool_choice: required", "tool_choice: always")))
+    with pytest.raises(CampaignFileError, match="max_tokens: must be a positive whole number"):
+        load_campaign(write(tmp_path, local.replace("max_tokens: 256", "max_tokens: '256'")))

@@ -1,7 +1,9 @@
 """Agents: what opeval evaluates. Each gets an incident and a shell; all it does is recorded.
 
-Built in: ``none`` (the baseline: no agent), ``runbook`` (deterministic, offline) and
-``anthropic`` (Claude through the Messages API). Others plug in through the entry-point
+Built in: ``none`` (the baseline: no agent), ``runbook`` (deterministic, offline),
+``anthropic`` (Claude, or any server speaking the Messages API) and ``openai`` (any
+OpenAI-compatible chat completions server); the two model agents share one loop
+(``_loop``) and one definition of their tools (``_tools``). Others plug in through the entry-point
 group ``opeval.agents``: a class taking an :class:`~opeval.events.AgentSpec` and
 implementing :class:`Agent`.
 """
@@ -26,7 +28,19 @@ from opeval.agents._approval import (
 )
 from opeval.agents._control import NodeControl
 from opeval.agents._labeller import DEFAULT_LABEL_MODEL, CommandLabeller, LabellingFailed, LabellingResult
-from opeval.agents._protocol import Agent, AgentFactory, AgentResult, AgentTools, BudgetExhausted, Incident
+from opeval.agents._loop import TOOL_CHOICES, ModelSettings
+from opeval.agents._openai import OpenAIAgent
+from opeval.agents._protocol import (
+    Agent,
+    AgentFactory,
+    AgentResult,
+    AgentTools,
+    BudgetExhausted,
+    Incident,
+    Price,
+    TokenCount,
+)
+from opeval.agents._tools import DONE, SHELL, TOOLS, DoneArgs, ShellArgs, ToolArgumentError, ToolSpec, parse_call
 from opeval.agents._runbook import RunbookAgent, down_members, restart_down_members
 from opeval.sandbox import CommandResult, Sandbox
 
@@ -34,13 +48,14 @@ from opeval.sandbox import CommandResult, Sandbox
 AGENTS: Registry[AgentFactory] = Registry("agent", "opeval.agents")
 AGENTS.register("runbook")(RunbookAgent)
 AGENTS.register("anthropic")(AnthropicAgent)
+AGENTS.register("openai")(OpenAIAgent)
 
 
-def load_prices() -> dict[str, tuple[float, float]]:
+def load_prices() -> dict[str, Price]:
     """USD per million tokens by model (``$OPEVAL_PRICES`` or the shipped prices.yaml)."""
     path = Path(os.environ.get("OPEVAL_PRICES") or Path(__file__).with_name("prices.yaml"))
     data = yaml.safe_load(path.read_text()) or {}
-    return {str(k): (float(v[0]), float(v[1])) for k, v in data.items()}
+    return {str(k): Price.parse(v) for k, v in data.items()}
 
 
 __all__ = [
@@ -62,14 +77,27 @@ __all__ = [
     "BudgetExhausted",
     "CommandLabeller",
     "CommandResult",
+    "DONE",
+    "DoneArgs",
     "Incident",
     "LabellingFailed",
     "LabellingResult",
+    "ModelSettings",
     "NodeControl",
+    "OpenAIAgent",
+    "Price",
     "RunbookAgent",
+    "SHELL",
     "Sandbox",
+    "ShellArgs",
+    "TOOLS",
+    "TOOL_CHOICES",
+    "TokenCount",
+    "ToolArgumentError",
+    "ToolSpec",
     "down_members",
     "load_prices",
+    "parse_call",
     "require_api_key",
     "restart_down_members",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opeval.agents._anthropic import require_api_key
-from opeval.agents._protocol import cost_usd
+from opeval.agents._protocol import Price, cost_usd
 from opeval.errors import OpevalError
 from opeval.events import CommandLabels, HarnessInfo
 from opeval.runtimes import self_identity
@@ -112,7 +112,7 @@ class CommandLabeller:
                     answers[idx] = (str(label), str(item.get("rationale") or "")[:500])
         return answers, resp
 
-    async def label(self, store: Any, commands: list[str], *, prices: dict[str, tuple[float, float]],
+    async def label(self, store: Any, commands: list[str], *, prices: dict[str, Price],
                     on_batch: Callable[[int, int], None] | None = None) -> LabellingResult:
         """Classify ``commands`` and record every answer in ``store`` (an EventStore)."""
         import anthropic

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 
@@ -15,14 +15,49 @@ if TYPE_CHECKING:
     from opeval.agents._approval import ApprovalGate
 
 
-def cost_usd(model: str, prices: dict[str, tuple[float, float]], input_tokens: int,
-             output_tokens: int) -> float | None:
+class Price(NamedTuple):
+    """USD per million tokens of one model: input, output, cache reads, cache writes."""
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+
+    @classmethod
+    def parse(cls, value: Any) -> Price:
+        """``[input, output]`` (cache tokens at the input rate) or ``[input, output, read, write]``."""
+        v = [float(x) for x in value]
+        if len(v) == 2:
+            v += [v[0], v[0]]
+        if len(v) != 4:
+            raise ValueError(f"a price is [input, output] or [input, output, cache_read, cache_write], not {value!r}")
+        return cls(*v)
+
+
+class TokenCount(NamedTuple):
+    """One call's tokens; ``input`` excludes the cache's, so the call read input + cache_read + cache_write."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every token of the call: what budgets count."""
+        return self.input + self.output + self.cache_read + self.cache_write
+
+
+def cost_usd(model: str, prices: dict[str, Price], input_tokens: int, output_tokens: int,
+             cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float | None:
     """What a call cost by the longest price prefix matching ``model`` (None: no price known)."""
     prefixes = [m for m in prices if model.startswith(m)]
     if not prefixes:
         return None
-    per_in, per_out = prices[max(prefixes, key=len)]
-    return round((input_tokens * per_in + output_tokens * per_out) / 1e6, 8)
+    p = prices[max(prefixes, key=len)]
+    return round((input_tokens * p.input + output_tokens * p.output + cache_read_tokens * p.cache_read
+                  + cache_write_tokens * p.cache_write) / 1e6, 8)
+
 
 class BudgetExhausted(Exception):
     """The agent used up a budget (steps or tokens); ``reason`` names which."""
@@ -76,7 +111,7 @@ class AgentTools:
     becomes an event."""
 
     def __init__(self, *, sandbox: Sandbox, record: Callable[..., Any], clock: Callable[[], float],
-                 spec: AgentSpec, recovered: anyio.Event, prices: dict[str, tuple[float, float]],
+                 spec: AgentSpec, recovered: anyio.Event, prices: dict[str, Price],
                  gate: ApprovalGate | None = None) -> None:
         self.sandbox = sandbox
         self.gate = gate  # the variant's approval policy, applied before each command runs
@@ -116,15 +151,24 @@ class AgentTools:
         self.step += 1
         self.record(Trial.AgentReasoning, step=self.step, text=text)
 
-    def usage(self, model: str, input_tokens: int, output_tokens: int) -> None:
-        """Record one API call's usage; stop the agent once its token budget is spent."""
+    def usage(self, model: str, tokens: TokenCount, *, served_model: str = "", stop_reason: str = "",
+              latency_s: float | None = None, cut: bool = False) -> None:
+        """Record one API call's usage (``model``: the one asked for, which prices it); stop the
+        agent once its token budget, counted over every token, is spent."""
         self.calls += 1
-        self.tokens += input_tokens + output_tokens
-        cost = cost_usd(model, self.prices, input_tokens, output_tokens)
-        self.record(Trial.AgentUsage, call=self.calls, model=model, input_tokens=input_tokens,
-                    output_tokens=output_tokens, cost_usd=cost)
+        self.tokens += tokens.total
+        cost = cost_usd(model, self.prices, *tokens)
+        self.record(Trial.AgentUsage, call=self.calls, model=model, input_tokens=tokens.input,
+                    output_tokens=tokens.output, cache_read_tokens=tokens.cache_read,
+                    cache_write_tokens=tokens.cache_write, cost_usd=cost, served_model=served_model or model,
+                    stop_reason=stop_reason, latency_s=latency_s, cut=cut)
         if self.tokens >= self.max_total_tokens:
             raise BudgetExhausted("token_budget", f"token budget of {self.max_total_tokens} used up")
+
+    def tool_error(self, tool: str, arguments: str, error: str) -> None:
+        """Record a tool call the harness refused (or an answer that called no tool); it is a step."""
+        self.step += 1
+        self.record(Trial.AgentToolError, step=self.step, tool=tool, arguments=arguments, error=error)
 
 
 @runtime_checkable

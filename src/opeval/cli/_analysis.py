@@ -105,7 +105,8 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
             Col("TTR", justify="right", fold=False, drop=1), Col("avail", justify="right", fold=False, drop=9),
             Col("lost", justify="right", fold=False, drop=6), Col("cmds", justify="right", fold=False, drop=7),
             Col("remed.", justify="right", fold=False, drop=11), Col("destr.", justify="right", fold=False, drop=4),
-            Col("thrash", justify="right", fold=False, drop=12), Col("cost $", justify="right", fold=False, drop=13),
+            Col("thrash", justify="right", fold=False, drop=12), Col("model", drop=15),
+            Col("tokens", justify="right", fold=False, drop=14), Col("cost $", justify="right", fold=False, drop=13),
             Col("score", justify="right", fold=False, drop=2)]
     table = []
     for r in rows:
@@ -116,12 +117,12 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
             outcome += " (left broken)"
         table.append([short.get(r["trial_id"], r["trial_id"]), agent, chaos, outcome,
                       _f(r["ttd_s"]), _f(r["ttr_s"]), _f(r["availability"]), _f(r["lost_writes"]), _f(r["commands"]),
-                      _f(r["remediations"]), _f(r["destructive"]), _f(r["thrashing"]), _f(r["cost_usd"], 4),
-                      _f(r["composite"], 2)])
+                      _f(r["remediations"]), _f(r["destructive"]), _f(r["thrashing"]), r["called_model"] or "-",
+                      _f(r["tokens"]), _f(r["cost_usd"], 4), _f(r["composite"], 2)])
     print_table(cols, table, wide=wide, title=f"campaign {short.get(cid, cid)} under {rs.key}",
                 caption="TTD, TTR: seconds from the fault verified; avail: share of client operations that "
                         "succeeded; lost: acknowledged writes missing; remed., destr.: remediation and destructive "
-                        "commands" + ("; control: no fault injected (no TTD, TTR or score; availability to the "
+                        "commands; tokens: input, output and cache reads and writes of every model call" + ("; control: no fault injected (no TTD, TTR or score; availability to the "
                                       "trial's end)" if control_groups else ""))
     if groups or not control_groups:
         cols = [Col("agent", keep=True), Col("variant", keep=True), Col("trials", justify="right", drop=6),

@@ -105,6 +105,13 @@ def run(
     agent: Annotated[str, Parameter(completer=_names("opeval.agents.AGENTS"))] = "none",
     baseline: Annotated[bool, Parameter(negative=())] = False,
     model: str | None = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    request_timeout: float | None = None,
+    max_retries: int | None = None,
+    tool_choice: Literal["auto", "required"] | None = None,
     system_prompt: Path | None = None,
     max_steps: MaxStepsOption = 30,
     command_timeout: float = 30.0,
@@ -160,15 +167,38 @@ def run(
     alert
         ``--chaos none``: the page's text (a cause that is not real; a vague default otherwise).
     agent
-        Who repairs the fault: ``none`` (self-healing only), ``runbook`` (offline, scripted)
-        or ``anthropic`` (Claude; needs ANTHROPIC_API_KEY).
+        Who repairs the fault: ``none`` (self-healing only), ``runbook`` (offline, scripted),
+        ``anthropic`` (Claude, or any Messages API server; needs ANTHROPIC_API_KEY unless
+        --base-url) or ``openai`` (any OpenAI-compatible server; needs OPENAI_API_KEY unless
+        --base-url).
     baseline
         Same as ``--agent none``: measure self-healing without any agent.
     model
-        Model for ``--agent anthropic`` (default: $OPEVAL_MODEL, else ``model`` in opeval.toml,
-        else claude-sonnet-4-6).
+        Model of a model agent (default: $OPEVAL_MODEL, else ``model`` in opeval.toml, else
+        claude-sonnet-4-6 for anthropic; openai needs one). Recorded as asked, with the
+        server's own name beside it.
+    base_url
+        Model agents: the API server (e.g. ``http://127.0.0.1:8080/v1`` for a local
+        OpenAI-compatible one, ``http://127.0.0.1:8080`` for a local Messages API); a local
+        server needs no key.
+    api_key_env
+        Model agents: the environment variable holding the API key (default
+        ANTHROPIC_API_KEY or OPENAI_API_KEY).
+    max_tokens
+        Model agents: most tokens one answer may have (default 4096).
+    temperature
+        Model agents: sampling temperature (default: the server's).
+    request_timeout
+        Model agents: seconds one API request may take (default 120).
+    max_retries
+        Model agents: retries of a failed API request (default 2; connection errors,
+        timeouts, 408/409/429/5xx, but never a 5xx saying the model's output could not be
+        parsed).
+    tool_choice
+        Model agents: ``auto`` (the model may answer in prose) or ``required`` (it must call
+        a tool; servers such as llama.cpp's then constrain its output to a tool call).
     system_prompt
-        File whose text replaces the anthropic agent's system prompt.
+        File whose text replaces a model agent's system prompt.
     max_steps
         Most shell commands the agent may run.
     command_timeout
@@ -241,6 +271,12 @@ def run(
         agent_config = dict(numbers)
         if agent == "anthropic":
             agent_config["model"] = model or setting("model") or DEFAULT_MODEL
+        elif model:
+            agent_config["model"] = model
+        model_settings = {"base_url": base_url, "api_key_env": api_key_env, "max_tokens": max_tokens,
+                          "temperature": temperature, "request_timeout_s": request_timeout,
+                          "max_retries": max_retries, "tool_choice": tool_choice}
+        agent_config.update({k: v for k, v in model_settings.items() if v is not None})
         if approval is not None:
             from opeval.agents import ApprovalPolicy
 

@@ -43,6 +43,7 @@ TRIAL_EVENTS: tuple[type, ...] = (
     Trial.CommandProposed,
     Trial.CommandDecided,
     Trial.AgentUsage,
+    Trial.AgentToolError,
     Trial.AgentFinished,
     Trial.MemberProcessExited,
     Trial.MemberProcessStarted,

@@ -93,7 +93,14 @@ def describe(event: Any, words: Words | None = None) -> str:  # noqa: PLR0911, P
         return f"$ {e.command}  -> {e.decision} by {e.decided_by}{waited}: {e.reason}"
     if isinstance(e, Trial.AgentUsage):
         cost = "?" if e.cost_usd is None else f"${e.cost_usd:.4f}"
-        return f"call {e.call} {e.model}: {e.input_tokens} in / {e.output_tokens} out tokens, {cost}"
+        served = f" (served as {e.served_model})" if e.served_model and e.served_model != e.model else ""
+        cache = (f" + {e.cache_read_tokens} cache read + {e.cache_write_tokens} cache write"
+                 if e.cache_read_tokens or e.cache_write_tokens else "")
+        how = "CUT by the deadline" if e.cut else (e.stop_reason or "?")
+        return f"call {e.call} {e.model}{served}: {e.input_tokens} in{cache} / {e.output_tokens} out tokens, {cost}, {how}"
+    if isinstance(e, Trial.AgentToolError):
+        call = f"{e.tool}({e.arguments})" if e.tool else "no tool call"
+        return f"refused {call}: {e.error}"[:400]
     if isinstance(e, Trial.AgentFinished):
         verdict = {True: "says resolved", False: "says NOT resolved", None: "no verdict"}[e.declared_resolved]
         return f"{e.reason} after {e.steps} steps ({verdict}): {e.summary}"

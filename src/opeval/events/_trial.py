@@ -250,18 +250,50 @@ class Trial(Aggregate):
         waited_s: float
 
     class AgentUsage(Event):
-        """One model API call's token usage and its cost (None: model not in the price table)."""
+        """One model API call's token usage and its cost (None: model not in the price table).
+
+        ``model`` is the model the variant asked for, ``served_model`` the name the server
+        answered with. ``input_tokens`` are the input tokens not read from or written to a
+        cache; the cache's are beside them, so the call's input is the sum of the three.
+        ``stop_reason`` is the API's own word, as it came. ``cut``: the trial's deadline
+        cancelled the call before it answered (its tokens are then unknown, recorded as 0).
+        ``latency_s``: from sending the request to its answer (or its cancellation).
+        """
 
         TOPIC = "opeval.trial:AgentUsage"
+        class_version = 2
         call: int
         model: str
         input_tokens: int
         output_tokens: int
         cost_usd: float | None
+        cache_read_tokens: int = 0
+        cache_write_tokens: int = 0
+        served_model: str = ""
+        stop_reason: str = ""
+        latency_s: float | None = None
+        cut: bool = False
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """v1 recorded neither cache tokens nor the stop reason; its model was the server's."""
+            state.update(cache_read_tokens=0, cache_write_tokens=0, served_model=state["model"], stop_reason="",
+                         latency_s=None, cut=False)
+
+    class AgentToolError(Event):
+        """A tool call the harness refused (``tool`` empty: the model called no tool at all);
+        ``arguments`` exactly as sent, ``error`` what the model was told. It counts as a step."""
+
+        TOPIC = "opeval.trial:AgentToolError"
+        step: int
+        tool: str
+        arguments: str
+        error: str
 
     class AgentFinished(Event):
         """The agent stopped: ``reason`` is done, max_steps, token_budget, time_budget,
-        recovered (stopped because recovery was detected), end_turn or error."""
+        recovered (stopped because recovery was detected), end_turn (prose after a
+        reminder), truncated (cut at the token limit), refusal, max_turns or error."""
 
         TOPIC = "opeval.trial:AgentFinished"
         reason: str

@@ -7,8 +7,8 @@ trials only, and controls get their own aggregate of false-alarm figures."""
 
 from __future__ import annotations
 
-import html
 import json
+import re
 import statistics
 from typing import Any
 
@@ -43,9 +43,33 @@ def trial_scores(con: duckdb.DuckDBPyConnection, rules: RuleSet, where: str = "T
                  params: list[Any] | None = None) -> list[dict[str, Any]]:
     """Trials joined with their scores under ``rules``, oldest first."""
     return query(con, f"""
-        SELECT t.*, s.* EXCLUDE (trial_id, rule_set, rule_hash)
+        SELECT t.*, s.* EXCLUDE (trial_id, rule_set, rule_hash), u.* EXCLUDE (trial_id)
         FROM trials t JOIN scores s ON s.trial_id = t.trial_id AND s.rule_set = ? AND s.rule_hash = ?
+        LEFT JOIN ({MODEL_USE}) u ON u.trial_id = t.trial_id
         WHERE {where} ORDER BY t.started_at, t.idx""", [rules.name, rules.hash, *(params or [])])
+
+
+#: Per trial, whatever model agent ran it: the model asked for, the server's name, every kind of token.
+MODEL_USE = """
+    SELECT trial_id, string_agg(DISTINCT model, ', ' ORDER BY model) AS called_model,
+           string_agg(DISTINCT served_model, ', ' ORDER BY served_model) AS served_model, count(*) AS calls,
+           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+           sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+           count(*) FILTER (WHERE cut) AS calls_cut
+    FROM usage GROUP BY trial_id"""
+
+
+def model_use_line(t: dict[str, Any]) -> str:
+    """Model, calls, tokens (cache included) and cost of one trial, the same for every agent kind."""
+    if not t.get("calls"):
+        return "no model calls"
+    served = (f" (served as {t['served_model']})" if t.get("served_model") and t["served_model"] != t["called_model"]
+              else "")
+    cost = "cost unknown" if t.get("cost_usd") is None else f"${float(t['cost_usd']):.4f}"
+    cut = f", {t['calls_cut']} cut by the deadline" if t.get("calls_cut") else ""
+    return (f"{t['called_model']}{served}: {t['calls']} calls{cut}, {t['tokens']} tokens ({t['input_tokens']} input, "
+            f"{t['cache_read_tokens']} cache read, {t['cache_write_tokens']} cache write, {t['output_tokens']} output), "
+            f"{cost}")
 
 
 def _num(v: Any) -> float | None:
@@ -409,8 +433,8 @@ def _timeline_line(e: dict[str, Any], control: bool = False, words: Words | None
         "ChaosVerified": lambda: f"fault verified: {s['effect']}",
         "FaultDetected": lambda: "monitor alert: " + "; ".join(s["symptoms"]),
         "AgentStarted": lambda: f"agent {s['agent']['name']} paged",
-        "AgentCommandExecuted": lambda: f"agent ran `{s['command']}` (exit {s['exit_code']})",
-        "AgentFinished": lambda: f"agent stopped ({s['reason']}): {s['summary']}",
+        "AgentCommandExecuted": lambda: f"agent ran {md_code(s['command'])} (exit {s['exit_code']})",
+        "AgentFinished": lambda: f"agent stopped ({s['reason']}): {md_text(s['summary'])}",
         "MemberProcessStarted": lambda: f"{s['member']} process started ({s['reason']})",
         "MemberProcessExited": lambda: f"{s['member']} process ended",
         "RecoveryDetected": lambda: f"service back: criteria met at {s['criteria_met_offset_s']:.3f} s, held {s['held_s']:.1f} s",
@@ -418,7 +442,7 @@ def _timeline_line(e: dict[str, Any], control: bool = False, words: Words | None
         "TrialFinished": lambda: f"trial ended: {s['outcome']}",
     }
     fn = lines.get(kind)
-    return None if fn is None else f"| {float(s['offset_s']):8.3f} s | {fn()} |"
+    return None if fn is None else f"| {float(s['offset_s']):8.3f} s | {md_cell(fn())} |"
 
 
 def _postmortem(t: dict[str, Any], rules: RuleSet, events: list[dict[str, Any]],
@@ -475,22 +499,67 @@ def _responder(t: dict[str, Any]) -> str:
     return (f"- **Responder:** {'self-healing only (no agent)' if t['agent'] == 'none' else 'agent ' + t['agent']}"
             f" (restart policy {t['restart_policy']}, seed {t['seed']})"
             + (", **UNISOLATED**: the agent ran beside the harness (`--sandbox none`)" if t.get("unisolated")
-               else f", sandbox {t['sandbox']}" if t.get("sandbox") else ""))
+               else f", sandbox {t['sandbox']}" if t.get("sandbox") else "")
+            + ("" if t["agent"] == "none" else f"\n- **Model use:** {md_text(model_use_line(t))}"))
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|~&"})  # what inline text may hold
+
+
+def md_text(text: str) -> str:
+    """Untrusted text (what an agent wrote) as literal inline Markdown: one line, every
+    character Markdown could read as syntax escaped."""
+    return " ".join(str(text).split()).translate(_MD_SPECIAL)
+
+
+def _longest_backticks(text: str) -> int:
+    return max((len(run) for run in re.findall("`+", text)), default=0)
+
+
+def md_code(text: str) -> str:
+    """Untrusted text as one inline code span, whatever backticks it holds."""
+    text = " ".join(str(text).split())
+    ticks = "`" * (1 + _longest_backticks(text))
+    return f"{ticks} {text} {ticks}"
+
+
+def md_cell(text: str) -> str:
+    """A table cell: a ``|`` splits cells even inside code spans, so it is escaped everywhere."""
+    return text.replace("\\|", "|").replace("|", "\\|")
+
+
+def md_block(text: str, indent: str = "") -> list[str]:
+    """Untrusted text as a fenced block whose fence no line of it can close."""
+    fence = "`" * max(3, 1 + _longest_backticks(text))
+    return [f"{indent}{fence}text", *[f"{indent}{line}" for line in text.splitlines()], f"{indent}{fence}"]
 
 
 def _agent_steps(events: list[dict[str, Any]], commands: list[dict[str, Any]], no_agent: str) -> list[str]:
+    """What the agent said (its reasoning), ran and had refused, step by step, all escaped."""
     out = ["", "## What the agent saw and did", ""]
+    if not any(e["type"] == "AgentStarted" for e in events):
+        return [*out, no_agent]
     if not commands:
-        out.append(no_agent)
-    by_pos = {e["position"]: e for e in events}
-    for c in commands:
-        st = by_pos[c["position"]]["state"]
-        out.append(f"{c['step']}. `{c['command']}` — exit {c['exit_code']}, {c['class']}"
-                   + (", timed out" if c["timed_out"] else "") + (", output truncated" if c["truncated"] else ""))
-        text = (st.get("stdout") or "") + (st.get("stderr") or "")
-        if text.strip():
-            excerpt = "\n".join(text.strip().splitlines()[:12])
-            out += ["", "   ```", *[f"   {line}" for line in excerpt.splitlines()], "   ```"]
+        out += ["The agent ran no command.", ""]
+    by_pos = {c["position"]: c for c in commands}
+    for e in events:
+        st = e["state"]
+        if e["type"] == "AgentReasoning" and str(st.get("text", "")).strip():
+            out += [f"{st['step']}. The agent said:", "", *md_block(str(st["text"]).strip(), "   "), ""]
+        elif e["type"] == "AgentToolError":
+            what = f"a call of `{st['tool']}` was refused" if st.get("tool") else "it called no tool"
+            out += [f"{st['step']}. {what}: {md_text(st['error'])}", ""]
+        elif e["type"] == "AgentCommandExecuted" and e["position"] in by_pos:
+            c = by_pos[e["position"]]
+            out.append(f"{c['step']}. {md_code(c['command'])} — exit {c['exit_code']}, {c['class']}"
+                       + (", timed out" if c["timed_out"] else "") + (", output truncated" if c["truncated"] else ""))
+            text = (st.get("stdout") or "") + (st.get("stderr") or "")
+            if text.strip():
+                out += ["", *md_block("\n".join(text.strip().splitlines()[:12]), "   ")]
+            out.append("")
+        elif e["type"] == "AgentFinished":
+            out += [f"The agent stopped ({st['reason']}) after {st['steps']} steps, saying:", "",
+                    *md_block(str(st["summary"]).strip() or "(nothing)", "   ")]
     return out
 
 
@@ -559,27 +628,11 @@ def _control_postmortem(t: dict[str, Any], events: list[dict[str, Any]], command
 
 
 def _html(markdown: str) -> str:
-    """The postmortem as a standalone page; every piece of text escaped (agent output is untrusted)."""
-    body = []
-    in_code = False
-    for line in markdown.splitlines():
-        stripped = line.strip()
-        if stripped == "```":
-            body.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-        elif in_code:
-            body.append(html.escape(stripped))
-        elif line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("| ---"):
-            continue
-        elif line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        elif line:
-            body.append(f"<p>{html.escape(line)}</p>")
+    """The postmortem as a standalone page, rendered by a Markdown library with raw HTML
+    switched off: whatever an agent wrote arrives as text, never as markup."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
     return ("<!doctype html><html><head><meta charset='utf-8'><title>opeval postmortem</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f4f4f4;padding:.5em}"
-            "td{padding:0 .6em}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            "td{padding:0 .6em}</style></head><body>\n" + body + "\n</body></html>\n")

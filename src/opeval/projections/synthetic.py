@@ -57,9 +57,10 @@ def new_campaign(name: str, planned: int) -> Campaign:
 def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str = "runbook",
                seconds: int = 40, seed: int | None = None, command_output: str = "ok\n",
                commands: list[str] | None = None, variant: str = "default", chaos_kind: str = "node_kill",
-               sandbox: SandboxInfo | None = None) -> Trial:
+               sandbox: SandboxInfo | None = None, reasoning: str = "looking", summary: str = "restarted") -> Trial:
     """One finished trial with all its events pending; the agent picks its commands from
-    ``commands`` (``{v}`` stands for the victim) or from a typical operator's.
+    ``commands`` (``{v}`` stands for the victim) or from a typical operator's; ``[]``: it
+    runs none, says ``reasoning`` and gives up with ``summary``.
     ``chaos_kind`` ``none`` makes a control trial (see :func:`make_control_trial`).
     ``sandbox`` is how the agent was isolated (None, as in logs from before sandboxing:
     the trial counts as unisolated)."""
@@ -106,7 +107,15 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
             if agent != "none":
                 rec(Trial.AgentStarted, agent=AgentSpec(name=agent), context="ALERT", tools=["etcdctl", "nodectl"],
                     offset_s=inject_at + 0.2)
-                rec(Trial.AgentReasoning, step=0, text="looking", offset_s=inject_at + 0.21)
+                rec(Trial.AgentReasoning, step=0, text=reasoning, offset_s=inject_at + 0.21)
+                if commands == []:
+                    rec(Trial.AgentUsage, call=1, model="claude-sonnet-4-6", input_tokens=1500, output_tokens=90,
+                        cache_read_tokens=3000, cost_usd=0.00675, stop_reason="end_turn", offset_s=inject_at + 0.22)
+                    rec(Trial.AgentToolError, step=1, tool="", arguments="", error="no tool called",
+                        offset_s=inject_at + 0.23)
+                    rec(Trial.AgentFinished, reason="end_turn", summary=summary, steps=1, declared_resolved=None,
+                        offset_s=inject_at + 0.3)
+                    agent_done = True
         if agent != "none" and not agent_done and t > inject_at and rng.random() < 0.5:
             step += 1
             cmd = rng.choice(commands or _COMMANDS).format(v=victim)
@@ -118,7 +127,7 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
             rec(Trial.AgentUsage, call=step, model="claude-sonnet-4-6", input_tokens=1500, output_tokens=90,
                 cost_usd=0.00585, offset_s=t + 0.26)
             if fixed_at is not None and t > fixed_at:
-                rec(Trial.AgentFinished, reason="done", summary="restarted", steps=step, declared_resolved=True,
+                rec(Trial.AgentFinished, reason="done", summary=summary, steps=step, declared_resolved=True,
                     offset_s=t + 0.3)
                 agent_done = True
         t += 1.0

@@ -49,7 +49,8 @@ TOP_KEYS = ("name", "description", "subject", "runtime", "sandbox", "members", "
             "trial", "chaos", "variants")
 CHAOS_KEYS = ("kind", "target", "params")
 VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps", "command_timeout_s",
-                "max_total_tokens", "temperature", "context", "stop_on_recovery", "approval")
+                "max_total_tokens", "temperature", "context", "stop_on_recovery", "approval", "base_url", "api_key_env",
+                "max_tokens", "max_turns", "request_timeout_s", "max_retries", "continuations", "tool_choice")
 #: The harness's own operator tool; a subject adds its own (``Subject.tools``).
 HARNESS_TOOLS = ("nodectl",)
 TRIAL_KEYS = tuple(p.name for p in TRIAL_SETTINGS if p.name != "members")  # members is set at the top
@@ -166,7 +167,7 @@ def _scalars(value: Any) -> bool:
 
 def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 - one check per key, in file order
     """Read, validate and expand a campaign file; errors name file, line and key."""
-    from opeval.agents import AGENTS
+    from opeval.agents import AGENTS, TOOL_CHOICES
     from opeval.chaos import CHAOS
     from opeval.runner._trial import check_supported
     from opeval.runtimes import RUNTIMES, RestartPolicy
@@ -306,9 +307,12 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         for p in VARIANT_NUMBERS:
             if p.name in m:
                 cfg[p.name] = c.params(m, p.name, where, lambda p=p: p.check(m[p.name]))
-        for k in ("model", "context"):
+        for k in ("model", "context", "base_url", "api_key_env", "tool_choice"):
             if k in m:
                 cfg[k] = c.text(m, k, where)
+        if cfg.get("tool_choice") not in (None, *TOOL_CHOICES):
+            raise c.fail(m, "tool_choice", f"{where}tool_choice: one of {', '.join(TOOL_CHOICES)}, "
+                                           f"not {cfg['tool_choice']!r}")
         if "tools" in m:
             tools = m["tools"]
             allowed_tools = (*subj.tools, *HARNESS_TOOLS)

@@ -24,7 +24,7 @@ import msgspec
 import opeval
 from opeval.agents import AGENTS, Agent, AgentResult, AgentTools, ApprovalGate, ApprovalPolicy, BudgetExhausted, Incident
 from opeval.agents import NodeControl, StoreApprover
-from opeval.agents import load_prices, require_api_key
+from opeval.agents import load_prices
 from opeval.chaos import CHAOS, Chaos, ChaosContext, ChaosVerificationError, PeerProxy, check_chaos, control_alert
 from opeval.errors import OpevalError, UsageError
 from opeval.events import (
@@ -98,10 +98,8 @@ def prepare(req: TrialRequest) -> None:
     check_trial_settings(msgspec.to_builtins(req.config))
     RestartPolicy.parse(req.config.restart_policy)
     if req.agent.name != "none":
-        AGENTS.get(req.agent.name)
+        AGENTS.get(req.agent.name)(req.agent)  # its settings and key are checked as it is made
         check_mechanism(req.sandbox)
-        if req.agent.name == "anthropic":
-            require_api_key()
 
 
 def check_supported(subject: Subject, kind: str) -> None:

@@ -47,6 +47,7 @@ from opeval.projections import (
     query,
     rank_variants,
     summary,
+    trial_scores,
 )
 from opeval.store import EventStore, StoreLocation, resolve_store_path, store_exists
 from opeval.viewer._models import (
@@ -426,10 +427,7 @@ class StoreView:
             with self.session() as (con, _):
                 rules = self._rules(con, rules_key)
                 rule_key = rules.key
-                rows = query(con, """
-                    SELECT t.*, s.* EXCLUDE (trial_id, rule_set, rule_hash) FROM trials t
-                    JOIN scores s ON s.trial_id = t.trial_id AND s.rule_set = ? AND s.rule_hash = ?
-                    WHERE t.trial_id = ?""", [rules.name, rules.hash, tid])
+                rows = trial_scores(con, rules, "t.trial_id = ?", [tid])
                 names = con.execute("SELECT name FROM campaigns WHERE campaign_id = ?",
                                     [_hex(started.campaign_id)]).fetchall()
                 campaign_name = names[0][0] if names else None

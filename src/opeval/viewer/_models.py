@@ -93,6 +93,15 @@ class TrialScore(msgspec.Struct, kw_only=True):
     destructive: int | None = None
     tokens: int | None = None
     cost_usd: float | None = None
+    #: Model agents, whatever their API: the model(s) called, the server's name, every kind of token.
+    called_model: str | None = None
+    served_model: str | None = None
+    calls: int | None = None
+    calls_cut: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
     speed: float | None = None
     composite: float | None = None
     sandbox: str | None = None
