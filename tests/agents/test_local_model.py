@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Small answers and few steps: the model is slow on two cores and its context is short.
 #: A small model needs a short, plain instruction: run a command first.
 SMALL_PROMPT = "You are the on-call operator. First call the shell tool with a command such as nodectl status."
-LOCAL = {"tool_choice": "required", "max_tokens": 96, "temperature": 0.0, "max_steps": 3, "max_turns": 4,
+#: ``tool_choice: shell`` offers only the shell tool, so llama.cpp's grammar makes every answer a
+#: shell call: the trial runs real commands the model wrote.
+LOCAL = {"tool_choice": "shell", "max_tokens": 96, "temperature": 0.0, "max_steps": 3, "max_turns": 4,
          "system_prompt": SMALL_PROMPT,
          "output_cap_bytes": 1500, "request_timeout_s": 60.0, "max_retries": 0, "stop_on_recovery": False}
 
@@ -60,7 +62,7 @@ def test_openai_agent_runs_real_commands_from_the_command_line(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     cmd = [sys.executable, "-m", "opeval", "run", "--agent", "openai", "--base-url", llama_server.openai_url,
-           "--model", MODEL_NAME, "--tool-choice", "required", "--max-tokens", "160", "--temperature", "0",
+           "--model", MODEL_NAME, "--tool-choice", "shell", "--max-tokens", "160", "--temperature", "0",
            "--max-steps", "3", "--max-retries", "0", "--target", "follower", "--restart-policy", "never",
            "--timeout", "90", "--seed", "5", "--store", str(store_path), "--json"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
@@ -71,9 +73,7 @@ def test_openai_agent_runs_real_commands_from_the_command_line(
     assert out["outcome"] in ("recovered", "not_recovered")
     assert_usage_recorded(events, asked=MODEL_NAME)
     commands = of(events, Trial.AgentCommandExecuted)
-    # SmolLM2 under the grammar mostly picks `done` with arguments it cannot finish: each call it made
-    # is a step, run (shell), refused (AgentToolError) or final (done)
-    assert commands or of(events, Trial.AgentToolError) or of(events, Trial.AgentFinished)[0].reason == "done"
+    assert commands, "the model ran no command through the shell tool"  # it could call nothing else
     (finished,) = of(events, Trial.AgentFinished)
     steps = len(commands) + len(of(events, Trial.AgentReasoning)) + len(of(events, Trial.AgentToolError))
     assert finished.steps == steps
@@ -87,9 +87,8 @@ def test_anthropic_agent_runs_real_commands_against_the_messages_api(
     result, events = run(store_path, request(spec, target="etcd-2", timeout=90.0))
     assert result.outcome in ("recovered", "not_recovered"), result.reason
     assert_usage_recorded(events, asked=MODEL_NAME)
-    calls = of(events, Trial.AgentCommandExecuted) + of(events, Trial.AgentToolError)
+    assert of(events, Trial.AgentCommandExecuted), "the model ran no command through the shell tool"
     (finished,) = of(events, Trial.AgentFinished)
-    assert calls or finished.reason == "done"
     assert finished.reason in ("done", "max_steps", "time_budget", "recovered", "end_turn", "truncated", "max_turns")
 
 

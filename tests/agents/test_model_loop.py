@@ -296,3 +296,23 @@ def test_settings_are_checked_before_anything_runs(monkeypatch: pytest.MonkeyPat
         AnthropicAgent(AgentSpec(name="anthropic", config={"base_url": "http://x", "max_tokens": "lots"}))
     monkeypatch.setenv("MY_KEY", "k")
     assert OpenAIAgent(AgentSpec(name="openai", config={"model": "m", "api_key_env": "MY_KEY"})).model == "m"
+
+
+# --- a tool named as the choice ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_a_tool_named_as_the_choice_is_the_only_one_offered(tmp_path: Path, kind: str) -> None:
+    reply = (claude([use(1, "shell", {"command": "echo forced"})]) if kind == "anthropic"
+             else gpt(None, [("shell", '{"command": "echo forced"}')]))
+    again = (claude([use(2, "shell", {"command": "echo again"})]) if kind == "anthropic"
+             else gpt(None, [("shell", '{"command": "echo again"}')]))
+    r = Run(tmp_path, kind, [reply, again], tool_choice="shell", max_steps=1)
+    from opeval.agents import BudgetExhausted
+
+    with pytest.raises(BudgetExhausted, match="step budget of 1"):  # the runner ends the agent as max_steps
+        r.go()
+    names = ([t["name"] for t in r.sent[0]["tools"]] if kind == "anthropic"
+             else [t["function"]["name"] for t in r.sent[0]["tools"]])
+    assert names == ["shell"]  # the model cannot but call it, on servers that take only "required" too
+    assert r.sent[0]["tool_choice"] == ({"type": "any"} if kind == "anthropic" else "required")
+    (cmd,) = r.of(Trial.AgentCommandExecuted)
+    assert cmd["stdout"] == "forced\n"

@@ -138,7 +138,7 @@ FLAGS: list[tuple[str, list[str], str, int]] = [
     ("target-unknown", ["--target", "etcd-7"], "unknown target 'etcd-7' for node_kill", 2),
     ("subject-unknown", ["--subject", "zookeeper"], "unknown subject 'zookeeper'", 2),
     ("agent-unknown", ["--agent", "gpt"], "unknown agent 'gpt'", 2),
-    ("parallel-outside-campaign", ["--parallel", "2"], "--parallel, --resume and a file are for campaigns", 2),
+    ("parallel-outside-campaign", ["--parallel", "2"], "--parallel, --resume, --executor and a file are for campaigns", 2),
     ("unknown-option", ["--rat", "5"], "--rat", 2),
     ("rate-overflow", ["--rate", "1e400"], "--rate must be a number > 0", 2),
     ("members-float", ["--members", "2.5"], "--members must be a whole number, not '2.5'", 2),

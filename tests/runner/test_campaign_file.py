@@ -112,7 +112,7 @@ def test_model_agent_settings_reach_the_variant(tmp_path: Path) -> None:
     assert spec.config == {"model": "SmolLM2", "base_url": "http://127.0.0.1:8080/v1", "max_tokens": 256,
                            "temperature": 0.0, "request_timeout_s": 30.0, "max_retries": 0,
                            "tool_choice": "required", "api_key_env": "MY_KEY", "max_turns": 8, "continuations": 0}
-    with pytest.raises(CampaignFileError, match="tool_choice: one of auto, required, not 'always'"):
+    with pytest.raises(CampaignFileError, match="tool_choice: one of auto, required, shell, done, not 'always'"):
         load_campaign(write(tmp_path, local.replace("tool_choice: required", "tool_choice: always")))
-    with pytest.raises(CampaignFileError, match="max_tokens: must be a positive whole number"):
+    with pytest.raises(CampaignFileError, match="max_tokens: must be a whole number >= 1"):
         load_campaign(write(tmp_path, local.replace("max_tokens: 256", "max_tokens: '256'")))

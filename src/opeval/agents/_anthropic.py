@@ -69,9 +69,9 @@ class _Messages(Conversation):
             extra["temperature"] = s.temperature
         try:
             resp = await self.client.messages.create(
-                model=s.model, system=s.system_prompt, max_tokens=s.max_tokens, tools=anthropic_tools(),
+                model=s.model, system=s.system_prompt, max_tokens=s.max_tokens, tools=anthropic_tools(s.tool_choice),
                 messages=self.messages, extra_body=extra or None,
-                **({"tool_choice": {"type": "any"}} if s.tool_choice == "required" else {}),
+                **({} if s.tool_choice == "auto" else {"tool_choice": {"type": "any"}}),
             )
         except anthropic.APIStatusError as e:
             if unparsable_output(e.status_code, str(e)):

@@ -46,7 +46,7 @@ DEFAULT_SYSTEM_PROMPT = (
 CONTINUE = "Your answer was cut off at the token limit. Be brief: call one tool now."
 #: Stop reasons, normalised: what the loop acts on (the API's own word is recorded beside it).
 STOPS = ("end_turn", "truncated", "tool_use", "refusal", "pause", "unknown")
-TOOL_CHOICES = ("auto", "required")
+TOOL_CHOICES = ("auto", "required", "shell", "done")  # a tool's name: the model must call that tool
 
 #: A 5xx error text meaning the server failed to parse the model's own output (or our request);
 #: llama.cpp's server says "Failed to parse ..." or "The model produced output that does not

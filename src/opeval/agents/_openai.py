@@ -67,7 +67,8 @@ class _Chat(Conversation):
         s = self.settings
         try:
             resp = await self.client.chat.completions.create(
-                model=s.model, messages=self.messages, tools=openai_tools(), tool_choice=s.tool_choice,
+                model=s.model, messages=self.messages, tools=openai_tools(s.tool_choice),
+                tool_choice="auto" if s.tool_choice == "auto" else "required",
                 max_tokens=s.max_tokens, **({} if s.temperature is None else {"temperature": s.temperature}),
             )
         except openai.APIStatusError as e:

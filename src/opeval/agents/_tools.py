@@ -76,12 +76,19 @@ def parse_call(name: str, arguments: str | dict[str, Any] | None) -> ShellArgs |
         raise ToolArgumentError(f"{name}: {e}; expected {json.dumps(spec.schema()['properties'])}") from None
 
 
-def anthropic_tools() -> list[dict[str, Any]]:
+def offered(tool_choice: str) -> list[ToolSpec]:
+    """The tools a call offers: every tool, or only the one ``tool_choice`` names (the model
+    must call it). Offering only that tool, rather than naming it in the request, is how the
+    choice holds on servers that take only ``required`` (llama.cpp's)."""
+    return [TOOLS[tool_choice]] if tool_choice in TOOLS else list(TOOLS.values())
+
+
+def anthropic_tools(tool_choice: str = "auto") -> list[dict[str, Any]]:
     """The tools in the Messages API's shape."""
-    return [{"name": t.name, "description": t.description, "input_schema": t.schema()} for t in TOOLS.values()]
+    return [{"name": t.name, "description": t.description, "input_schema": t.schema()} for t in offered(tool_choice)]
 
 
-def openai_tools() -> list[dict[str, Any]]:
+def openai_tools(tool_choice: str = "auto") -> list[dict[str, Any]]:
     """The tools in the chat completions API's shape."""
     return [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                              "parameters": t.schema()}} for t in TOOLS.values()]
+                                              "parameters": t.schema()}} for t in offered(tool_choice)]

@@ -111,7 +111,7 @@ def run(
     temperature: float | None = None,
     request_timeout: float | None = None,
     max_retries: int | None = None,
-    tool_choice: Literal["auto", "required"] | None = None,
+    tool_choice: Literal["auto", "required", "shell", "done"] | None = None,
     system_prompt: Path | None = None,
     max_steps: MaxStepsOption = 30,
     command_timeout: float = 30.0,
@@ -195,8 +195,9 @@ def run(
         timeouts, 408/409/429/5xx, but never a 5xx saying the model's output could not be
         parsed).
     tool_choice
-        Model agents: ``auto`` (the model may answer in prose) or ``required`` (it must call
-        a tool; servers such as llama.cpp's then constrain its output to a tool call).
+        Model agents: ``auto`` (the model may answer in prose), ``required`` (it must call
+        a tool; servers such as llama.cpp's then constrain its output to a tool call), or a
+        tool's name, ``shell`` or ``done`` (it must call that one: only it is offered).
     system_prompt
         File whose text replaces a model agent's system prompt.
     max_steps
