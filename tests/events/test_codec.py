@@ -216,3 +216,16 @@ def test_usage_written_before_cache_tokens_reads_back_with_none_and_the_server_m
     back = mapper.to_domain_event(dataclasses.replace(stored, state=msgspec.json.encode(v1)))
     assert (back.model, back.served_model, back.input_tokens, back.cache_read_tokens, back.stop_reason, back.cut) == (
         "asked", "asked", 10, 0, "", False)
+
+
+def test_a_whole_number_in_a_float_field_is_written_as_a_reader_writes_it_back() -> None:
+    # 0 in a float field reads back as 0.0: the first payload is already that reading,
+    # so writing the read-back event again gives the same bytes.
+    mapper = MsgspecMapper()
+    event = Trial.FaultDetected(originator_id=uuid.uuid4(), originator_version=3,
+                                timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), offset_s=0, symptoms=["x"])
+    stored = mapper.to_stored_event(event)
+    assert b'"offset_s":0.0' in stored.state
+    back = mapper.to_domain_event(stored)
+    assert type(back.offset_s) is float
+    assert mapper.to_stored_event(back).state == stored.state

@@ -120,6 +120,25 @@ def test_many_processes_append_and_a_follower_misses_nothing(postgres_url: str) 
     assert seen == ids == list(range(1, total + 1))  # in order, no gap, nothing missed
 
 
+def test_many_processes_opening_a_new_database_at_once_all_start(postgres_url: str) -> None:
+    # No table yet: each process would create it; one does, the others wait and use it.
+    ctx = multiprocessing.get_context("spawn")
+    writers = [ctx.Process(target=_append_trials, args=(postgres_url, "", w, 1)) for w in range(6)]
+    try:
+        for p in writers:
+            p.start()
+        for p in writers:
+            p.join(120)
+        assert [p.exitcode for p in writers] == [0] * len(writers)
+    finally:
+        for p in writers:
+            if p.is_alive():
+                p.kill()
+    with EventStore(postgres_url, writable=False) as es:
+        campaigns = [e for _, e in es.iter_events(topics=["opeval.campaign:CampaignStarted"])]
+    assert len(campaigns) == len(writers)
+
+
 def test_a_second_writer_of_the_same_aggregate_loses_the_race(postgres_url: str) -> None:
     with EventStore(postgres_url) as a, EventStore(postgres_url) as b:
         campaign = new_campaign("race", 1)

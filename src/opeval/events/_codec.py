@@ -44,6 +44,18 @@ class MsgspecTranscoder(Transcoder):
         return msgspec.json.decode(data)
 
 
+def _mentions_float(tp: Any, seen: frozenset[Any] = frozenset()) -> bool:
+    """Does ``tp`` hold a float anywhere (in a union, a container or a struct's fields)?"""
+    if tp is float:
+        return True
+    if tp in seen:
+        return False
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        hints = typing.get_type_hints(tp)
+        return any(_mentions_float(hints[n], seen | {tp}) for n in tp.__struct_fields__)
+    return any(_mentions_float(arg, seen) for arg in typing.get_args(tp))
+
+
 class _EventShape:
     """Everything needed to decode one event class, computed once."""
 
@@ -58,6 +70,9 @@ class _EventShape:
         self.decoder = msgspec.json.Decoder(self.struct)
         self.class_version: int = getattr(cls, "class_version", 1)
         self.cls = cls
+        #: An int in a float field decodes as a float, so the first encoding is not the one
+        #: a reader writes back; for such classes the payload is encoded from the decoded state.
+        self.holds_floats = any(_mentions_float(hints[name]) for name in self.names)
         self.datetimes = [name for name in self.names if hints[name] is dt.datetime]
 
     def state_of(self, decoded: Any) -> dict[str, Any]:
@@ -98,22 +113,26 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
             getattr(state[name], "tzinfo", True) is None for name in shape.datetimes)
         # The precise check runs only on suspicion (long digits are mostly text, not integers).
         found = event_problem(domain_event, skip=_IDENTITY_FIELDS) if suspect else None
-        if found is not None or not self._reads_back(shape, state, payload):
+        decoded = None if found is not None else self._read_back(shape, state, payload)
+        if decoded is None:
             raise self._refused(domain_event, found or event_problem(domain_event, skip=_IDENTITY_FIELDS),
                                 "it would not read back as it was written")
+        if shape.holds_floats:
+            state = decoded  # 3 in a float field is written 3.0, as a reader would write it back
+            payload = self._encoder.encode(state)
         if out[1] > 1:
             state["class_version"] = out[1]
             payload = self._encoder.encode(state)
         return StoredEvent(originator_id, originator_version, out[0], payload)
 
     @staticmethod
-    def _reads_back(shape: _EventShape, state: dict[str, Any], payload: bytes) -> bool:
-        """Does ``payload`` decode, with the class's types, to exactly ``state``?"""
+    def _read_back(shape: _EventShape, state: dict[str, Any], payload: bytes) -> dict[str, Any] | None:
+        """``payload`` decoded with the class's types, if that is exactly ``state``; else None."""
         try:
-            decoded = shape.decoder.decode(payload)
+            decoded = shape.state_of(shape.decoder.decode(payload))
         except msgspec.ValidationError:
-            return False
-        return shape.state_of(decoded) == state
+            return None
+        return decoded if decoded == state else None
 
     @staticmethod
     def _refused(event: Any, found: tuple[str, str] | None, fallback: str) -> UnrecordableEvent:

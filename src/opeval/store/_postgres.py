@@ -66,6 +66,29 @@ def table_exists(conn: Any) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()[0]  # type: ignore[no-any-return]
 
 
+#: The advisory lock that makes creating the events table one process's job.
+_CREATE_LOCK = 0x6F70657661  # "opeva"
+
+
+@contextlib.contextmanager
+def creation_guard(location: PostgresURL, env: dict[str, str]) -> Iterator[None]:
+    """Around opening a writable store: if the table exists, nothing is created (the
+    recorder's ``IF NOT EXISTS`` statements, run by many processes at once, fail with
+    "tuple concurrently updated"); if not, one process at a time creates it."""
+    with connect(location) as conn:
+        if table_exists(conn):
+            env["CREATE_TABLE"] = "n"
+            yield
+            return
+        conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+        try:
+            if table_exists(conn):  # another process made it while this one waited
+                env["CREATE_TABLE"] = "n"
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
+
+
 def rows_after(location: PostgresURL, after: int, batch: int) -> Iterator[list[tuple[int, str, int, str, bytes]]]:
     """Every stored event after notification id ``after``, in order, ``batch`` at a time:
     ``(position, hex aggregate id, version, topic, state)`` (a server-side cursor)."""

@@ -154,6 +154,7 @@ class EventStore:
             _check_database(self.path, writable=writable)
             env = _postgres.recorder_env(self.path, writable=writable, lock_timeout=lock_timeout)
             self._table, self._id, self._p = _postgres.TABLE, _postgres.HEX_ID, "%s"
+            guard: Any = _postgres.creation_guard(self.path, env) if writable else contextlib.nullcontext()
         else:
             _check_file(self.path, writable=writable, lock_timeout=lock_timeout)
             if not writable and not self.path.exists():
@@ -167,8 +168,12 @@ class EventStore:
                 "AGGREGATE_CACHE_MAXSIZE": "",
             }
             self._table, self._id, self._p = _TABLE, "originator_id", "?"
+            guard = contextlib.nullcontext()
         try:
-            self.app = _StoreApplication(env=env)
+            with guard:
+                self.app = _StoreApplication(env=env)
+        except StoreError:
+            raise
         except Exception as e:  # eventsourcing wraps sqlite/psycopg errors in its own types
             raise StoreError(f"cannot open store {self.path}: {e}") from None
         self.recorder: Any = self.app.recorder
