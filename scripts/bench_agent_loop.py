@@ -5,11 +5,12 @@
    call), so every step runs a command: from the answer (``AgentUsage.offset_s``, stamped as
    it is recorded) to the command's start in the sandbox (``started_offset_s``): recording
    usage and reasoning, validating the call, starting the sandboxed shell.
-2. the anchor, model latency: the same agent against llama.cpp's llama-server serving
-   SmolLM2-135M (``AgentUsage.latency_s``: request sent to answer parsed), in the same run.
-   (SmolLM2 itself rarely calls the shell, so its own steps cannot give the overhead.)
+2. the same overhead on real model steps, and the anchor, the model's latency: real trials
+   with the same agent against llama.cpp's llama-server serving SmolLM2-135M, whose answers
+   are forced into shell calls (``tool_choice: shell``, a prompt that spells the call out);
+   latency is ``AgentUsage.latency_s`` (request sent to answer parsed), in the same trials.
 
-Reports p50/p99 of both and the ratio of the p50s.
+Reports p50/p99 of each and the ratio of the p50s.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_agent_loop.py [--trials 2] [--calls 4]
 """
@@ -25,11 +26,11 @@ from typing import Any
 
 import anyio
 
-from opeval.agents import AgentTools, Incident, OpenAIAgent, Sandbox
+from opeval.agents import OpenAIAgent
 from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest, run_single
 from opeval.store import EventStore
-from tests.llm import MODEL_NAME, model_server
+from tests.llm import FORCED_PROMPT, MODEL_NAME, model_server
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -74,7 +75,8 @@ def scripted(commands: list[str]) -> Any:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=2, help="scripted trials (8 commands each)")
-    ap.add_argument("--calls", type=int, default=4, help="real model calls (llama-server)")
+    ap.add_argument("--calls", type=int, default=4, help="most model calls (and commands) per model trial")
+    ap.add_argument("--model-trials", type=int, default=2, help="trials driven by the local model")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "events.db"
@@ -91,23 +93,29 @@ def main() -> None:
                 result = anyio.run(lambda: run_single(es, req, handle_signals=False, agent=agent))
                 overhead += overheads(es.events(result.trial_id))
         latency: list[float] = []
+        real_overhead: list[float] = []
         with model_server(Path(tmp)) as server:
-            spec = AgentSpec(name="openai", config={"model": MODEL_NAME, "base_url": server.openai_url,
-                                                    "tool_choice": "required", "max_tokens": 64, "temperature": 0.0,
-                                                    "max_retries": 0, "max_turns": args.calls})
-            recorded: list[tuple[type, dict[str, Any]]] = []
-            sandbox = Sandbox(Path(tmp) / "operator", "d" * 32, {}, Path(tmp) / "ctl.sock")
-            tools = AgentTools(sandbox=sandbox, record=lambda cls, **f: recorded.append((cls, f)), clock=lambda: 0.0,
-                               spec=spec, recovered=anyio.Event(), prices={})
-            incident = Incident(alert="etcd-2 unreachable", subject="etcd", members=["etcd-1", "etcd-2"],
-                                tools=["nodectl"])
-            anyio.run(lambda: OpenAIAgent(spec).run(incident, tools))
-            latency = [f["latency_s"] for cls, f in recorded if cls is Trial.AgentUsage]
-    print(f"harness overhead (answer -> command start): {len(overhead)} steps, p50 "
-          f"{1000 * statistics.median(overhead):.1f} ms, p99 {1000 * _pct(overhead, 0.99):.1f} ms")
+            for seed in range(args.model_trials):
+                spec = AgentSpec(name="openai", config={
+                    "model": MODEL_NAME, "base_url": server.openai_url, "tool_choice": "shell", "max_tokens": 96,
+                    "temperature": 0.0, "max_retries": 0, "max_turns": args.calls, "max_steps": args.calls,
+                    "system_prompt": FORCED_PROMPT, "stop_on_recovery": False})
+                req = TrialRequest(chaos=ChaosSpec(kind="node_kill", target="follower"), agent=spec, seed=seed,
+                                   config=TrialConfig(restart_policy="never", timeout_s=120.0, settle_s=1.0,
+                                                      warmup_s=0.5))
+                with EventStore(store_path) as es:
+                    result = anyio.run(lambda: run_single(es, req, handle_signals=False))
+                    events = es.events(result.trial_id)
+                real_overhead += overheads(events)
+                latency += [e.latency_s for e in events if isinstance(e, Trial.AgentUsage) and not e.cut]
+    for label, values in (("harness overhead, scripted answers (answer -> command start)", overhead),
+                          ("harness overhead, SmolLM2's answers (answer -> command start)", real_overhead)):
+        print(f"{label}: {len(values)} steps, p50 {1000 * statistics.median(values):.1f} ms, "
+              f"p99 {1000 * _pct(values, 0.99):.1f} ms")
     print(f"model latency (SmolLM2-135M, llama-server, 1 thread): {len(latency)} calls, p50 "
           f"{1000 * statistics.median(latency):.0f} ms, p99 {1000 * _pct(latency, 0.99):.0f} ms")
-    print(f"overhead / latency (p50): {statistics.median(overhead) / statistics.median(latency):.4f}")
+    print(f"overhead / latency (p50), scripted: {statistics.median(overhead) / statistics.median(latency):.4f}; "
+          f"SmolLM2's steps: {statistics.median(real_overhead) / statistics.median(latency):.4f}")
 
 
 if __name__ == "__main__":

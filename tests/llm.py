@@ -28,6 +28,10 @@ from opeval.runtimes import PortLease
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "SmolLM2-135M-Instruct"
+#: A system prompt under which SmolLM2 makes real shell calls: the call to make, written out.
+#: (Asked only to "call the shell tool with a command such as nodectl status", it repeats
+#: itself inside the command until the token limit, so the call never closes.)
+FORCED_PROMPT = 'You are the on-call operator. Reply with exactly one shell call: {"command": "nodectl status etcd-2"}'
 
 
 @dataclass(frozen=True)
