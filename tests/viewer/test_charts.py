@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from opeval.viewer import _charts as charts
 from opeval.viewer._models import Interval
-from opeval.viewer._stats import mean_interval, t_quantile, wilson
 
 HOSTILE = "<script>alert('x')</script>&"
 
@@ -75,20 +73,6 @@ def test_leader_names_close_together_never_overlap() -> None:
     assert len({y for _, y, _ in labels}) == 2
     tips = [e.text for e in root.iter() if e.tag.endswith("title") and "s: " in (e.text or "")]
     assert tips == ["0.0 s: etcd-1", "0.1 s: no leader", "0.2 s: etcd-2", "0.3 s: no leader"]
-
-
-def test_wilson_and_t_intervals() -> None:
-    assert wilson(0, 0) is None
-    ci = wilson(8, 10)
-    assert ci is not None and ci.low == pytest.approx(0.4902, abs=1e-3) and ci.high == pytest.approx(0.9433, abs=1e-3)
-    all_ok = wilson(10, 10)
-    assert all_ok is not None and all_ok.high == pytest.approx(1.0) and all_ok.low < 0.75
-    assert t_quantile(1) == 12.706 and t_quantile(30) == 2.042
-    assert t_quantile(60) == pytest.approx(2.000, abs=2e-3) and t_quantile(10_000) == pytest.approx(1.960, abs=1e-3)
-    assert mean_interval([1.0]) is None
-    m = mean_interval([1.0, 2.0, 3.0, 4.0])
-    half = 3.182 * math.sqrt(5 / 3) / 2
-    assert m is not None and m.low == pytest.approx(2.5 - half) and m.high == pytest.approx(2.5 + half)
 
 
 def test_every_mark_a_timeline_draws_has_a_legend_entry_and_no_other() -> None:

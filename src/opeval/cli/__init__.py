@@ -15,8 +15,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from opeval.cli._app import main as run
     except KeyboardInterrupt:
+        # Nothing has run yet, so there is nothing to clean up: exit at once. (Exiting
+        # normally, the interpreter sometimes still ends itself by SIGINT after an interrupt
+        # inside an import, which a caller sees as a signal's death instead of exit 130.)
+        import os
+
         sys.stderr.write("opeval: interrupted\n")
-        raise SystemExit(130) from None
+        sys.stderr.flush()
+        os._exit(130)
     run(argv)
 
 

@@ -706,13 +706,25 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(argv)
     except CycloptsError as e:
+        _ending()
         err.print(f"opeval: error: {_one_line(e)} (see `{prog()} --help`)", highlight=False, markup=False,
                   soft_wrap=True)
         sys.exit(ExitCode.USAGE)
     except OpevalError as e:
+        _ending()
         err.print(f"opeval: error: {with_prog(str(e))}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
+        _ending()
         err.print("opeval: interrupted", highlight=False)
         sys.exit(ExitCode.INTERRUPTED)
+    _ending()
     sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _ending() -> None:
+    """The outcome is decided: a Ctrl-C from here on would only turn the last line into a
+    traceback or the exit code into a signal's, so it is ignored while the program exits."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

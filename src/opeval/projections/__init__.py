@@ -7,7 +7,6 @@ from opeval.projections._analysis import (
     CONTROL_KIND,
     REAL_OUTCOMES,
     approval_summary,
-    bootstrap_ci,
     campaign_overview,
     campaign_title,
     campaign_rows,
@@ -20,7 +19,6 @@ from opeval.projections._analysis import (
     false_alarms,
     faults,
     left_out,
-    mean_ci,
     measured,
     rank_variants,
     summary,
@@ -30,8 +28,8 @@ from opeval.commands import CLASSES, classify
 from opeval.projections._engine import DERIVED, TABLES, ReadModels, file_digest, query, read_model_path
 from opeval.projections._rules import METRICS, RuleSet
 
-__all__ = ["REAL_OUTCOMES", "approval_summary", "denied_commands", "campaign_overview", "campaign_title", "COMPARED", "CONTROL_COMPARED", "CONTROL_KIND", "bootstrap_ci", "campaign_rows", "compare_baseline", "compare_groups",
-           "control_summary", "controls", "export_trial", "false_alarms", "faults", "left_out", "mean_ci", "measured",
+__all__ = ["REAL_OUTCOMES", "approval_summary", "denied_commands", "campaign_overview", "campaign_title", "COMPARED", "CONTROL_COMPARED", "CONTROL_KIND", "campaign_rows", "compare_baseline", "compare_groups",
+           "control_summary", "controls", "export_trial", "false_alarms", "faults", "left_out", "measured",
            "rank_variants",
            "summary", "trial_scores", "CLASSES", "DERIVED", "METRICS", "TABLES", "ReadModels", "RuleSet", "classify", "file_digest", "query",
            "read_model_path"]

@@ -13,11 +13,11 @@ import statistics
 from typing import Any
 
 import duckdb
-import numpy as np
 
 from opeval.errors import UsageError
 from opeval.events import Words
 from opeval.projections._engine import query
+from opeval.projections._intervals import difference_interval, mean_interval
 from opeval.projections._rules import RuleSet
 
 #: Metrics compared between groups of trials, and whether higher is better.
@@ -78,28 +78,6 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def bootstrap_ci(a: list[float], b: list[float], *, paired: bool, iterations: int = 2000,
-                 seed: int = 0) -> tuple[float, float] | None:
-    """95 % bootstrap interval of mean(b) - mean(a) (paired: of the mean difference).
-
-    Resampled with numpy in one pass; the fixed seed gives the same data the same interval.
-    """
-    rng = np.random.default_rng(seed)
-    if paired:
-        if len(a) < 2:
-            return None
-        diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-        stats = diffs[rng.integers(0, len(diffs), (iterations, len(diffs)))].mean(axis=1)
-    else:
-        if len(a) < 2 or len(b) < 2:
-            return None
-        av, bv = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-        stats = (bv[rng.integers(0, len(bv), (iterations, len(bv)))].mean(axis=1)
-                 - av[rng.integers(0, len(av), (iterations, len(av)))].mean(axis=1))
-    stats.sort()
-    return float(stats[int(0.025 * iterations)]), float(stats[int(0.975 * iterations) - 1])
-
-
 def controls(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The control trials among ``rows`` (no fault injected)."""
     return [r for r in rows if r.get("control")]
@@ -117,13 +95,14 @@ def false_alarms(row: dict[str, Any]) -> dict[str, Any] | None:
 
 def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials that measured something: not aborted (interrupted, or its harness was
-    killed), not still running. Everything else is counted by :func:`left_out`."""
-    return [r for r in rows if r["outcome"] not in (None, "aborted")]
+    killed), not ended in error (the harness failed, not the system or the agent), not
+    still running. Everything else is counted by :func:`left_out`, never as a failure."""
+    return [r for r in rows if r["outcome"] not in (None, "aborted", "error")]
 
 
 def left_out(rows: list[dict[str, Any]]) -> dict[str, int]:
     """What an aggregate over ``rows`` must show beside it: trials aborted (left out of
-    every mean), in error, extra attempts at an index (``--resume`` retries), unisolated."""
+    every mean), in error (left out too), extra attempts at an index (``--resume`` retries), unisolated."""
     return {
         "aborted": sum(r["outcome"] == "aborted" for r in rows),
         "running": sum(r["outcome"] is None for r in rows),
@@ -168,7 +147,7 @@ def _compare(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], compare
             bv = [v for v in (_num(r[metric]) for r in b_rows) if v is not None]
         a_mean = statistics.fmean(av) if av else None
         b_mean = statistics.fmean(bv) if bv else None
-        ci = bootstrap_ci(av, bv, paired=paired) if av and bv else None
+        ci = difference_interval(av, bv, paired=paired) if av and bv else None
         metrics.append({
             "metric": metric, "higher_is_better": higher_better,
             "a_n": len(av), "a_mean": a_mean, "a_median": statistics.median(av) if av else None,
@@ -259,15 +238,6 @@ def campaign_overview(con: duckdb.DuckDBPyConnection, where: str = "TRUE",
     return rows
 
 
-def mean_ci(values: list[float], *, iterations: int = 2000, seed: int = 0) -> tuple[float, float] | None:
-    """95 % bootstrap interval of the mean (None below two values)."""
-    if len(values) < 2:
-        return None
-    v = np.asarray(values, dtype=float)
-    stats = np.sort(v[np.random.default_rng(seed).integers(0, len(v), (iterations, len(v)))].mean(axis=1))
-    return float(stats[int(0.025 * iterations)]), float(stats[int(0.975 * iterations) - 1])
-
-
 def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Which configuration performs best: variants ranked by mean composite score, with a
     bootstrap 95 % CI, over all fault trials (``scope`` ``all``) and per chaos kind.
@@ -293,7 +263,7 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for (variant, agent), every in groups.items():
             rs = measured(every)
             scores = [float(r["composite"]) for r in rs]
-            ci = mean_ci(scores)
+            ci = mean_interval(scores)
             ttrs = [r["ttr_s"] for r in rs if r["ttr_s"] is not None]
             ranked.append({"scope": scope, "variant": variant, "agent": agent, "trials": len(rs),
                            "mean_composite": statistics.fmean(scores) if scores else None,
@@ -365,28 +335,59 @@ def control_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, like: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Baseline (no agent) trials anywhere in the store with the same subject, chaos and target."""
-    kinds = sorted({(r["subject"], r["chaos"], r["target"]) for r in like})
+def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The baseline (no agent) trials a campaign's agent trials are held against, by one rule.
+
+    The campaign's own baseline trials with the same subject, chaos and target, if it has
+    any. Otherwise, from the store's measured baseline trials in the order they started:
+    for each measured agent trial, the first not yet chosen with the same subject, chaos,
+    target and seed (so they pair up); for an agent trial with no such match, the first not
+    yet chosen of its subject, chaos and target. Trials added later come after every one
+    chosen, so once each agent trial has its baseline the answer never changes as the
+    store grows."""
+    agents = measured([r for r in campaign if r["agent"] != "none"])
+    kinds = sorted({(r["subject"], r["chaos"], r["target"]) for r in agents})
     if not kinds:
         return []
+    own = [r for r in campaign if r["agent"] == "none" and (r["subject"], r["chaos"], r["target"]) in kinds]
+    if own:
+        return own
     cond = " OR ".join("(t.subject = ? AND t.chaos = ? AND t.target = ?)" for _ in kinds)
-    params = [v for k in kinds for v in k]
-    return trial_scores(con, rules, f"t.agent = 'none' AND ({cond})", params)
+    params: list[Any] = [v for k in kinds for v in k]
+    pool = measured(trial_scores(con, rules, f"t.agent = 'none' AND ({cond})", params))
+    chosen: dict[str, dict[str, Any]] = {}
+    unmatched = []
+    for r in agents:
+        match = next((b for b in pool if b["trial_id"] not in chosen and b["seed"] == r["seed"]
+                      and (b["subject"], b["chaos"], b["target"]) == (r["subject"], r["chaos"], r["target"])), None)
+        if match is None:
+            unmatched.append(r)
+        else:
+            chosen[match["trial_id"]] = match
+    for r in unmatched:
+        match = next((b for b in pool if b["trial_id"] not in chosen
+                      and (b["subject"], b["chaos"], b["target"]) == (r["subject"], r["chaos"], r["target"])), None)
+        if match is not None:
+            chosen[match["trial_id"]] = match
+    return [b for b in pool if b["trial_id"] in chosen]
 
 
 def compare_baseline(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> dict[str, Any]:
-    """The campaign's agent trials against self-healing on the same chaos; its control
-    trials against baseline controls (``controls``: the harm each did on a healthy system)."""
-    rows = [r for r in campaign_rows(con, rules, campaign_id) if r["agent"] != "none"]
+    """The campaign's agent trials against self-healing on the same chaos (baselines chosen
+    by :func:`baseline_rows`); its control trials against baseline controls (``controls``:
+    the harm each did on a healthy system)."""
+    campaign = campaign_rows(con, rules, campaign_id)
+    rows = [r for r in campaign if r["agent"] != "none"]
     if not measured(rows):
         raise UsageError("this campaign has no agent trials to hold against the baseline")
-    base = baseline_rows(con, rules, rows)
+    base = baseline_rows(con, rules, campaign)
     if not base:
         chaos = ", ".join(sorted({f"{r['chaos']} --target {r['target']}" for r in rows}))
         raise UsageError(f"no baseline trials for {chaos} in this store: run `opeval run --baseline --chaos ...` first")
     result = compare_groups(base, rows)
     result["baseline_trials"] = len(faults(base))
+    result["baseline_rule"] = ("the campaign's own baseline trials" if base[0].get("campaign_id") == campaign_id
+                               else "the store's first baseline trials with the same chaos, target and seed")
     if result["controls"] is not None:
         result["controls"]["baseline_trials"] = len(controls(base))
     return result

@@ -61,6 +61,7 @@ from opeval.viewer._models import (
     ControlSummary,
     DataSafety,
     FaultParam,
+    Interval,
     GroupSummary,
     LeftOut,
     OutcomeCounts,
@@ -71,7 +72,7 @@ from opeval.viewer._models import (
     TrialEvent,
     TrialScore,
 )
-from opeval.viewer._stats import mean_interval, wilson
+from opeval.projections._intervals import mean_interval, rate_interval
 
 T = TypeVar("T")
 
@@ -573,6 +574,10 @@ def _outcomes(trials: list[TrialScore]) -> OutcomeCounts:
     return counts
 
 
+def _interval(ci: tuple[float, float] | None) -> Interval | None:
+    return None if ci is None else Interval(*ci)
+
+
 def group_summaries(rows: list[dict[str, Any]]) -> list[GroupSummary]:
     """The projections' per agent/variant summary of fault trials, with confidence intervals added."""
     out = []
@@ -585,9 +590,9 @@ def group_summaries(rows: list[dict[str, Any]]) -> list[GroupSummary]:
         commands = [float(r["commands"]) for r in members if r["commands"] is not None]
         out.append(GroupSummary(
             agent=g["agent"], variant=g["variant"], trials=g["trials"], recovered=recovered,
-            recovery_rate=g["recovery_rate"], recovery_rate_ci=wilson(recovered, len(members)),
-            mean_ttr_s=g["mean_ttr_s"], mean_ttr_ci=mean_interval(ttrs),
-            mean_composite=g["mean_composite"], mean_composite_ci=mean_interval(scores),
+            recovery_rate=g["recovery_rate"], recovery_rate_ci=_interval(rate_interval(recovered, len(members))),
+            mean_ttr_s=g["mean_ttr_s"], mean_ttr_ci=_interval(mean_interval(ttrs)),
+            mean_composite=g["mean_composite"], mean_composite_ci=_interval(mean_interval(scores)),
             mean_commands=statistics.fmean(commands) if commands else None,
             destructive=int(g["destructive"]), lost_writes=int(g["lost_writes"]),
             left_out=msgspec.convert({k: g[k] for k in LEFT_OUT_KEYS}, LeftOut),

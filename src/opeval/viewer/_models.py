@@ -125,7 +125,7 @@ class LeftOut(msgspec.Struct, kw_only=True):
 
 
 class GroupSummary(msgspec.Struct, kw_only=True):
-    """Aggregates of one agent/variant: rates with Wilson intervals, means with t intervals."""
+    """Aggregates of one agent/variant: rates and means with the intervals of :mod:`opeval.projections._intervals`."""
 
     agent: str
     variant: str
