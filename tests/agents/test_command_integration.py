@@ -1,0 +1,116 @@
+"""Command-line agents in real trials on real etcd clusters, inside the sandbox: the shipped
+reference agent driven by a real local model through MCP, and a hostile agent that tries to
+outlive its trial and to reach the harness."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from opeval.events import AgentSpec, Trial
+from opeval.store import EventStore
+from tests.agents.test_agents_integration import request, run
+from tests.agents.test_local_model import SMALL_PROMPT
+from tests.conftest import labelled_processes
+from tests.llm import MODEL_NAME, ModelServer
+from tests.runner.helpers import assert_nothing_left, of
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return [p for p in found if p != os.getpid()]
+
+
+def test_reference_agent_driven_by_a_real_model_through_mcp(
+    llama_server: ModelServer, store_path: Path, tmp_path: Path, no_leaks: None
+) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(SMALL_PROMPT)
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    # --base-url is forwarded into the agent's network: the sandboxed process reaches the model there.
+    cmd = [sys.executable, "-m", "opeval", "run", "--agent", "command", "--command", "opeval-agent",
+           "--base-url", llama_server.openai_url, "--model", MODEL_NAME, "--tool-choice", "shell",
+           "--max-tokens", "96", "--temperature", "0", "--max-steps", "3", "--system-prompt", str(prompt),
+           "--target", "follower", "--restart-policy", "never", "--timeout", "90", "--seed", "5",
+           "--store", str(store_path), "--json"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr  # recovered (0) or not (1): a real outcome either way
+    out = json.loads(proc.stdout)
+    assert out["outcome"] in ("recovered", "not_recovered")
+    with EventStore(store_path) as store:
+        events = store.events(UUID(out["trial_id"]))
+    said = "\n".join(e.text for e in of(events, Trial.AgentReasoning))
+    assert "tools: shell, done; offering shell" in said, said  # it listed the tools over MCP
+    assert "tokens in" in said, said  # and reached the model server from inside the sandbox
+    commands, refused = of(events, Trial.AgentCommandExecuted), of(events, Trial.AgentToolError)
+    (finished,) = of(events, Trial.AgentFinished)
+    # Every call it made ("calling ...", printed before the call) is in the store, but one the
+    # step budget stopped, which ends the agent as it ends the built-in ones.
+    calls = [line for line in said.splitlines() if line.startswith("calling ")]
+    assert len(calls) == len(commands) + len(refused) + (finished.reason == "max_steps")
+    assert commands, "the model ran no command through the MCP shell tool"
+    for c in commands:
+        assert json.dumps(c.command)[1:-1] in said or c.command in said
+    assert finished.steps == len(commands) + len(refused) + len(of(events, Trial.AgentReasoning))
+    assert finished.reason in ("done", "max_steps", "exited", "error", "time_budget", "recovered"), finished
+    assert labelled_processes(UUID(out["trial_id"]).hex) == []
+    assert processes_with("opeval-agent") == []
+
+
+HOSTILE = r"""
+echo "hostile agent up"
+kill -9 -1 2>/dev/null; echo "kill -1: it survived its own signal storm"
+# meant to outlive the agent: out of its process group and session, detached from its pipes
+setsid bash -c 'exec -a {marker} sleep 1000' </dev/null >/dev/null 2>&1 &
+nohup bash -c 'exec -a {marker} sleep 1000' </dev/null >/dev/null 2>&1 &
+disown -a
+cat {store} >/dev/null 2>&1 && echo "READ THE STORE" || echo "store: not visible"
+ls {runtime} >/dev/null 2>&1 && echo "SAW THE RUNTIME DIR" || echo "runtime dir: not visible"
+(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "REACHED THE HARNESS PORT" || echo "harness port: unreachable"
+ps -e -o pid=,comm= | wc -l | sed 's/^/processes it sees: /'
+exec -a {marker} sleep 1000
+"""
+
+
+def test_a_hostile_command_agent_escapes_nothing_and_leaves_nothing(
+    store_path: Path, runtime_dir: Path, no_leaks: None
+) -> None:
+    marker = f"opeval-hostile-{os.getpid()}"
+    with socket.socket() as harness_port:  # a port of the harness's own, on the host's loopback
+        harness_port.bind(("127.0.0.1", 0))
+        harness_port.listen(1)
+        port = harness_port.getsockname()[1]
+        script = HOSTILE.format(marker=marker, store=store_path, runtime=runtime_dir, port=port)
+        spec = AgentSpec(name="command", config={"command": script, "stop_on_recovery": False})
+        with EventStore(store_path):
+            pass  # the store exists before the agent looks for it
+        result, events = run(store_path, request(spec, target="etcd-2", timeout=6.0))
+    assert result.outcome == "not_recovered", result.reason  # it repaired nothing
+    said = "\n".join(e.text for e in of(events, Trial.AgentReasoning))
+    assert "hostile agent up" in said
+    assert "store: not visible" in said and "READ THE STORE" not in said
+    assert "runtime dir: not visible" in said and "SAW THE RUNTIME DIR" not in said
+    assert "harness port: unreachable" in said and "REACHED THE HARNESS PORT" not in said
+    (finished,) = of(events, Trial.AgentFinished)
+    assert finished.reason == "time_budget"  # it never ended by itself: the trial's deadline ended it
+    assert_nothing_left(result, events)
+    assert processes_with(marker) == []
