@@ -84,9 +84,9 @@ setsid bash -c 'exec -a {marker} sleep 1000' </dev/null >/dev/null 2>&1 &
 nohup bash -c 'exec -a {marker} sleep 1000' </dev/null >/dev/null 2>&1 &
 disown -a
 cat {store} >/dev/null 2>&1 && echo "READ THE STORE" || echo "store: not visible"
-ls {runtime} >/dev/null 2>&1 && echo "SAW THE RUNTIME DIR" || echo "runtime dir: not visible"
+ls {runtime}/journal >/dev/null 2>&1 && echo "SAW THE JOURNAL" || echo "journal: not visible"
 (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "REACHED THE HARNESS PORT" || echo "harness port: unreachable"
-ps -e -o pid=,comm= | wc -l | sed 's/^/processes it sees: /'
+echo "meant to outlive it: $(ps -e -o args= | grep -c '^{marker}')"
 exec -a {marker} sleep 1000
 """
 
@@ -106,9 +106,9 @@ def test_a_hostile_command_agent_escapes_nothing_and_leaves_nothing(
         result, events = run(store_path, request(spec, target="etcd-2", timeout=6.0))
     assert result.outcome == "not_recovered", result.reason  # it repaired nothing
     said = "\n".join(e.text for e in of(events, Trial.AgentReasoning))
-    assert "hostile agent up" in said
+    assert "hostile agent up" in said and "meant to outlive it: 2" in said
     assert "store: not visible" in said and "READ THE STORE" not in said
-    assert "runtime dir: not visible" in said and "SAW THE RUNTIME DIR" not in said
+    assert "journal: not visible" in said and "SAW THE JOURNAL" not in said
     assert "harness port: unreachable" in said and "REACHED THE HARNESS PORT" not in said
     (finished,) = of(events, Trial.AgentFinished)
     assert finished.reason == "time_budget"  # it never ended by itself: the trial's deadline ended it

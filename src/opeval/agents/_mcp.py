@@ -114,10 +114,13 @@ class ToolServer:
         server = _Embedded(config)
         host, port = sock.getsockname()[:2]
         stopped = anyio.Event()
+        # Shielded: a trial's cancellation stops it through uvicorn's own shutdown, below.
+        shield = anyio.CancelScope(shield=True)
 
         async def serve() -> None:
             try:
-                await server.serve([sock])
+                with shield:
+                    await server.serve([sock])
             finally:
                 stopped.set()
 
@@ -133,7 +136,7 @@ class ToolServer:
                 server.should_exit = True  # uvicorn's own shutdown: in-flight calls get a second
                 with anyio.move_on_after(5, shield=True):
                     await stopped.wait()
-                tg.cancel_scope.cancel()
+                shield.cancel()
 
 
 def _answer(text: str, *, error: bool) -> Any:
