@@ -164,11 +164,10 @@ def test_the_relay_answers_an_error_when_the_endpoint_is_gone() -> None:
 
 
 def test_client_config_is_claude_codes_shape() -> None:
-    cfg = client_config("http://127.0.0.1:9/mcp", stdio_relay="/opt/operator/bin/opeval-mcp")
-    assert cfg == {"mcpServers": {
-        "opeval": {"type": "http", "url": "http://127.0.0.1:9/mcp"},
-        "opeval-stdio": {"type": "stdio", "command": "/opt/operator/bin/opeval-mcp", "args": ["http://127.0.0.1:9/mcp"]},
-    }}
+    url = "http://127.0.0.1:9/mcp"
+    assert client_config(url) == {"mcpServers": {"opeval": {"type": "http", "url": url}}}
+    assert client_config(url, stdio_relay="/opt/operator/bin/opeval-mcp") == {"mcpServers": {
+        "opeval": {"type": "stdio", "command": "/opt/operator/bin/opeval-mcp", "args": [url]}}}
 
 
 INCIDENT = Incident(alert="etcd-2 unreachable", subject="etcd", members=["etcd-1", "etcd-2"], tools=["nodectl"])
@@ -184,7 +183,7 @@ def run_command_agent(tmp_path: Path, config: dict[str, Any]) -> tuple[Any, Reco
 SCRIPTED = r"""
 echo "paged: $(head -c 40 "$OPEVAL_PROMPT_FILE")"
 test "$OPEVAL_PROMPT" = "$(cat "$OPEVAL_PROMPT_FILE")" && echo "prompt in env and file"
-grep -q '"mcpServers"' "$OPEVAL_MCP_CONFIG" && echo "config at $OPEVAL_MCP_CONFIG"
+grep -q '"http"' "$OPEVAL_MCP_CONFIG" && grep -q opeval-mcp "$OPEVAL_MCP_STDIO_CONFIG" && echo "config at $OPEVAL_MCP_CONFIG"
 printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"sh","version":"1"}}}' \
   '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"shell","arguments":{"command":"echo from-the-agent"}}}' \
   '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"done","arguments":{"summary":"all good","resolved":true}}}' \

@@ -3,9 +3,10 @@ HolmesGPT, ``opeval-agent``...) run inside the trial's sandbox as one long-runni
 with the trial's tools as its MCP server.
 
 What it is given: the page as ``$OPEVAL_PROMPT`` and as the file ``$OPEVAL_PROMPT_FILE`` in
-its home; the MCP endpoint as ``$OPEVAL_MCP_URL`` (streamable HTTP), an MCP client
-configuration naming it (``$OPEVAL_MCP_CONFIG``, Claude Code's ``mcpServers`` shape) and the
-stdio relay ``opeval-mcp`` on its PATH; the model settings of the variant as ``OPEVAL_*``
+its home; the MCP endpoint as ``$OPEVAL_MCP_URL`` (streamable HTTP), MCP client
+configurations naming it ``opeval`` (Claude Code's ``mcpServers`` shape: over HTTP in
+``$OPEVAL_MCP_CONFIG``, through the stdio relay ``opeval-mcp`` on its PATH in
+``$OPEVAL_MCP_STDIO_CONFIG``); the model settings of the variant as ``OPEVAL_*``
 variables (what the shipped ``opeval-agent`` reads); the endpoints it needs (its model
 server, from ``base_url`` or ``forward``) forwarded into its network; and the harness's
 variables ``pass_env`` names (its API key), nothing else of the harness's environment.
@@ -205,8 +206,8 @@ class CommandAgent:
                 policy = None
             url = await stack.enter_async_context(server.serving(sock))
             prompt = incident.prompt()
-            files = {"prompt.md": prompt,
-                     "mcp.json": json.dumps(client_config(url, stdio_relay=f"{bin_dir}/{RELAY}"), indent=2)}
+            files = {"prompt.md": prompt, "mcp.json": json.dumps(client_config(url), indent=2),
+                     "mcp-stdio.json": json.dumps(client_config(url, stdio_relay=f"{bin_dir}/{RELAY}"), indent=2)}
             for name, text in files.items():
                 path = sandbox.home / name
                 path.write_text(text)
@@ -214,7 +215,7 @@ class CommandAgent:
                     os.chown(path, OPERATOR_UID, OPERATOR_GID)
             env = self._env(sandbox.env, {
                 "OPEVAL_PROMPT": prompt, "OPEVAL_PROMPT_FILE": f"{home}/prompt.md", "OPEVAL_MCP_URL": url,
-                "OPEVAL_MCP_CONFIG": f"{home}/mcp.json"})
+                "OPEVAL_MCP_CONFIG": f"{home}/mcp.json", "OPEVAL_MCP_STDIO_CONFIG": f"{home}/mcp-stdio.json"})
             if policy is None:
                 env["PATH"] = f"{agent_bin}:{env['PATH']}"
                 argv, fds = ["bash", "-c", s.command], ()

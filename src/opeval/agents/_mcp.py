@@ -146,9 +146,9 @@ def _answer(text: str, *, error: bool) -> Any:
 
 
 def client_config(url: str, *, stdio_relay: str | None = None) -> dict[str, Any]:
-    """An MCP client configuration naming the trial's server (Claude Code's ``mcpServers``
-    shape; ``stdio_relay``: the relay's path, for clients that only spawn stdio servers)."""
-    servers: dict[str, Any] = {SERVER_NAME: {"type": "http", "url": url}}
+    """An MCP client configuration naming the trial's server as ``opeval`` (Claude Code's
+    ``mcpServers`` shape): over streamable HTTP at ``url``, or, given ``stdio_relay`` (the
+    relay's path), as a stdio server for clients that only spawn those."""
     if stdio_relay is not None:
-        servers[f"{SERVER_NAME}-stdio"] = {"type": "stdio", "command": stdio_relay, "args": [url]}
-    return {"mcpServers": servers}
+        return {"mcpServers": {SERVER_NAME: {"type": "stdio", "command": stdio_relay, "args": [url]}}}
+    return {"mcpServers": {SERVER_NAME: {"type": "http", "url": url}}}
