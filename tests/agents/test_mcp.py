@@ -274,3 +274,28 @@ def test_run_refuses_command_flags_without_the_command_agent(capsys: Any, store_
     assert "--command: settings of --agent command, not runbook" in err and "Traceback" not in err
 
 
+
+
+def test_the_readmes_variant_templates_load_and_their_commands_parse(tmp_path: Path) -> None:
+    import re
+
+    from opeval.runner import load_campaign
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### MCP and command-line agents"):]
+    (block,) = re.findall(r"```yaml\n(variants:\n.*?)```", section, re.S)[:1]
+    plan = load_campaign(write(tmp_path, "name: templates\nchaos: [{kind: node_kill}]\n" + block))
+    commands = {t.agent.variant: str(t.agent.config["command"]) for t in plan.trials}
+    assert set(commands) == {"claude-code", "codex", "holmes"}
+    for name, command in commands.items():
+        syntax = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True, check=False)
+        assert syntax.returncode == 0, (name, syntax.stderr)
+    holmes = subprocess.run(["bash", "-c", commands["holmes"].split(" &&")[0] + " && cat holmes.yaml"],
+                            cwd=tmp_path, env={"OPEVAL_MCP_URL": "http://127.0.0.1:9/mcp", "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, check=True)
+    import yaml
+
+    assert yaml.safe_load(holmes.stdout) == {
+        "mcp_servers": {"opeval": {"description": "operator tools", "config": {
+            "type": "stdio", "command": "opeval-mcp", "args": ["http://127.0.0.1:9/mcp"]}}},
+        "toolsets": {"bash": {"enabled": False}}}
