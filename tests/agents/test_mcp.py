@@ -223,10 +223,12 @@ def test_command_agent_output_is_recorded_in_chunks_up_to_its_cap(tmp_path: Path
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({"forward": "db.internal:5432"}, "not host:port with an IPv4 address"),
-    ({"base_url": "http://model-server/v1"}, "agent setting base_url"),
-    ({"pass_env": "API KEY"}, "not an environment variable's name"),
-    ({"tool_choice": "any"}, "tool_choice"),
+    ({"forward": "db.internal:5432", "command": "x"}, "not host:port with an IPv4 address"),
+    ({"base_url": "http://model-server/v1", "model": "m"}, "agent setting base_url"),
+    ({"pass_env": "API KEY", "command": "x"}, "not an environment variable's name"),
+    ({"tool_choice": "any", "command": "x"}, "tool_choice"),
+    ({}, "needs --base-url and --model"),
+    ({"base_url": "http://127.0.0.1:8080/v1"}, "needs --base-url and --model"),
 ])
 def test_command_agent_settings_are_checked(config: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):

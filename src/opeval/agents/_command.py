@@ -88,6 +88,9 @@ class CommandSettings:
         command = str(cfg.get("command") or REFERENCE).strip()
         if not command:
             raise UsageError("agent setting command: give the agent's command line")
+        if command == REFERENCE and not (cfg.get("base_url") and cfg.get("model")):
+            raise UsageError(f"agent command runs the reference agent ({REFERENCE}) unless given --command: it needs "
+                             "--base-url and --model (an OpenAI-compatible server)")
         forwards = [endpoint(f, "agent setting forward") for f in _names(str(cfg.get("forward") or ""))]
         if cfg.get("base_url"):
             forwards.insert(0, endpoint(str(cfg["base_url"]), "agent setting base_url"))
