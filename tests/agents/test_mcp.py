@@ -87,9 +87,10 @@ def test_the_sdk_client_sees_the_model_agents_tools_and_every_call_is_recorded(t
     assert (command["step"], command["command"], command["exit_code"]) == (1, "echo hello; exit 3", 3)
     errors = of(recorded, Trial.AgentToolError)
     assert [(e["step"], e["tool"], json.loads(e["arguments"])) for e in errors] == [
-        (2, "shell", {"cmd": "ls"}), (3, "done", {"summary": "x", "resolved": "false"}), (4, "rm", {})]
-    assert all(e["error"] for e in errors)
-    assert tools.step == 4  # the late call after done is refused without being a step
+        (2, "shell", {"cmd": "ls"}), (3, "done", {"summary": "x", "resolved": "false"}), (4, "rm", {}),
+        (5, "shell", {"command": "echo late"})]  # a call after done: refused, recorded
+    assert all(e["error"] for e in errors) and "finished (done)" in errors[-1]["error"]
+    assert tools.step == 5
 
 
 def test_the_step_budget_ends_the_agent_through_mcp(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ schemas, strict validation), and every call is recorded as the built-in loop rec
 (:func:`opeval.agents._loop.run_loop`): a ``shell`` call goes through
 :meth:`AgentTools.shell` (the approval gate, the step budget, ``AgentCommandExecuted``); a
 refused or malformed call is an ``AgentToolError`` and comes back as a tool error that says
-what was wrong; ``done`` ends the agent with its summary.
+what was wrong; ``done`` ends the agent with its summary. A call made after the end (before
+the agent's process is stopped) is refused and recorded too; the one call over the step
+budget ends the agent, as it does the built-in ones.
 
 Transports: streamable HTTP (stateless, JSON answers) on a socket the harness binds inside
 the agent's network namespace (so only the agent's sandbox reaches it) and serves from its
@@ -76,8 +78,10 @@ class ToolServer:
     async def call(self, name: str, arguments: dict[str, Any] | None) -> Any:
         """Run one tool call and record it; the answer is an MCP ``CallToolResult``."""
         async with self._one_at_a_time:
-            if self.result is not None:
-                return _answer(f"the agent has finished ({self.result.reason}): no more tool calls", error=True)
+            if self.result is not None:  # a call after the end (made before its process was stopped)
+                error = f"the agent has finished ({self.result.reason}): no more tool calls"
+                self.tools.tool_error(name, _arguments_text(arguments), error)
+                return _answer(error, error=True)
             try:
                 args = parse_call(name, arguments)
             except ToolArgumentError as e:

@@ -148,10 +148,17 @@ def main(argv: list[str]) -> int:
             name, raw = fn.get("name", ""), fn.get("arguments") or "{}"
             try:
                 arguments = json.loads(raw) if isinstance(raw, str) else raw
-            except ValueError:
-                arguments = raw  # sent as it came: the server says what is wrong with it
+            except ValueError as e:
+                arguments, problem = None, f"not valid JSON ({e})"
+            else:
+                problem = "" if isinstance(arguments, dict) else "not a JSON object"
+            if problem:  # MCP carries arguments as an object: this call cannot be made, the model is told
+                text = f"{name}: the arguments are {problem}: {raw!s:.200}"
+                say(f"not calling {name}: {text}")
+                messages.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": "ERROR " + text})
+                continue
             say(f"calling {name} {raw if isinstance(raw, str) else json.dumps(raw)}")
-            text, is_error = mcp.call(name, arguments if isinstance(arguments, dict) else {"arguments": arguments})
+            text, is_error = mcp.call(name, arguments)
             say(("ERROR " if is_error else "") + text[:2000])
             messages.append({"role": "tool", "tool_call_id": call.get("id", ""), "content": text})
             if name == "done" and not is_error:
