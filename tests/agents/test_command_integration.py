@@ -113,3 +113,35 @@ def test_a_hostile_command_agent_escapes_nothing_and_leaves_nothing(
     assert finished.reason == "time_budget"  # it never ended by itself: the trial's deadline ended it
     assert_nothing_left(result, events)
     assert processes_with(marker) == []
+
+
+# A command agent scripted in bash whose MCP client is the stdio relay: it restarts the member
+# the page names, then says it is done.
+REPAIRING = r"""
+member=$(printf '%s' "$OPEVAL_PROMPT" | grep -o 'etcd-[0-9]* unreachable' | head -1 | cut -d' ' -f1)
+echo "paged about $member"
+call() { printf '{"jsonrpc":"2.0","id":%s,"method":"tools/call","params":{"name":"%s","arguments":%s}}\n' "$@"; }
+{ printf '%s\n' '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"sh","version":"1"}}}'
+  call 1 shell '{"command":"nodectl status"}'
+  call 2 shell "{\"command\":\"nodectl start $member\"}"
+  call 3 shell '{"command":7}'
+  call 4 done "{\"summary\":\"started $member\",\"resolved\":true}"
+} | opeval-mcp | while read -r answer; do echo "answer: ${answer:0:120}"; done
+sleep 600
+"""
+
+
+def test_a_command_agent_repairs_the_fault_through_the_stdio_relay(store_path: Path, no_leaks: None) -> None:
+    spec = AgentSpec(name="command", config={"command": REPAIRING, "stop_on_recovery": False})
+    result, events = run(store_path, request(spec, target="etcd-2", timeout=30.0))
+    assert result.outcome == "recovered", result.reason
+    commands = [e.command for e in of(events, Trial.AgentCommandExecuted)]
+    assert commands == ["nodectl status", "nodectl start etcd-2"]
+    (refused,) = of(events, Trial.AgentToolError)
+    assert refused.tool == "shell" and json.loads(refused.arguments) == {"command": 7}
+    (finished,) = of(events, Trial.AgentFinished)
+    assert (finished.reason, finished.summary, finished.declared_resolved) == ("done", "started etcd-2", True)
+    said = "\n".join(e.text for e in of(events, Trial.AgentReasoning))
+    assert "paged about etcd-2" in said and said.count("answer: ") == 5
+    assert finished.steps == len(commands) + 1 + len(of(events, Trial.AgentReasoning))
+    assert processes_with("paged about $member") == []  # the script (its bash, its sleep) died with it
