@@ -110,6 +110,29 @@ def test_the_step_budget_ends_the_agent_through_mcp(tmp_path: Path) -> None:
     assert len(of(recorded, Trial.AgentCommandExecuted)) == 1
 
 
+def test_the_approval_gate_reviews_mcp_shell_calls(tmp_path: Path) -> None:
+    import uuid
+
+    from opeval.agents import ApprovalGate, ApprovalPolicy
+
+    tools, recorded = make_tools(tmp_path)
+    tools.gate = ApprovalGate(ApprovalPolicy.parse("deny", "approval"), record=tools.record, clock=lambda: 0.0,
+                              trial_id=uuid.uuid4())
+    server = ToolServer(tools)
+
+    async def main() -> None:
+        from mcp import Client
+
+        async with Client(server.server) as client:
+            refused = await client.call_tool("shell", {"command": "rm -rf /members/etcd-1"})
+            assert refused.is_error and "command refused, not run" in refused.content[0].text
+            assert not (await client.call_tool("shell", {"command": "echo fine"})).is_error
+
+    anyio.run(main)
+    assert [f["command"] for f in of(recorded, Trial.CommandProposed)] == ["rm -rf /members/etcd-1"]
+    assert [c["command"] for c in of(recorded, Trial.AgentCommandExecuted)] == ["echo fine"]
+
+
 def relay_messages(url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     proc = subprocess.run([sys.executable, "-I", _mcp_relay.__file__, url], capture_output=True, text=True,
                           input="".join(json.dumps(m) + "\n" for m in messages), timeout=60, check=True)
