@@ -180,6 +180,19 @@ VARIANT_NUMBERS: tuple[Param, ...] = (
 )
 VARIANT_FLAGS = {"max_steps": "--max-steps", "command_timeout_s": "--command-timeout"}
 
+#: The settings of ``agent: command`` (an external agent's command line in the sandbox, its tools over MCP).
+COMMAND_SETTINGS: tuple[Param, ...] = (
+    Param("command", str, "the agent's command line, run with bash -c in the sandbox (default: the shipped "
+          "reference agent, opeval-agent)"),
+    Param("forward", str, "endpoints the agent's process may reach, host:port, comma-separated (its model "
+          "server; base_url's is forwarded without it)"),
+    Param("pass_env", str, "the harness's environment variables handed to the agent's process (its API key), "
+          "comma-separated"),
+    Param("reasoning_cap_bytes", int, "most bytes of the agent's output recorded as reasoning", 65536,
+          low=0, high=64 << 20),
+)
+COMMAND_FLAGS = {"command": "--command", "forward": "--forward", "pass_env": "--pass-env"}
+
 #: A fault's length, shared by the kinds that can be undone before the trial ends.
 DURATION = Param("duration_s", float, "seconds before the fault is reverted (not set: at the end of the trial)",
                  low=0, low_open=True, high=86_400)
@@ -225,6 +238,8 @@ def trial_settings_markdown() -> str:
 
 
 __all__ = [
+    "COMMAND_FLAGS",
+    "COMMAND_SETTINGS",
     "DURATION",
     "PARALLEL",
     "REPETITIONS",

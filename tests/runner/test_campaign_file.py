@@ -55,7 +55,7 @@ def test_a_campaign_expands_into_paired_trials(tmp_path: Path) -> None:
     (("    params: {duration_s: 2}", "    params: {duration_s: -2}"), 9, "chaos[1].params.duration_s: must be a number > 0 and <= 86400, not -2"),
     (("  timeout_s: 9", "  timeout_s: soon"), 4, "trial.timeout_s: must be a number > 0 and <= 86400, not 'soon'"),
     (("  timeout_s: 9", "  timeot_s: 9"), 4, "trial.timeot_s: unknown key (allowed: restart_policy, timeout_s, settle_s, poll_interval_s, snapshot_interval_s, workload_rate_hz, warmup_s, verify_timeout_s); did you mean 'timeout_s'?"),
-    (("    agent: runbook", "    agent: gpt"), 12, "variants[0].agent: unknown agent 'gpt' (allowed: none, anthropic, openai, runbook)"),
+    (("    agent: runbook", "    agent: gpt"), 12, "variants[0].agent: unknown agent 'gpt' (allowed: none, anthropic, command, openai, runbook)"),
     (("    max_steps: 5", "    max_steps: many"), 13, "variants[0].max_steps: must be a whole number >= 1 and <= 10000, not 'many'"),
     (("    max_steps: 5", "    tools: [kubectl]"), 13, "variants[0].tools: a list of the harness's tools to hand"),
     (("  - name: base", "  - name: rb"), 14, "variants[1].name: 'rb' is used by another variant"),

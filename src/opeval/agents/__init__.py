@@ -1,9 +1,10 @@
 """Agents: what opeval evaluates. Each gets an incident and a shell; all it does is recorded.
 
 Built in: ``none`` (the baseline: no agent), ``runbook`` (deterministic, offline),
-``anthropic`` (Claude, or any server speaking the Messages API) and ``openai`` (any
-OpenAI-compatible chat completions server); the two model agents share one loop
-(``_loop``) and one definition of their tools (``_tools``). Others plug in through the entry-point
+``anthropic`` (Claude, or any server speaking the Messages API), ``openai`` (any
+OpenAI-compatible chat completions server) and ``command`` (an external agent's command
+line, run in the sandbox with the trial's tools as its MCP server, ``_mcp``); the two model
+agents share one loop (``_loop``), and every agent one definition of the tools (``_tools``). Others plug in through the entry-point
 group ``opeval.agents``: a class taking an :class:`~opeval.events.AgentSpec` and
 implementing :class:`Agent`.
 """
@@ -26,9 +27,11 @@ from opeval.agents._approval import (
     StoreApprover,
     Verdict,
 )
+from opeval.agents._command import CommandAgent, CommandSettings
 from opeval.agents._control import NodeControl
 from opeval.agents._labeller import DEFAULT_LABEL_MODEL, CommandLabeller, LabellingFailed, LabellingResult
 from opeval.agents._loop import TOOL_CHOICES, ModelSettings
+from opeval.agents._mcp import ToolServer, client_config
 from opeval.agents._openai import OpenAIAgent
 from opeval.agents._protocol import (
     Agent,
@@ -49,6 +52,7 @@ AGENTS: Registry[AgentFactory] = Registry("agent", "opeval.agents")
 AGENTS.register("runbook")(RunbookAgent)
 AGENTS.register("anthropic")(AnthropicAgent)
 AGENTS.register("openai")(OpenAIAgent)
+AGENTS.register("command")(CommandAgent)
 
 
 def load_prices() -> dict[str, Price]:
@@ -75,7 +79,9 @@ __all__ = [
     "AgentTools",
     "AnthropicAgent",
     "BudgetExhausted",
+    "CommandAgent",
     "CommandLabeller",
+    "CommandSettings",
     "CommandResult",
     "DONE",
     "DoneArgs",
@@ -93,8 +99,10 @@ __all__ = [
     "TOOLS",
     "TOOL_CHOICES",
     "TokenCount",
+    "ToolServer",
     "ToolArgumentError",
     "ToolSpec",
+    "client_config",
     "down_members",
     "load_prices",
     "parse_call",

@@ -113,6 +113,9 @@ def run(
     max_retries: int | None = None,
     tool_choice: Literal["auto", "required", "shell", "done"] | None = None,
     system_prompt: Path | None = None,
+    command: str | None = None,
+    forward: str | None = None,
+    pass_env: str | None = None,
     max_steps: MaxStepsOption = 30,
     command_timeout: float = 30.0,
     seed: SeedOption = None,
@@ -169,8 +172,9 @@ def run(
     agent
         Who repairs the fault: ``none`` (self-healing only), ``runbook`` (offline, scripted),
         ``anthropic`` (Claude, or any Messages API server; needs ANTHROPIC_API_KEY unless
-        --base-url) or ``openai`` (any OpenAI-compatible server; needs OPENAI_API_KEY unless
-        --base-url).
+        --base-url), ``openai`` (any OpenAI-compatible server; needs OPENAI_API_KEY unless
+        --base-url) or ``command`` (an external agent's command line in the sandbox, the
+        trial's tools as its MCP server; see --command).
     baseline
         Same as ``--agent none``: measure self-healing without any agent.
     model
@@ -200,6 +204,16 @@ def run(
         tool's name, ``shell`` or ``done`` (it must call that one: only it is offered).
     system_prompt
         File whose text replaces a model agent's system prompt.
+    command
+        ``--agent command``: the agent's command line, run with bash -c inside the sandbox
+        (default: the shipped reference agent, ``opeval-agent``). It gets the page as
+        $OPEVAL_PROMPT, the trial's MCP server as $OPEVAL_MCP_URL and $OPEVAL_MCP_CONFIG.
+    forward
+        ``--agent command``: endpoints its process may reach, ``host:port`` comma-separated
+        (--base-url's is forwarded without it).
+    pass_env
+        ``--agent command``: the environment variables of yours handed to its process (its
+        API key), comma-separated; nothing else of your environment reaches it.
     max_steps
         Most shell commands the agent may run.
     command_timeout
@@ -265,6 +279,8 @@ def run(
     subject = subject or setting("subject") or "etcd"
     if baseline:
         agent = "none"
+    if agent == "none" and (command is not None or forward is not None or pass_env is not None):
+        raise UsageError("--command, --forward and --pass-env are settings of --agent command")
     if agent == "none" and (approval is not None or approval_timeout is not None):
         raise UsageError("--approval gates an agent's commands: give one with --agent (runbook, anthropic...)")
     agent_config: dict[str, Scalar] = {}
@@ -278,6 +294,14 @@ def run(
                           "temperature": temperature, "request_timeout_s": request_timeout,
                           "max_retries": max_retries, "tool_choice": tool_choice}
         agent_config.update({k: v for k, v in model_settings.items() if v is not None})
+        from opeval.params import COMMAND_FLAGS, COMMAND_SETTINGS
+
+        command_settings = {k: v for k, v in (("command", command), ("forward", forward), ("pass_env", pass_env))
+                            if v is not None}
+        if command_settings and agent != "command":
+            raise UsageError(f"{', '.join(COMMAND_FLAGS[k] for k in command_settings)}: settings of --agent command, "
+                             f"not {agent}")
+        agent_config.update(check_flags(COMMAND_SETTINGS, COMMAND_FLAGS, command_settings))
         if approval is not None:
             from opeval.agents import ApprovalPolicy
 

@@ -40,6 +40,7 @@ from opeval.params import (
     SEED_RANGE,
     TRIAL_SETTINGS,
     VARIANT_NUMBERS,
+    COMMAND_SETTINGS,
     ParamError,
     check_trial_settings,
     nearest,
@@ -50,7 +51,8 @@ TOP_KEYS = ("name", "description", "subject", "runtime", "sandbox", "members", "
 CHAOS_KEYS = ("kind", "target", "params")
 VARIANT_KEYS = ("name", "agent", "model", "system_prompt", "tools", "max_steps", "command_timeout_s",
                 "max_total_tokens", "temperature", "context", "stop_on_recovery", "approval", "base_url", "api_key_env",
-                "max_tokens", "max_turns", "request_timeout_s", "max_retries", "continuations", "tool_choice")
+                "max_tokens", "max_turns", "request_timeout_s", "max_retries", "continuations", "tool_choice",
+                *(p.name for p in COMMAND_SETTINGS))
 #: The harness's own operator tool; a subject adds its own (``Subject.tools``).
 HARNESS_TOOLS = ("nodectl",)
 TRIAL_KEYS = tuple(p.name for p in TRIAL_SETTINGS if p.name != "members")  # members is set at the top
@@ -306,6 +308,11 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         cfg: dict[str, Scalar] = {}
         for p in VARIANT_NUMBERS:
             if p.name in m:
+                cfg[p.name] = c.params(m, p.name, where, lambda p=p: p.check(m[p.name]))
+        for p in COMMAND_SETTINGS:
+            if p.name in m:
+                if agent != "command":
+                    raise c.fail(m, p.name, f"{where}{p.name}: a setting of agent command, not {agent}")
                 cfg[p.name] = c.params(m, p.name, where, lambda p=p: p.check(m[p.name]))
         for k in ("model", "context", "base_url", "api_key_env", "tool_choice"):
             if k in m:

@@ -41,6 +41,35 @@ def _loopback_host(host: str) -> bool:
         return False
 
 
+def _add_addresses(hosts: list[str]) -> None:
+    """A member with an address of its own (a container): the same address, on this
+    namespace's loopback, so what the cluster advertises works as it is. The child process
+    runs in the calling thread's namespace."""
+    for host in sorted({h for h in hosts if not _loopback_host(h)}):
+        r = subprocess.run(["ip", "addr", "add", f"{host}/32", "dev", "lo"], capture_output=True, text=True,
+                           check=False)
+        if r.returncode != 0 and "File exists" not in r.stderr:
+            raise OSError(f"ip addr add {host}: {r.stderr.strip()}")
+
+
+def _listen(addresses: list[tuple[str, int]]) -> list[socket.socket]:
+    """Listening sockets in the calling thread's namespace (port 0: any free one)."""
+    listeners = []
+    try:
+        for host, port in addresses:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(64)
+            sock.setblocking(False)
+    except OSError:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
 def _make_namespace(forwards: list[tuple[str, int]], out: dict[str, object]) -> None:
     """Runs in its own thread: a new network namespace, lo up, the listeners, a handle."""
     try:
@@ -51,24 +80,22 @@ def _make_namespace(forwards: list[tuple[str, int]], out: dict[str, object]) -> 
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             flags = struct.unpack("16sH", fcntl.ioctl(s, _SIOCGIFFLAGS, struct.pack("16sH", b"lo", 0))[:18])[1]
             fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
-        for host in sorted({h for h, _ in forwards if not _loopback_host(h)}):
-            # A member with an address of its own (a container): the same address, on this
-            # namespace's loopback, so what the cluster advertises works as it is. The child
-            # process runs in this thread's namespace.
-            r = subprocess.run(["ip", "addr", "add", f"{host}/32", "dev", "lo"], capture_output=True, text=True,
-                               check=False)
-            if r.returncode != 0:
-                raise OSError(f"ip addr add {host}: {r.stderr.strip()}")
-        listeners = []
-        for host, port in forwards:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(64)
-            sock.setblocking(False)
-            listeners.append(sock)
-        out["listeners"] = listeners
+        _add_addresses([h for h, _ in forwards])
+        out["listeners"] = _listen(forwards)
         out["fd"] = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        out["error"] = e
+
+
+def _listen_in(fd: int, addresses: list[tuple[str, int]], out: dict[str, object]) -> None:
+    """Runs in its own thread: enter the namespace ``fd`` and listen there."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        _add_addresses([h for h, _ in addresses])
+        out["listeners"] = _listen(addresses)
     except OSError as e:
         out["error"] = e
 
@@ -115,6 +142,58 @@ class OperatorNetwork:
                     tg.start_soon(self._relay, client, upstream)
                     tg.start_soon(self._relay, upstream, client)
 
+    async def listen(self, addresses: list[tuple[str, int]]) -> list[socket.socket]:
+        """Listening sockets inside the namespace (``port`` 0: any free one), for the harness
+        to serve: only the agent's commands reach them. The caller closes them."""
+        assert self.fd is not None, "the network is not serving"
+        for host, _ in addresses:
+            try:
+                socket.inet_aton(host)
+            except OSError:
+                raise EnvironmentProblem(f"cannot listen on {host} in the agent's network: an IPv4 address "
+                                         "is needed") from None
+        out: dict[str, object] = {}
+        # A thread of its own, never a pool thread: it leaves the harness's namespace for good.
+        t = threading.Thread(target=_listen_in, args=(self.fd, addresses, out), name="opeval-netns-listen")
+        t.start()
+        await anyio.to_thread.run_sync(t.join)
+        if "error" in out:
+            raise EnvironmentProblem(f"cannot listen in the agent's network ({out['error']})")
+        return out["listeners"]  # type: ignore[return-value]
+
+    @contextlib.asynccontextmanager
+    async def forwarding(self, forwards: list[tuple[str, int]]) -> AsyncIterator[None]:
+        """More endpoints (``host``, ``port``) forwarded into the namespace while the block runs
+        (a model server an agent process calls, say)."""
+        for host, _ in forwards:
+            try:
+                socket.inet_aton(host)
+            except OSError:
+                raise EnvironmentProblem(f"cannot forward {host} into the agent's network: an IPv4 address "
+                                         "is needed") from None
+        socks = await self.listen(forwards)
+        try:
+            async with self._forwarding(socks, forwards):
+                yield
+        finally:
+            for s in socks:
+                s.close()
+
+    @contextlib.asynccontextmanager
+    async def _forwarding(self, socks: list[socket.socket], forwards: list[tuple[str, int]]) -> AsyncIterator[None]:
+        listeners = [await SocketListener.from_socket(s) for s in socks]
+        try:
+            async with anyio.create_task_group() as tg:
+                for listener, (host, port) in zip(listeners, forwards, strict=True):
+                    tg.start_soon(listener.serve, lambda c, h=host, p=port: self._forward(c, h, p), tg)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[OperatorNetwork]:
         """Make the namespace, forward while the block runs, then drop every handle on it."""
@@ -129,18 +208,10 @@ class OperatorNetwork:
         socks: list[socket.socket] = out["listeners"]  # type: ignore[assignment]
         self.fd = out["fd"]  # type: ignore[assignment]
         try:
-            listeners = [await SocketListener.from_socket(s) for s in socks]
-            async with anyio.create_task_group() as tg:
-                for listener, (host, port) in zip(listeners, self.forwards, strict=True):
-                    tg.start_soon(listener.serve, lambda c, h=host, p=port: self._forward(c, h, p), tg)
-                try:
-                    yield self
-                finally:
-                    tg.cancel_scope.cancel()
-            for listener in listeners:
-                await listener.aclose()
+            async with self._forwarding(socks, self.forwards):
+                yield self
         finally:
             for s in socks:
                 s.close()
-            os.close(self.fd)
+            os.close(self.fd)  # type: ignore[arg-type]
             self.fd = None
