@@ -69,6 +69,8 @@ def describe(event: Any, words: Words | None = None) -> str:  # noqa: PLR0911, P
         return (f"{e.acknowledged} {w.promises}, {e.writes_failed} {w.first} failed; "
                 f"longest unavailability {e.longest_unavailable_s:.3f}s")
     if isinstance(e, Trial.ChaosInjected):
+        if e.kind == "none":  # a control trial (the chaos kind that injects nothing)
+            return "no fault injected (a control trial): the responder is paged anyway"
         return f"{e.kind} -> {e.target} {dict(e.detail)}"
     if isinstance(e, Trial.ChaosVerified):
         return e.effect
