@@ -158,4 +158,4 @@ def to_trace(pm: Postmortem) -> str:
     events += _phases(pm, end) + _faults(pm, end) + _members(pm, end) + _agent(pm, end)
     return json.dumps({"traceEvents": events, "displayTimeUnit": "ms",
                        "otherData": {"trial_id": t["trial_id"], "rule_set": pm.rules.key, "outcome": t["outcome"],
-                                     "ttd_s": t.get("ttd_s"), "ttr_s": t.get("ttr_s")}}, indent=1, default=str)
+                                     "ttd_s": t.get("ttd_s"), "ttr_s": t.get("ttr_s")}}, default=str)

@@ -24,7 +24,7 @@ from eventsourcing.persistence import StoredEvent
 
 from opeval._assets import asset_path
 from opeval.errors import StoreError, UndecodableEvent
-from opeval.events import MsgspecMapper
+from opeval.events import MsgspecMapper, time_to_detect, time_to_recover
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
 from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path, \
@@ -95,6 +95,10 @@ class ReadModels:
             raise StoreError(f"read models {path} cannot be opened ({e}): delete the file, "
                              "it is rebuilt from the event log") from None
         con.create_function("classify", classify, ["VARCHAR"], "VARCHAR", side_effects=False)
+        # The incident clock is defined once, in opeval.events; the scores call it (NULL in, NULL out).
+        con.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
+        con.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
+                            side_effects=False)
         if self._schema(con) is None:
             for stmt in _statements(_sql("schema.sql")):
                 con.execute(stmt)
