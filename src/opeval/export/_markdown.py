@@ -131,7 +131,8 @@ def to_markdown(pm: Postmortem) -> str:
     if pm.control:
         return _control_markdown(pm)
     t, w = pm.trial, pm.words
-    outcome = "RECOVERED" if t["recovered"] else t["outcome"].upper().replace("_", " ")
+    outcome = ("RECOVERED" if t["recovered"] else "RUNNING" if t["outcome"] is None
+               else t["outcome"].upper().replace("_", " "))
     out = [
         f"# {title(pm)}",
         "",
