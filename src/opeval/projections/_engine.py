@@ -55,6 +55,18 @@ def _sql(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def _clock_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """The incident clock, defined once in :mod:`opeval.events`, for scores.sql (NULL in,
+    NULL out). Registered only where scores are computed: each registration costs a few
+    milliseconds, and most connections only read."""
+    try:
+        con.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
+        con.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
+                            side_effects=False)
+    except duckdb.NotImplementedException:  # already registered on this connection
+        pass
+
+
 def schema_version() -> str:
     """Changes whenever the read models' SQL or the command rules change: read models
     built by another version are rebuilt on first use, never mixed."""
@@ -95,10 +107,6 @@ class ReadModels:
             raise StoreError(f"read models {path} cannot be opened ({e}): delete the file, "
                              "it is rebuilt from the event log") from None
         con.create_function("classify", classify, ["VARCHAR"], "VARCHAR", side_effects=False)
-        # The incident clock is defined once, in opeval.events; the scores call it (NULL in, NULL out).
-        con.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
-        con.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
-                            side_effects=False)
         if self._schema(con) is None:
             for stmt in _statements(_sql("schema.sql")):
                 con.execute(stmt)
@@ -322,6 +330,7 @@ class ReadModels:
         con.execute(f"CREATE OR REPLACE TEMP TABLE weights AS SELECT {cols}")
         where = "trial_id IN (SELECT trial_id FROM scoped_trials)"
         con.execute(f"DELETE FROM scores WHERE rule_set = ? AND rule_hash = ? AND {where}", [rules.name, rules.hash])
+        _clock_functions(con)
         try:
             con.execute(_sql("scores.sql").replace("{composite}", rules.composite))
         except duckdb.Error as e:
