@@ -14,7 +14,7 @@ import pytest
 
 from opeval.events import Trial
 from opeval.store import EventStore
-from tests.export.test_formats import parse
+from tests.export.test_formats import assert_nested, parse
 from tests.viewer.test_e2e import Chromium, chromium_binary
 
 pytestmark = pytest.mark.integration
@@ -53,5 +53,7 @@ def test_the_html_export_of_a_real_trial_renders_in_chromium(store_path: Path, t
     assert f"trial {trial[:8]}" in text and "What the agent saw and did" in text
     assert all(c.command in text for c in commands)
 
-    slices = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X" and e["cat"] == "command"]
+    traced = json.loads(trace.read_text())["traceEvents"]
+    assert_nested(traced)
+    slices = [e for e in traced if e["ph"] == "X" and e["cat"] == "command"]
     assert [s["name"] for s in slices] == [c.command for c in commands]

@@ -58,6 +58,19 @@ def parse(html: str) -> Page:
     return page
 
 
+def assert_nested(events: list[dict[str, Any]]) -> None:
+    """The slices of each track nest or follow each other, as trace viewers require."""
+    for tid in {e["tid"] for e in events if e["ph"] == "X"}:
+        spans = sorted(((e["ts"], e["ts"] + e["dur"]) for e in events if e["ph"] == "X" and e["tid"] == tid),
+                       key=lambda sp: (sp[0], -sp[1]))
+        open_spans: list[tuple[int, int]] = []
+        for start, end in spans:
+            while open_spans and open_spans[-1][1] <= start:
+                open_spans.pop()
+            assert not open_spans or end <= open_spans[-1][1], (tid, start, end, open_spans)
+            open_spans.append((start, end))
+
+
 @pytest.fixture
 def trials(store_path: Path) -> dict[str, Any]:
     with EventStore(store_path) as es:
@@ -142,6 +155,7 @@ def test_the_trace_has_every_command_as_a_slice_and_every_member_as_a_track(tria
         for m in members:
             states = [e for e in events if e["ph"] == "X" and e["tid"] == member_tid[f"member {m}"]]
             assert states and {s["name"] for s in states} <= {"up", "unhealthy", "down"}
+        assert_nested(events)
         executed = [e for e in pm.events if isinstance(e, Trial.AgentCommandExecuted)]
         slices = [e for e in events if e["ph"] == "X" and e["cat"] == "command"]
         assert len(slices) == len(executed)
