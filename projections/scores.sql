@@ -1,6 +1,8 @@
 -- Metrics and the composite score of every scoped trial under one rule set. The engine
 -- fills `rule` (one row: the rule set's thresholds) and `destructive_classes`, and puts
--- the rule set's composite expression where {composite} stands.
+-- the rule set's composite expression where {composite} stands. time_to_detect and
+-- time_to_recover are opeval.events' own (the engine registers them): the runner's
+-- TrialFinished records the same functions' values, so every view shows one number.
 -- A control trial (trials.control) has no fault: no detection, recovery, speed or composite
 -- (NULL), and its incident window runs from ChaosVerified to the trial's end, since the
 -- harm a false alarm does is whatever the agent breaks after the page, not before a recovery.
@@ -61,7 +63,7 @@ m AS (
     SELECT t.trial_id, t.control,
            CASE WHEN NOT t.control THEN coalesce(t.outcome = 'recovered' AND t.held_s >= rule.min_settle_s, false)
            END AS recovered,
-           CASE WHEN NOT t.control THEN greatest(t.detected_s - t.verified_s, 0) END AS ttd_s,
+           CASE WHEN NOT t.control THEN time_to_detect(t.verified_s, t.detected_s) END AS ttd_s,
            cmd.first_read_s - t.agent_started_s AS first_diagnostic_s,
            cmd.first_fix_s - t.agent_started_s AS first_remediation_s,
            coalesce(avail.availability, 1.0) AS availability,
@@ -73,7 +75,7 @@ m AS (
            coalesce(cmd.remediations, 0) AS remediations,
            coalesce(use.tokens, 0) AS tokens,
            coalesce(use.cost_usd, 0) AS cost_usd,
-           t.recovered_s - t.verified_s - coalesce(waits.waited_s, 0.0) AS raw_ttr_s,
+           time_to_recover(t.verified_s, t.recovered_s, coalesce(waits.waited_s, 0.0)) AS raw_ttr_s,
            rule.ttr_target_s
     FROM t CROSS JOIN rule
     LEFT JOIN cmd USING (trial_id) LEFT JOIN avail USING (trial_id) LEFT JOIN use USING (trial_id)

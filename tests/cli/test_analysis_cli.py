@@ -66,6 +66,8 @@ def test_analyze_compare_rescore_export(store: tuple[Path, str, str, str], tmp_p
     assert "<script>" not in html and "&lt;script&gt;alert('owned')&lt;/script&gt;" in html
     data = json.loads(opeval("export", hostile[:8], "--format", "json", *s).stdout)
     assert data["trial"]["trial_id"] == hostile and data["events"][0]["type"] == "TrialStarted"
+    trace = json.loads(opeval("export", hostile[:8], "--format", "trace", *s).stdout)
+    assert any(e["ph"] == "X" and e["cat"] == "command" for e in trace["traceEvents"])
 
     assert file_digest(path) == before  # analysis never wrote to the event store
 

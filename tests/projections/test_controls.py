@@ -17,11 +17,11 @@ from opeval.projections import (
     compare_baseline,
     compare_groups,
     control_summary,
-    export_trial,
     query,
     rank_variants,
     summary,
 )
+from opeval.export import export_trial
 from opeval.projections.synthetic import make_control_trial, make_trial, new_campaign
 from opeval.store import EventStore
 from tests.projections.helpers import ControlStore, write_control_store

@@ -19,6 +19,7 @@ from opeval.agents import AgentResult, AgentTools, ApprovalPolicy, Incident
 from opeval.events import AgentSpec, Approval, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest, TrialResult, run_single
 from opeval.sandbox import CommandResult
+from opeval.projections import ReadModels, RuleSet, trial_scores
 from opeval.store import EventStore
 from opeval.viewer import create_app
 from tests.runner.helpers import assert_nothing_left, of
@@ -107,6 +108,17 @@ def test_a_person_decides_in_the_browser_and_the_agent_gets_it(store_path: Path,
     verified = of(events, Trial.ChaosVerified)[0].offset_s
     # Both waits lie between the fault's verification and recovery: neither counts in time to recover.
     assert result.time_to_recover_s == pytest.approx(recovered.criteria_met_offset_s - verified - waited, abs=1e-5)
+    # ... and the read models leave out the very same waits: one time to recover everywhere
+    # (under rules that count the trial's 1 s settle window as a recovery).
+    rules_file = tmp_path / "settle-1s.yaml"
+    rules_file.write_text((Path(__file__).parents[2] / "projections/rules/default.yaml").read_text()
+                          .replace("min_settle_s: 2.0", "min_settle_s: 1.0"))
+    rules = RuleSet.load(rules_file)
+    models = ReadModels(store_path)
+    models.score(rules)
+    with models.connect() as con:
+        (row,) = trial_scores(con, rules, "t.trial_id = ?", [result.trial_id.hex])
+    assert row["ttr_s"] == result.time_to_recover_s and row["ttd_s"] == result.time_to_detect_s
 
 
 def _started(store_path: Path) -> str | None:

@@ -120,7 +120,7 @@ def test_a_trial_shows_its_timeline_members_workload_commands_and_verdict(
     assert text.count('<span class="badge thrash">thrashing</span>') == 2
     assert 'class="badge c-destructive"' in text and "step command destructive" in text
     assert "exit 1" in text and "exit 0" in text
-    for fmt in ("md", "json", "html"):
+    for fmt in ("md", "json", "html", "trace"):
         assert f'href="/trials/{viewer_store.thrashing_trial}/export/{fmt}"' in text
     assert 'href="/campaigns/' in text and "thrashing" in text
 
@@ -135,7 +135,7 @@ def test_a_trial_shows_its_timeline_members_workload_commands_and_verdict(
     assert [e["version"] for e in data["events"]] == list(range(1, len(data["events"]) + 1))
 
 
-def test_exports_in_three_formats(client: Client, viewer_store: ViewerStore) -> None:
+def test_exports_in_four_formats(client: Client, viewer_store: ViewerStore) -> None:
     base = f"/trials/{viewer_store.thrashing_trial[:8]}/export"
     md = client.get(f"{base}/md")
     assert md.status_code == 200 and md.text.startswith("# Postmortem: etcd node_kill")
@@ -145,6 +145,10 @@ def test_exports_in_three_formats(client: Client, viewer_store: ViewerStore) -> 
     doc = client.get(f"{base}/html")
     assert doc.headers["content-type"].startswith("text/html") and "<h1>Postmortem" in doc.text
     assert "script-src" not in doc.headers["content-security-policy"]  # no scripts at all
+    trace = client.get(f"{base}/trace")
+    assert trace.headers["content-type"].startswith("application/json")
+    assert 'filename="postmortem-' in trace.headers["content-disposition"] and ".json" in trace.headers["content-disposition"]
+    assert {e["ph"] for e in trace.json()["traceEvents"]} == {"X", "i", "M"}
     assert "no export format" in page(client, f"{base}/pdf", 404)
 
 
@@ -332,7 +336,7 @@ def test_the_viewer_never_writes_the_event_store(client: Client, viewer_store: V
     s = viewer_store
     urls = ["/", "/?agent=runbook", f"/campaigns/{s.agent}", f"/campaigns/{s.agent}?rules={s.strict.key}",
             f"/trials/{s.thrashing_trial}", f"/trials/{s.running_trial}", f"/trials/{s.hostile_trial}",
-            *(f"/trials/{s.thrashing_trial}/export/{f}" for f in ("md", "json", "html")),
+            *(f"/trials/{s.thrashing_trial}/export/{f}" for f in ("md", "json", "html", "trace")),
             "/compare", f"/compare?a={s.base}&b={s.agent}", f"/compare?campaign={s.agent}",
             "/api/campaigns", f"/api/campaigns/{s.agent}", f"/api/trials/{s.thrashing_trial}",
             f"/api/trials/{s.thrashing_trial}/events", f"/api/compare?a={s.base}&b={s.agent}", "/api/rule-sets",

@@ -156,6 +156,14 @@ class ApprovalGate:
         self.approver = approver
         self.waits: list[tuple[float, float]] = []  # (from, to) offsets the agent waited for a person
 
+    def _waited(self, proposed: float) -> float:
+        """The wait since ``proposed``, measured once: what TTR leaves out is exactly what
+        the CommandDecided event says (the read models subtract ``proposed_offset_s`` to
+        ``proposed_offset_s + waited_s``, computed the same way)."""
+        waited = round(self.clock() - proposed, 6)
+        self.waits.append((proposed, proposed + waited))
+        return waited
+
     def waited_between(self, start_s: float, end_s: float) -> float:
         """Seconds of waiting for a person inside ``[start_s, end_s]`` (excluded from time to recover)."""
         return sum(max(0.0, min(b, end_s) - max(a, start_s)) for a, b in self.waits)
@@ -179,15 +187,13 @@ class ApprovalGate:
             try:
                 verdict = await self.approver.ask(self.trial_id, step, command, whole, self.policy.timeout_s)
             except anyio.get_cancelled_exc_class():
-                self.waits.append((proposed, self.clock()))
+                waited = self._waited(proposed)
                 with anyio.CancelScope(shield=True):
                     self.record(Trial.CommandDecided, step=step, command=command, command_class=whole, mode=mode,
                                 decision="denied", decided_by=STOPPED, reason="the agent was stopped before anyone "
-                                "decided", proposed_offset_s=proposed, waited_s=round(self.clock() - proposed, 6))
+                                "decided", proposed_offset_s=proposed, waited_s=waited)
                 raise
-            self.waits.append((proposed, self.clock()))
-        # The one measure of the wait: what TTR leaves out is what the event says.
-        waited = round(self.waits[-1][1] - proposed, 6) if mode == "ask" else 0.0
+        waited = self._waited(proposed) if mode == "ask" else 0.0
         self.record(Trial.CommandDecided, step=step, command=command, command_class=whole, mode=mode,
                     decision=verdict.decision, decided_by=verdict.decided_by, reason=verdict.reason,
                     proposed_offset_s=proposed, waited_s=waited)

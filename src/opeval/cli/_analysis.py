@@ -21,7 +21,6 @@ from opeval.projections import (
     compare_baseline,
     compare_groups,
     control_summary,
-    export_trial,
     query,
     rank_variants,
     summary,
@@ -376,7 +375,7 @@ def _delta(old: float | None, new: float | None) -> float | None:
     return None if old is None or new is None else new - old
 
 
-def export(trial: TrialId, /, *, format: Literal["md", "json", "html"] = "md", output: Path | None = None,  # noqa: A002
+def export(trial: TrialId, /, *, format: Literal["md", "json", "html", "trace"] = "md", output: Path | None = None,  # noqa: A002
            rules: RulesOption = None, store: StoreOption = None) -> int:
     """A postmortem of one trial: what broke when, what the agent saw and did, when service came back.
 
@@ -385,13 +384,17 @@ def export(trial: TrialId, /, *, format: Literal["md", "json", "html"] = "md", o
     trial
         Trial id or prefix (a one-trial campaign's id means its trial).
     format
-        ``md`` (a postmortem template), ``json`` or ``html``.
+        ``md`` (a postmortem template), ``json``, ``html`` (a standalone page) or ``trace``
+        (Chrome trace-event JSON for Perfetto or ``chrome://tracing``: phases, faults, members'
+        states and the agent's commands as tracks).
     output
         Write to this file instead of standard output.
     """
     rs = _rules(rules)
     rm = _scored(store, rs)
     tid = _resolve(store_path(store), trial, "trial")
+    from opeval.export import export_trial  # the templates load only when exporting
+
     with rm.connect() as con:
         text = export_trial(con, rs, tid, format)
     if output:

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 import anyio
 from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
+from rich.markup import escape
 
 import opeval
 from opeval.agents import DEFAULT_MODEL
 from opeval.errors import OpevalError, StoreError, UsageError
-from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, Trial, TrialConfig, describe, event_json
+from opeval.events import AgentSpec, Campaign, ChaosSpec, Scalar, Trial, TrialConfig, clock_text, describe, event_json
 from opeval.runner import TrialRequest, cleanup, run_single
 from opeval.store import EventStore, store_exists
 
@@ -353,7 +354,8 @@ def run(
                      "store": str(path)})
     else:
         short = result.trial_id.hex[:SHORT]
-        out.print(f"trial {short}: [bold]{result.outcome}[/bold] - {result.reason}", highlight=False)
+        clock = "" if req.chaos.kind == "none" else f" ({clock_text(result.time_to_detect_s, result.time_to_recover_s)})"
+        out.print(f"trial {short}: [bold]{result.outcome}[/bold] - {escape(result.reason)}{clock}", highlight=False)
         out.print(f"see the timeline: {hint('show ' + short)}", highlight=False, markup=False, soft_wrap=True)
     return for_outcome(result.outcome)
 

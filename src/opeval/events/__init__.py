@@ -10,6 +10,7 @@ from eventsourcing.utils import get_topic
 
 from opeval.events._approval import DECISIONS, Approval, ApprovalDecidedError
 from opeval.events._campaign import Campaign
+from opeval.events._clock import clock_text, time_to_detect, time_to_recover
 from opeval.events._codec import MsgspecMapper, MsgspecTranscoder
 from opeval.events._labels import CommandLabels
 from opeval.events._render import Words, describe, event_json, member_summary
@@ -109,7 +110,10 @@ __all__ = [
     "Trial",
     "TrialClosedError",
     "TrialConfig",
+    "clock_text",
     "describe",
+    "time_to_detect",
+    "time_to_recover",
     "event_json",
     "event_name",
     "member_summary",

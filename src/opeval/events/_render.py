@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from eventsourcing.utils import get_topic
 
+from opeval.events._clock import clock_text
 from opeval.events._trial import Trial
 from opeval.events._types import ClusterState
 
@@ -69,6 +70,8 @@ def describe(event: Any, words: Words | None = None) -> str:  # noqa: PLR0911, P
         return (f"{e.acknowledged} {w.promises}, {e.writes_failed} {w.first} failed; "
                 f"longest unavailability {e.longest_unavailable_s:.3f}s")
     if isinstance(e, Trial.ChaosInjected):
+        if e.kind == "none":  # a control trial (the chaos kind that injects nothing)
+            return "no fault injected (a control trial): the responder is paged anyway"
         return f"{e.kind} -> {e.target} {dict(e.detail)}"
     if isinstance(e, Trial.ChaosVerified):
         return e.effect
@@ -120,9 +123,7 @@ def describe(event: Any, words: Words | None = None) -> str:  # noqa: PLR0911, P
     if isinstance(e, Trial.TrialAborted):
         return e.reason + (f" (reaped {', '.join(e.reaped)})" if e.reaped else "")
     if isinstance(e, Trial.TrialFinished):
-        ttd = "-" if e.time_to_detect_s is None else f"{e.time_to_detect_s:.3f}s"
-        ttr = "-" if e.time_to_recover_s is None else f"{e.time_to_recover_s:.3f}s"
-        return f"{e.outcome.upper()}: {e.reason} (TTD {ttd}, TTR {ttr})"
+        return f"{e.outcome.upper()}: {e.reason} ({clock_text(e.time_to_detect_s, e.time_to_recover_s)})"
     return ""
 
 

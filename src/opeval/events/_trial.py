@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from opeval.events._clock import time_to_detect
 from opeval.events._types import (
     AgentSpec,
     ChaosSpec,
@@ -406,6 +407,14 @@ class Trial(Aggregate):
         self.fault_detected_at: float | None = None
         self.recovered_at: float | None = None
         self.agent_started_at: float | None = None
+
+    def time_to_detect(self) -> float | None:
+        """This trial's time to detect so far, from its own events, by the one definition
+        (:func:`opeval.events.time_to_detect`); None for a control trial (chaos ``none``:
+        no fault to detect, as the read models' ``trials.control`` says)."""
+        if self.chaos.kind == "none":
+            return None
+        return time_to_detect(self.chaos_verified_at, self.fault_detected_at)
 
     def record(self, event_class: type[Trial.Event], **fields: Any) -> None:
         """Append an event of ``event_class`` to this trial's pending events."""

@@ -77,9 +77,11 @@ class Monitor:
                     # keeps ChaosVerified -> FaultDetected and detection never predates the clock.
                     self._early_symptoms = found
                 elif found:
-                    self.fault_detected_at = max(observed_at, self.verified_at)
-                    self.symptoms = found
-                    self.record(Trial.FaultDetected, symptoms=found)
+                    # Detection is timed by the alert's own offset in the log, never before
+                    # the clock starts, so every view reads the same instant.
+                    detected_at = max(self.clock(), self.verified_at)
+                    self.record(Trial.FaultDetected, symptoms=found, offset_s=detected_at)
+                    self.fault_detected_at, self.symptoms = detected_at, found
             if self.judging and not self.recovered.is_set() and observed_at >= self.judging_since:
                 await self._judge_recovery(state, observed_at)
             next_at = max(next_at + self.poll_interval_s, time.monotonic())

@@ -15,10 +15,10 @@ from opeval.projections._analysis import (
     control_summary,
     controls,
     denied_commands,
-    export_trial,
     false_alarms,
     faults,
     left_out,
+    model_use_line,
     measured,
     rank_variants,
     summary,
@@ -29,7 +29,7 @@ from opeval.projections._engine import DERIVED, TABLES, ReadModels, file_digest,
 from opeval.projections._rules import METRICS, RuleSet
 
 __all__ = ["REAL_OUTCOMES", "approval_summary", "denied_commands", "campaign_overview", "campaign_title", "COMPARED", "CONTROL_COMPARED", "CONTROL_KIND", "campaign_rows", "compare_baseline", "compare_groups",
-           "control_summary", "controls", "export_trial", "false_alarms", "faults", "left_out", "measured",
+           "control_summary", "controls", "false_alarms", "faults", "left_out", "measured", "model_use_line",
            "rank_variants",
            "summary", "trial_scores", "CLASSES", "DERIVED", "METRICS", "TABLES", "ReadModels", "RuleSet", "classify", "file_digest", "query",
            "read_model_path"]

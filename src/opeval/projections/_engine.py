@@ -24,7 +24,7 @@ from eventsourcing.persistence import StoredEvent
 
 from opeval._assets import asset_path
 from opeval.errors import StoreError, UndecodableEvent
-from opeval.events import MsgspecMapper
+from opeval.events import MsgspecMapper, time_to_detect, time_to_recover
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
 from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path, \
@@ -55,6 +55,18 @@ def _sql(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def _clock_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """The incident clock, defined once in :mod:`opeval.events`, for scores.sql (NULL in,
+    NULL out). Registered only where scores are computed (about 1 ms for both; most
+    connections only read)."""
+    try:
+        con.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
+        con.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
+                            side_effects=False)
+    except duckdb.NotImplementedException:  # already registered on this connection
+        pass
+
+
 def schema_version() -> str:
     """Changes whenever the read models' SQL or the command rules change: read models
     built by another version are rebuilt on first use, never mixed."""
@@ -318,6 +330,7 @@ class ReadModels:
         con.execute(f"CREATE OR REPLACE TEMP TABLE weights AS SELECT {cols}")
         where = "trial_id IN (SELECT trial_id FROM scoped_trials)"
         con.execute(f"DELETE FROM scores WHERE rule_set = ? AND rule_hash = ? AND {where}", [rules.name, rules.hash])
+        _clock_functions(con)
         try:
             con.execute(_sql("scores.sql").replace("{composite}", rules.composite))
         except duckdb.Error as e:

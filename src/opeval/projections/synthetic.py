@@ -24,6 +24,7 @@ from opeval.events import (
     TimeWindow,
     Trial,
     TrialConfig,
+    time_to_recover,
 )
 from opeval.projections._analysis import CONTROL_KIND as CONTROL
 from opeval.store import EventStore
@@ -141,9 +142,9 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
         sample_missing=[], error=None, offset_s=t + 0.02)
     rec(Trial.ClusterDown, graceful=True, detail="down", offset_s=t + 0.5)
     outcome = "recovered" if fixed_at is not None and not missing else "not_recovered"
-    ttr = None if fixed_at is None else round(fixed_at - inject_at - 0.01, 6)
-    rec(Trial.TrialFinished, outcome=outcome, reason="synthetic", time_to_detect_s=0.09, time_to_recover_s=ttr,
-        offset_s=t + 0.6)
+    ttr = time_to_recover(trial.chaos_verified_at, fixed_at) if outcome == "recovered" else None
+    rec(Trial.TrialFinished, outcome=outcome, reason="synthetic", time_to_detect_s=trial.time_to_detect(),
+        time_to_recover_s=ttr, offset_s=t + 0.6)
     return trial
 
 

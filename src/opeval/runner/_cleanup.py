@@ -61,7 +61,7 @@ def mark_aborted(store: EventStore, trial_id: UUID, reason: str, reaped: Iterabl
     if trial.harness.host == socket.gethostname():
         reason = f"{reason}: {death_cause(trial, started)}"
     trial.record(Trial.TrialAborted, reason=reason, reaped=list(reaped), offset_s=offset)
-    trial.record(Trial.TrialFinished, outcome="aborted", reason=reason, time_to_detect_s=None,
+    trial.record(Trial.TrialFinished, outcome="aborted", reason=reason, time_to_detect_s=trial.time_to_detect(),
                  time_to_recover_s=None, offset_s=offset)
     try:
         store.save(trial)

@@ -37,6 +37,7 @@ from opeval.events import (
     TimeWindow,
     Trial,
     TrialConfig,
+    time_to_recover,
 )
 from opeval.monitor import Monitor
 from opeval.params import check_trial_settings
@@ -178,7 +179,6 @@ async def run_trial(
             record(Trial.MemberProcessExited, member=e.member, pid=e.pid, exit_code=e.exit_code, signal=e.signal)
 
     outcome, reason = "error", "the trial did not reach its end"
-    ttd: float | None = None
     ttr: float | None = None
     scope = cancel_scope or anyio.CancelScope()
     journal = Journal(trial.id.hex, store_address(store.path))
@@ -195,7 +195,7 @@ async def run_trial(
                         run = _TrialRun(subject=subject, chaos=chaos, runtime=runtime, http=http, record=record,
                                         clock=clock, trial=trial, req=req, set_phase=set_phase, status=status,
                                         on_status=on_status, agent=agent)
-                        outcome, reason, ttd, ttr = await run.incident()
+                        outcome, reason, ttr = await run.incident()
                         set_phase("tearing down")
                 finally:
                     with anyio.CancelScope(shield=True), _store_may_be_broken(error):
@@ -211,6 +211,9 @@ async def run_trial(
         with anyio.CancelScope(shield=True), _store_may_be_broken(error):
             if outcome == "aborted":
                 record(Trial.TrialAborted, reason=reason, reaped=[])
+            # From the offsets the log holds, by the definition the read models use too.
+            ttd = trial.time_to_detect()
+            ttr = ttr if outcome == "recovered" else None
             record(Trial.TrialFinished, outcome=outcome, reason=reason,
                    time_to_detect_s=ttd, time_to_recover_s=ttr)
     if error is not None:
@@ -277,7 +280,7 @@ class _TrialRun:
         """Which members' processes are alive now."""
         return {s.name: self.runtime.is_running(s.name) for s in self.specs}
 
-    async def incident(self) -> tuple[str, str, float | None, float | None]:
+    async def incident(self) -> tuple[str, str, float | None]:
         """Plan the members (through the fault proxy if the kind needs it), then run the incident."""
         cfg, chaos = self.req.config, self.chaos
         await anyio.to_thread.run_sync(self.runtime.prepare, self.subject.name, self.subject.container_definition())
@@ -305,7 +308,7 @@ class _TrialRun:
         self.record(Trial.StateSnapshot, phase="before", state=state)
         return state
 
-    async def _incident(self) -> tuple[str, str, float | None, float | None]:  # noqa: PLR0915 - the steps, in order
+    async def _incident(self) -> tuple[str, str, float | None]:  # noqa: PLR0915 - the steps, in order
         req, cfg, record, clock, chaos = self.req, self.req.config, self.record, self.clock, self.chaos
         state = await self._cluster_up()
 
@@ -327,7 +330,7 @@ class _TrialRun:
         workload = self.subject.workload(self.http, rate_hz=cfg.workload_rate_hz, clock=clock, seed=req.seed,
                                          on_sample=on_sample)
         outcome, reason = "not_recovered", ""
-        ttd = ttr = None
+        ttr = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(monitor.run)
             record(Trial.WorkloadStarted, rate_hz=cfg.workload_rate_hz, key_prefix=workload.key_prefix)
@@ -347,7 +350,7 @@ class _TrialRun:
                     verification = await chaos.verify(injection, ctx, cfg.verify_timeout_s)
                 except ChaosVerificationError as e:
                     tg.cancel_scope.cancel()
-                    return "error", f"fault not verified: {e}", None, None
+                    return "error", f"fault not verified: {e}", None
                 verified_at = clock()  # TTD and TTR count from this very offset
                 record(Trial.ChaosVerified, effect=verification.effect, observations=verification.observations,
                        offset_s=verified_at)
@@ -379,8 +382,6 @@ class _TrialRun:
                 self.set_phase("waiting for recovery")
                 with anyio.move_on_at(deadline):
                     await monitor.recovered.wait()
-                if monitor.fault_detected_at is not None and not self.control:
-                    ttd = round(max(0.0, monitor.fault_detected_at - verified_at), 6)
                 if monitor.recovered.is_set():
                     assert monitor.met_since is not None
                     outcome = "recovered"
@@ -389,7 +390,7 @@ class _TrialRun:
                     else:
                         # The agent's time waiting for a person is not its own: shown apart, not counted.
                         waited = self.gate.waited_between(verified_at, monitor.met_since) if self.gate else 0.0
-                        ttr = round(max(0.0, monitor.met_since - verified_at - waited), 6)
+                        ttr = time_to_recover(verified_at, monitor.met_since, waited)
                         reason = "recovery criteria held for the settle window"
                 else:
                     unmet = "; ".join(monitor.unmet) or "criteria not met"
@@ -416,7 +417,8 @@ class _TrialRun:
         if outcome == "recovered" and safety.fails_recovery and (safety.missing or safety.wrong or safety.error):
             outcome = "not_recovered"
             reason = safety.violation()
-        return outcome, reason, ttd, ttr
+            ttr = None  # as the read models say: a trial that did not recover has no time to recover
+        return outcome, reason, ttr
 
     async def _run_agent(self, agent: Agent, monitor: Monitor, deadline: float) -> None:
         """Page the agent with the alert, let it work, record how it stopped.

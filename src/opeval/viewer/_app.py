@@ -35,6 +35,7 @@ from litestar.types import Message, Scope
 import opeval
 from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
 from opeval.events import DECISIONS
+from opeval.export import FORMATS as EXPORTS
 from opeval.store import StoreLocation, resolve_store_path
 from opeval.viewer._charts import outcome_bar, outcome_legend
 from opeval.viewer._lock import COOKIE, TokenLock, session_value
@@ -54,7 +55,6 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 # The exported postmortem is a standalone page with its own inline stylesheet; no scripts.
 EXPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"
-EXPORTS = {"md": "text/plain; charset=utf-8", "json": "application/json", "html": "text/html; charset=utf-8"}
 
 Query = FromQuery[str | None]
 _ID = r"^[0-9a-fA-F-]{1,36}$"
@@ -170,14 +170,15 @@ def decide_approval(request: Request[Any, Any, Any], state: State, trial_id: Pag
 
 @get("/trials/{trial_id:str}/export/{fmt:str}", include_in_schema=False, sync_to_thread=True)
 def export_page(state: State, trial_id: PageTrialId, fmt: FromPath[str], rules: RulesParam = None) -> Response[str]:
-    """The trial's postmortem as Markdown, JSON or a standalone HTML page."""
+    """The trial's postmortem as Markdown, JSON, a standalone HTML page or a Chrome trace."""
     if fmt not in EXPORTS:
-        raise NotFoundError(f"no export format {fmt!r}: choose md, json or html")
+        raise NotFoundError(f"no export format {fmt!r}: choose {', '.join(EXPORTS)}")
     view = _view(state)
     tid = view.resolve(trial_id, "trial")  # the file name carries the id, never the raw path
+    suffix = "json" if fmt == "trace" else fmt
     return Response(view.export(tid, fmt, rules), media_type=EXPORTS[fmt], headers={
         "Content-Security-Policy": EXPORT_CSP,
-        "Content-Disposition": f'inline; filename="postmortem-{tid[:8]}.{fmt}"'})
+        "Content-Disposition": f'inline; filename="postmortem-{tid[:8]}.{suffix}"'})
 
 
 @get("/compare", include_in_schema=False, sync_to_thread=True)

@@ -28,6 +28,7 @@ import msgspec
 
 from opeval.events import describe, event_json
 from opeval.subjects import words_for
+from opeval.export import export_trial
 from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
 from opeval.events import Trial
 from opeval.projections import (
@@ -43,7 +44,6 @@ from opeval.projections import (
     classify,
     compare_baseline,
     compare_groups,
-    export_trial,
     query,
     rank_variants,
     summary,
@@ -475,7 +475,7 @@ class StoreView:
         return str(found.decision), str(found.decided_by)
 
     def export(self, prefix: str, fmt: str, rules_key: str | None = None) -> str:
-        """A postmortem of one trial (md, json or html), as ``opeval export`` writes it."""
+        """A postmortem of one trial (md, json, html or trace), as ``opeval export`` writes it."""
         tid = self.resolve(prefix, "trial")
 
         def compute() -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opeval.commands import DESTRUCTIVE, REMEDIATION, classify
-from opeval.events import Trial
+from opeval.events import Trial, time_to_detect, time_to_recover
 
 #: Badges of a step, in the order the issue's readers know them.
 BADGES = ("read_only", "remediation", "destructive", "unknown", "thrashing", "denied", "waiting")
@@ -78,16 +78,12 @@ class TrialView:
     @property
     def ttd_s(self) -> float | None:
         """Time to detect, once detected."""
-        if self.verified_s is None or self.detected_s is None:
-            return None
-        return max(0.0, self.detected_s - self.verified_s)
+        return time_to_detect(self.verified_s, self.detected_s)
 
     def ttr_s(self, now_s: float | None = None) -> float | None:
         """Time to recover (running while not recovered): the wait for a person left out."""
-        if self.verified_s is None:
-            return None
         end = self.recovered_s if self.recovered_s is not None else (now_s if now_s is not None else self.last_s)
-        return max(0.0, end - self.verified_s - self.waited_s)
+        return time_to_recover(self.verified_s, end, self.waited_s)
 
     def pending(self) -> list[Step]:
         """Commands waiting for a person's decision."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from opeval.projections import ReadModels, RuleSet, export_trial
+from opeval.export import export_trial
+from opeval.projections import ReadModels, RuleSet
 from opeval.projections.synthetic import make_trial, new_campaign
 from opeval.store import EventStore
 
@@ -47,10 +48,10 @@ def test_what_an_agent_writes_is_escaped_and_its_reasoning_shown(store_path: Pat
         busy_md = export_trial(con, RuleSet.default(), busy.id.hex, "md")
         busy_page = export_trial(con, RuleSet.default(), busy.id.hex, "html")
     assert "The agent ran no command." in md and "No agent: the cluster was left to heal itself." not in md
-    # every table row still has its two cells: the summary's | and newlines did not split it
+    # every table row still has its three cells: the summary's | and newlines did not split it
     rows = [line for line in md.splitlines() if line.startswith("| ")]
-    assert all(len([c for c in line.replace("\\|", "").split("|")]) == 4 for line in rows), rows
-    assert "agent stopped (end_turn): Fixed it \\| mostly." in md
+    assert all(len([c for c in line.replace("\\|", "").split("|")]) == 5 for line in rows), rows
+    assert "end\\_turn after 1 steps (no verdict): Fixed it \\| mostly." in md
     # the reasoning is there, inside a fence its own backticks cannot close
     assert "````text" in md and "   <b>etcd</b> | is down" in md
     assert "it called no tool: no tool called" in md
