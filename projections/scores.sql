@@ -3,6 +3,8 @@
 -- the rule set's composite expression where {composite} stands. time_to_detect and
 -- time_to_recover are opeval.events' own (the engine registers them): the runner's
 -- TrialFinished records the same functions' values, so every view shows one number.
+-- {first_position}: no scoped trial has a row from an earlier event (0 when every trial is
+-- scored); it lets an update read only the end of the tables its new trials are in.
 -- A control trial (trials.control) has no fault: no detection, recovery, speed or composite
 -- (NULL), and its incident window runs from ChaosVerified to the trial's end, since the
 -- harm a false alarm does is whatever the agent breaks after the page, not before a recovery.
@@ -16,14 +18,15 @@ mutating AS (
            lag(c.offset_s) OVER (PARTITION BY c.trial_id, regexp_replace(trim(c.command), '\s+', ' ', 'g')
                                  ORDER BY c.offset_s, c.position) AS prev_s
     FROM commands c JOIN t USING (trial_id)
-    WHERE c.class IN ('remediation', 'destructive')
+    WHERE c.class IN ('remediation', 'destructive') AND c.position >= {first_position}
 ),
 repeats AS (
     SELECT m.trial_id, count(*) AS n
     FROM mutating m, rule
     WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= rule.thrashing_window_s
       AND (SELECT count(DISTINCT s.state_key) FROM snapshots s
-           WHERE s.trial_id = m.trial_id AND s.offset_s BETWEEN m.prev_s AND m.offset_s) <= 1
+           WHERE s.trial_id = m.trial_id AND s.position >= {first_position}
+             AND s.offset_s BETWEEN m.prev_s AND m.offset_s) <= 1
     GROUP BY m.trial_id
 ),
 cmd AS (
@@ -34,6 +37,7 @@ cmd AS (
            min(c.offset_s) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS first_fix_s,
            count(*) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS remediations
     FROM commands c JOIN t USING (trial_id)
+    WHERE c.position >= {first_position}
     GROUP BY c.trial_id
 ),
 avail AS (
@@ -41,7 +45,7 @@ avail AS (
            sum(w.writes_ok + w.reads_ok) / nullif(sum(w.writes_ok + w.reads_ok + w.writes_failed + w.reads_failed), 0)
                AS availability
     FROM workload w JOIN t USING (trial_id)
-    WHERE w.end_s > t.verified_s AND w.start_s < t.incident_end_s
+    WHERE w.position >= {first_position} AND w.end_s > t.verified_s AND w.start_s < t.incident_end_s
     GROUP BY w.trial_id
 ),
 -- The agent's time waiting for a person (an `ask` approval) between the fault and recovery is not its own.
@@ -50,7 +54,7 @@ waits AS (
            sum(greatest(0.0, least(a.proposed_s + a.waited_s, t.recovered_s) - greatest(a.proposed_s, t.verified_s)))
                AS waited_s
     FROM approvals a JOIN t USING (trial_id)
-    WHERE a.waited_s > 0
+    WHERE a.position >= {first_position} AND a.waited_s > 0
     GROUP BY a.trial_id
 ),
 use AS (

@@ -204,15 +204,22 @@ class ReadModels:
             con.execute("DROP TABLE IF EXISTS scoped")
             con.execute("CREATE OR REPLACE TEMP VIEW scoped AS SELECT * FROM events")
         else:
-            # One scan of the log; every statement then reads only the touched aggregates.
+            # Every statement then reads only the touched aggregates' events. An aggregate
+            # met for the first time has all its events after the last position, which the
+            # log's order lets DuckDB find without reading older row groups; only when an
+            # aggregate read before is touched (a campaign's next trial, a relabelled
+            # command) is the rest of the log searched for its older events.
+            position = self._position(con)
             con.execute("DROP VIEW IF EXISTS scoped")
-            con.execute("CREATE OR REPLACE TEMP TABLE scoped AS SELECT * FROM events "
-                        "WHERE aggregate_id IN (SELECT aggregate_id FROM touched)")
-            # Only aggregates read before can have rows to replace (most updates bring new ones).
-            # (a trial re-derived for a new model label was read before, so it counts here too)
-            before = con.execute("SELECT DISTINCT aggregate_id FROM scoped WHERE position <= ?",
-                                 [self._position(con)]).fetchall()
-            if before:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE scoped AS SELECT * FROM events WHERE position > {position} "
+                        "AND aggregate_id IN (SELECT aggregate_id FROM touched)")
+            old = con.execute(f"SELECT count(*) FROM touched WHERE NOT EXISTS (SELECT 1 FROM scoped s WHERE "
+                              f"s.aggregate_id = touched.aggregate_id AND s.version = 1)").fetchall()[0][0]
+            if old:
+                con.execute(f"INSERT INTO scoped SELECT * FROM events WHERE position <= {position} "
+                            "AND aggregate_id IN (SELECT aggregate_id FROM touched)")
+                # Only aggregates read before can have rows to replace (most updates bring new ones).
+                # (a trial re-derived for a new model label was read before, so it counts here too)
                 for table in DERIVED:
                     key = _KEYS.get(table, "trial_id")
                     con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT aggregate_id FROM touched)")
@@ -221,9 +228,11 @@ class ReadModels:
         con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials"
                     if scope == "all" else
                     "CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT aggregate_id AS trial_id FROM touched")
+        # Every row derived from the scoped events comes from one at or after the first of them.
+        first = 0 if scope == "all" else con.execute("SELECT coalesce(min(position), 0) FROM scoped").fetchall()[0][0]
         for name, rule_hash, source in con.execute("SELECT name, hash, source FROM rule_sets").fetchall():
             rules = _parsed_rules(source, f"{name}@{rule_hash}")
-            self._score(con, rules, replace_scope=scope != "all")
+            self._score(con, rules, replace_scope=scope != "all", first_position=first)
 
     def _catch_up(self, con: duckdb.DuckDBPyConnection) -> int:
         """Incremental update: new events and the read models of what they touched."""
@@ -317,7 +326,8 @@ class ReadModels:
             con.execute("INSERT INTO rule_sets VALUES (?, ?, ?)", [rules.name, rules.hash, rules.source])
         return not known
 
-    def _score(self, con: duckdb.DuckDBPyConnection, rules: RuleSet, *, replace_scope: bool) -> None:
+    def _score(self, con: duckdb.DuckDBPyConnection, rules: RuleSet, *, replace_scope: bool,
+               first_position: int = 0) -> None:
         th = rules.thresholds
         con.execute("CREATE OR REPLACE TEMP TABLE rule AS SELECT ?::VARCHAR AS name, ?::VARCHAR AS hash, "
                     "?::DOUBLE AS min_settle_s, ?::DOUBLE AS ttr_target_s, ?::DOUBLE AS thrashing_window_s, "
@@ -332,7 +342,8 @@ class ReadModels:
         con.execute(f"DELETE FROM scores WHERE rule_set = ? AND rule_hash = ? AND {where}", [rules.name, rules.hash])
         _clock_functions(con)
         try:
-            con.execute(_sql("scores.sql").replace("{composite}", rules.composite))
+            con.execute(_sql("scores.sql").replace("{first_position}", str(int(first_position)))
+                        .replace("{composite}", rules.composite))
         except duckdb.Error as e:
             raise StoreError(f"rule set {rules.origin}: its composite formula failed in SQL: {e}") from None
 
