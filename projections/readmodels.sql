@@ -16,52 +16,62 @@ GROUP BY aggregate_id
 HAVING count(*) FILTER (WHERE type = 'CampaignStarted') > 0
 ;
 INSERT INTO trials
+-- One JSON parse per event: extract every field any event type needs at once, then index the list.
 WITH e AS (
-    SELECT aggregate_id, type, state, CAST(state ->> '$.offset_s' AS DOUBLE) AS t
+    SELECT aggregate_id, type,
+           json_extract_string(state, ['$.offset_s', '$.campaign_id', '$.index', '$.subject', '$.runtime',
+                                       '$.chaos.kind', '$.chaos.target', '$.agent.name', '$.agent.variant',
+                                       '$.agent.config.model', '$.seed', '$.config.restart_policy',
+                                       '$.config.timeout_s', '$.config.settle_s', '$.timestamp', '$.outcome',
+                                       '$.reason', '$.target', '$.criteria_met_offset_s', '$.held_s',
+                                       '$.acknowledged', '$.missing', '$.wrong', '$.unreadable',
+                                       '$.longest_unavailable_s', '$.sandbox.mechanism']) AS v
     FROM scoped
     WHERE type IN ('TrialStarted', 'ChaosInjected', 'ChaosVerified', 'FaultDetected', 'RecoveryDetected',
                    'AgentStarted', 'AgentFinished', 'DataSafetyChecked', 'WorkloadStopped', 'TrialFinished')
 ),
+f AS (
+    SELECT aggregate_id, type, v, CAST(v[1] AS DOUBLE) AS t FROM e
+),
 per_trial AS (
 SELECT aggregate_id,
-       replace(any_value(state ->> '$.campaign_id') FILTER (WHERE type = 'TrialStarted'), '-', ''),
-       any_value(CAST(state ->> '$.index' AS INTEGER)) FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.subject') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.runtime') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.chaos.kind') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.chaos.target') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.agent.name') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.agent.variant') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.agent.config.model') FILTER (WHERE type = 'TrialStarted'),
-       any_value(CAST(state ->> '$.seed' AS BIGINT)) FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.config.restart_policy') FILTER (WHERE type = 'TrialStarted'),
-       any_value(CAST(state ->> '$.config.timeout_s' AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
-       any_value(CAST(state ->> '$.config.settle_s' AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.timestamp') FILTER (WHERE type = 'TrialStarted'),
-       any_value(state ->> '$.outcome') FILTER (WHERE type = 'TrialFinished') AS outcome,
-       any_value(state ->> '$.reason') FILTER (WHERE type = 'TrialFinished'),
-       any_value(state ->> '$.target') FILTER (WHERE type = 'ChaosInjected'),
+       replace(any_value(v[2]) FILTER (WHERE type = 'TrialStarted'), '-', ''),
+       any_value(CAST(v[3] AS INTEGER)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[4]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[5]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[6]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[7]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[8]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[9]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[10]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(CAST(v[11] AS BIGINT)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[12]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(CAST(v[13] AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(CAST(v[14] AS DOUBLE)) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[15]) FILTER (WHERE type = 'TrialStarted'),
+       any_value(v[16]) FILTER (WHERE type = 'TrialFinished') AS outcome,
+       any_value(v[17]) FILTER (WHERE type = 'TrialFinished'),
+       any_value(v[18]) FILTER (WHERE type = 'ChaosInjected'),
        min(t) FILTER (WHERE type = 'ChaosInjected'),
        min(t) FILTER (WHERE type = 'ChaosVerified'),
        min(t) FILTER (WHERE type = 'FaultDetected'),
-       min(CAST(state ->> '$.criteria_met_offset_s' AS DOUBLE)) FILTER (WHERE type = 'RecoveryDetected'),
-       min(CAST(state ->> '$.held_s' AS DOUBLE)) FILTER (WHERE type = 'RecoveryDetected'),
+       min(CAST(v[19] AS DOUBLE)) FILTER (WHERE type = 'RecoveryDetected'),
+       min(CAST(v[20] AS DOUBLE)) FILTER (WHERE type = 'RecoveryDetected'),
        min(t) FILTER (WHERE type = 'AgentStarted'),
        min(t) FILTER (WHERE type = 'AgentFinished'),
-       any_value(state ->> '$.reason') FILTER (WHERE type = 'AgentFinished'),
+       any_value(v[17]) FILTER (WHERE type = 'AgentFinished'),
        min(t) FILTER (WHERE type = 'TrialFinished'),
-       any_value(CAST(state ->> '$.acknowledged' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
-       any_value(CAST(state ->> '$.missing' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
-       any_value(CAST(state ->> '$.wrong' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
-       any_value(CAST(state ->> '$.unreadable' AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
-       any_value(CAST(state ->> '$.longest_unavailable_s' AS DOUBLE)) FILTER (WHERE type = 'WorkloadStopped'),
-       any_value(state ->> '$.sandbox.mechanism') FILTER (WHERE type = 'TrialStarted'),
-       coalesce(any_value(state ->> '$.agent.name') FILTER (WHERE type = 'TrialStarted') <> 'none'
-                AND coalesce(any_value(state ->> '$.sandbox.mechanism') FILTER (WHERE type = 'TrialStarted'), 'none')
-                    = 'none', false),
+       any_value(CAST(v[21] AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(v[22] AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(v[23] AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(v[24] AS INTEGER)) FILTER (WHERE type = 'DataSafetyChecked'),
+       any_value(CAST(v[25] AS DOUBLE)) FILTER (WHERE type = 'WorkloadStopped'),
+       any_value(v[26]) FILTER (WHERE type = 'TrialStarted'),
+       coalesce(any_value(v[8]) FILTER (WHERE type = 'TrialStarted') <> 'none'
+                AND coalesce(any_value(v[26]) FILTER (WHERE type = 'TrialStarted'), 'none') = 'none', false),
        -- The one definition of a control trial: chaos kind `none` (no fault, a page whose cause is not real).
-       coalesce(any_value(state ->> '$.chaos.kind') FILTER (WHERE type = 'TrialStarted') = 'none', false) AS control
-FROM e
+       coalesce(any_value(v[6]) FILTER (WHERE type = 'TrialStarted') = 'none', false) AS control
+FROM f
 GROUP BY aggregate_id
 HAVING count(*) FILTER (WHERE type = 'TrialStarted') > 0
 )
