@@ -49,6 +49,24 @@ def test_incremental_updates_after_each_trial_equal_a_full_rebuild(store_path: P
     assert inc.content_hash() == full.content_hash()
 
 
+def test_a_trial_read_in_parts_while_it_runs_equals_a_full_rebuild(store_path: Path, tmp_path: Path) -> None:
+    # An update can meet a trial again: its older events are found, its rows and scores replaced.
+    inc = ReadModels(store_path, tmp_path / "inc.duckdb")
+    with EventStore(store_path) as store:
+        campaign = new_campaign("parts", 2)
+        store.save(campaign, make_trial(campaign, 0, random.Random(1), seconds=15))
+        inc.update()
+        trial = make_trial(campaign, 1, random.Random(2), seconds=15)
+        pending = list(trial._pending_events)
+        for part in (pending[:5], pending[5:len(pending) // 2], pending[len(pending) // 2:]):
+            trial._pending_events = list(part)
+            store.save(trial)
+            assert inc.update() == len(part)
+    full = ReadModels(store_path, tmp_path / "full.duckdb")
+    full.rebuild()
+    assert inc.content_hash() == full.content_hash()
+
+
 def test_the_position_is_kept_with_the_rows(store_with_trials: Path, tmp_path: Path) -> None:
     rm = ReadModels(store_with_trials, tmp_path / "rm.duckdb")
     n = rm.update()

@@ -250,6 +250,8 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         scopes.setdefault(r["chaos"], []).append(r)
     # Aborted trials stay in the groups only to be counted.
     out = []
+    # A campaign of one chaos kind ranks the same groups twice (all, and its kind): bootstrap each once.
+    intervals: dict[tuple[float, ...], tuple[float, float] | None] = {}
     for scope, scoped in scopes.items():
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in scoped:
@@ -261,7 +263,10 @@ def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for (variant, agent), every in groups.items():
             rs = measured(every)
             scores = [float(r["composite"]) for r in rs]
-            ci = mean_interval(scores)
+            key = tuple(scores)
+            if key not in intervals:
+                intervals[key] = mean_interval(scores)
+            ci = intervals[key]
             ttrs = [r["ttr_s"] for r in rs if r["ttr_s"] is not None]
             ranked.append({"scope": scope, "variant": variant, "agent": agent, "trials": len(rs),
                            "mean_composite": statistics.fmean(scores) if scores else None,

@@ -200,6 +200,7 @@ class ReadModels:
 
     def _derive(self, con: duckdb.DuckDBPyConnection, scope: str) -> None:
         """(Re)compute the derived tables for ``scope`` (``all`` or the ``touched`` ids)."""
+        old = 0  # touched aggregates read before, whose rows (and scores) are replaced
         if scope == "all":
             con.execute("DROP TABLE IF EXISTS scoped")
             con.execute("CREATE OR REPLACE TEMP VIEW scoped AS SELECT * FROM events")
@@ -232,7 +233,7 @@ class ReadModels:
         first = 0 if scope == "all" else con.execute("SELECT coalesce(min(position), 0) FROM scoped").fetchall()[0][0]
         for name, rule_hash, source in con.execute("SELECT name, hash, source FROM rule_sets").fetchall():
             rules = _parsed_rules(source, f"{name}@{rule_hash}")
-            self._score(con, rules, replace_scope=scope != "all", first_position=first)
+            self._score(con, rules, replace=bool(old), first_position=first)
 
     def _catch_up(self, con: duckdb.DuckDBPyConnection) -> int:
         """Incremental update: new events and the read models of what they touched."""
@@ -326,8 +327,10 @@ class ReadModels:
             con.execute("INSERT INTO rule_sets VALUES (?, ?, ?)", [rules.name, rules.hash, rules.source])
         return not known
 
-    def _score(self, con: duckdb.DuckDBPyConnection, rules: RuleSet, *, replace_scope: bool,
+    def _score(self, con: duckdb.DuckDBPyConnection, rules: RuleSet, *, replace: bool,
                first_position: int = 0) -> None:
+        """Score the trials of ``scoped_trials`` under ``rules``; ``replace``: some of them
+        may have scores already (new trials have none, and a rebuild starts empty)."""
         th = rules.thresholds
         con.execute("CREATE OR REPLACE TEMP TABLE rule AS SELECT ?::VARCHAR AS name, ?::VARCHAR AS hash, "
                     "?::DOUBLE AS min_settle_s, ?::DOUBLE AS ttr_target_s, ?::DOUBLE AS thrashing_window_s, "
@@ -338,8 +341,9 @@ class ReadModels:
                     [rules.destructive_classes])
         cols = ", ".join(f"{float(v)}::DOUBLE AS w_{k}" for k, v in rules.weights.items()) or "0 AS w_none"
         con.execute(f"CREATE OR REPLACE TEMP TABLE weights AS SELECT {cols}")
-        where = "trial_id IN (SELECT trial_id FROM scoped_trials)"
-        con.execute(f"DELETE FROM scores WHERE rule_set = ? AND rule_hash = ? AND {where}", [rules.name, rules.hash])
+        if replace:
+            con.execute("DELETE FROM scores WHERE rule_set = ? AND rule_hash = ? AND trial_id IN "
+                        "(SELECT trial_id FROM scoped_trials)", [rules.name, rules.hash])
         _clock_functions(con)
         try:
             con.execute(_sql("scores.sql").replace("{first_position}", str(int(first_position)))
@@ -356,7 +360,7 @@ class ReadModels:
             con.execute("BEGIN")
             if self._register(con, rules) or force or self._unscored(con, rules):
                 con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials")
-                self._score(con, rules, replace_scope=False)
+                self._score(con, rules, replace=True)
             con.execute("COMMIT")
         finally:
             con.close()

@@ -377,6 +377,10 @@ class StoreView:
             rules = self._rules(con, rules_key)
             head = query(con, "SELECT * FROM campaigns WHERE campaign_id = ?", [cid])
             rows = campaign_rows(con, rules, cid)
+            # Aggregates, intervals and the ranking (bootstraps) once per position of the log.
+            summary, controls, ranking = self._cached(
+                ("statistics", pos, cid, rules.key),
+                lambda: (group_summaries(rows), control_summaries(rows), _rows_to(rank_variants(rows), VariantRank)))
             baseline, note = None, None
             try:
                 raw = self._cached(("baseline", pos, cid, rules.key), lambda: compare_baseline(con, rules, cid))
@@ -398,7 +402,7 @@ class StoreView:
             started_at=c["started_at"], trials_planned=c["trials_planned"],
             trials_scheduled=c["trials_scheduled"], finished=bool(c["finished"]),
             spec=spec, rule_set=rules.key, outcomes=_outcomes(trials),
-            summary=group_summaries(rows), controls=control_summaries(rows), ranking=_rows_to(rank_variants(rows), VariantRank), trials=trials,
+            summary=summary, controls=controls, ranking=ranking, trials=trials,
             baseline=baseline, baseline_note=note,
         )
 
