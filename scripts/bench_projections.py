@@ -55,22 +55,16 @@ def anchor(store: Path, db: Path) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def incremental(store_path: Path, rm: ReadModels, updates: int) -> tuple[list[float], list[float], int]:
-    """One trial appended then one update, ``updates`` times: what `opeval run` pays per
-    trial; each followed by the anchor, an update with nothing new (open, catch up, close)."""
-    times, anchors, got = [], [], 0
-    rm.update()  # the first open after a rebuild pays for reading the new file
-    for k in range(updates):
-        with EventStore(store_path) as store:
-            campaign = new_campaign("one more", 1)
-            store.save(campaign, make_trial(campaign, 0, random.Random(99 + k)))
-        t0 = time.perf_counter()
-        got = rm.update()
-        times.append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        assert rm.update() == 0
-        anchors.append((time.perf_counter() - t0) * 1000)
-    return times, anchors, got
+def append_trial(store_path: Path, k: int) -> None:
+    with EventStore(store_path) as store:
+        campaign = new_campaign("one more", 1)
+        store.save(campaign, make_trial(campaign, 0, random.Random(99 + k)))
+
+
+def timed_update(rm: ReadModels) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    got = rm.update()
+    return (time.perf_counter() - t0) * 1000, got
 
 
 def main() -> int:
@@ -78,11 +72,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="850,8500", help="trials in each store, comma-separated (default 850,8500)")
     ap.add_argument("--score-trials", type=int, default=10_000)
     ap.add_argument("--updates", type=int, default=10)
+    ap.add_argument("--rebuilds", type=int, default=3, help="rebuild/anchor rounds on the largest store")
     args = ap.parse_args()
     sizes = sorted(int(x) for x in args.sizes.split(","))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        medians: dict[int, tuple[int, float]] = {}
+        models: dict[int, tuple[Path, ReadModels, int]] = {}
         for trials in sizes:
             store_path = tmp / f"events-{trials}.db"
             t0 = time.perf_counter()
@@ -93,28 +88,60 @@ def main() -> int:
                   f"(written in {time.perf_counter() - t0:.1f}s)")
 
             rm = ReadModels(store_path, tmp / f"rm-{trials}.duckdb")
-            t0 = time.perf_counter()
-            n = rm.rebuild()
-            ours = time.perf_counter() - t0
             if trials == sizes[-1]:
-                n_anchor, anchor_s = anchor(store_path, tmp / "anchor.duckdb")
-                print(f"  full rebuild       : {n:,} events in {ours:.2f}s = {n / ours:,.0f} events/s")
-                print(f"  anchor (load only) : {n_anchor:,} rows in {anchor_s:.2f}s = {n_anchor / anchor_s:,.0f} rows/s "
-                      "(SQLite -> Arrow -> DuckDB, same rows)")
-                print(f"  ratio rebuild/anchor: {(n / ours) / (n_anchor / anchor_s):.2f}")
+                # Rebuild and anchor alternate, so that the machine's load hits both alike.
+                ratios = []
+                for _ in range(args.rebuilds):
+                    t0 = time.perf_counter()
+                    n = rm.rebuild()
+                    ours = time.perf_counter() - t0
+                    for leftover in tmp.glob("anchor.duckdb*"):
+                        leftover.unlink()
+                    n_anchor, anchor_s = anchor(store_path, tmp / "anchor.duckdb")
+                    ratios.append((n / ours) / (n_anchor / anchor_s))
+                    print(f"  full rebuild       : {n:,} events in {ours:.2f}s = {n / ours:,.0f} events/s")
+                    print(f"  anchor (load only) : {n_anchor:,} rows in {anchor_s:.2f}s = "
+                          f"{n_anchor / anchor_s:,.0f} rows/s (SQLite -> Arrow -> DuckDB, same rows)")
+                    print(f"  ratio rebuild/anchor: {ratios[-1]:.2f}")
+                if len(ratios) > 1:
+                    print(f"  ratio rebuild/anchor, median of {len(ratios)}: {statistics.median(ratios):.2f}")
             else:
+                t0 = time.perf_counter()
+                n = rm.rebuild()
+                ours = time.perf_counter() - t0
                 print(f"  full rebuild       : {n:,} events in {ours:.2f}s = {n / ours:,.0f} events/s")
 
-            times, anchors, got = incremental(store_path, rm, args.updates)
-            med, amed = statistics.median(times), statistics.median(anchors)
-            medians[trials] = (total, med)
-            print(f"  incremental update after one trial (~{got} new events), {args.updates} times: "
-                  f"median {med:.0f} ms, min {min(times):.0f}, max {max(times):.0f}")
-            print(f"  anchor, update with nothing new (open + catch up + close): median {amed:.0f} ms, "
-                  f"min {min(anchors):.0f}, max {max(anchors):.0f}; update - anchor: {med - amed:.0f} ms")
+            models[trials] = (store_path, rm, total)
+            rm.update()  # the first open after a rebuild pays for reading the new file
+
+        # One trial appended then one update, --updates times per store: what `opeval run`
+        # pays per trial; each followed by its anchor, an update with nothing new (open,
+        # catch up, close). The stores take turns, so that the machine's load hits all alike.
+        times: dict[int, list[float]] = {t: [] for t in sizes}
+        anchors: dict[int, list[float]] = {t: [] for t in sizes}
+        got = 0
+        for k in range(args.updates):
+            for trials in sizes:
+                store_path, rm, _ = models[trials]
+                append_trial(store_path, k)
+                ms, got = timed_update(rm)
+                times[trials].append(ms)
+                ms, nothing = timed_update(rm)
+                assert nothing == 0
+                anchors[trials].append(ms)
+        medians = {}
+        for trials in sizes:
+            ts, an, total = times[trials], anchors[trials], models[trials][2]
+            med, amed = statistics.median(ts), statistics.median(an)
+            medians[trials] = med
+            print(f"{total:,} events: incremental update after one trial (~{got} new events), {args.updates} times: "
+                  f"median {med:.0f} ms, min {min(ts):.0f}, max {max(ts):.0f}")
+            print(f"{total:,} events: anchor, update with nothing new (open + catch up + close): "
+                  f"median {amed:.0f} ms, min {min(an):.0f}, max {max(an):.0f}; update - anchor: {med - amed:.0f} ms")
         if len(sizes) > 1:
-            (small_n, small), (big_n, big) = medians[sizes[0]], medians[sizes[-1]]
-            print(f"incremental at {big_n:,} events / at {small_n:,} events: {big / small:.2f}")
+            big, small = models[sizes[-1]][2], models[sizes[0]][2]
+            print(f"incremental at {big:,} events / at {small:,} events: "
+                  f"{medians[sizes[-1]] / medians[sizes[0]]:.2f}")
 
         if args.score_trials:
             score_store = tmp / "score.db"

@@ -144,13 +144,20 @@ class MsgspecMapper(Mapper):  # type: ignore[type-arg]
         """The payload as this version writes it: the same bytes when they decode with the
         class's types, the upcast event re-encoded for an older version; raises
         :class:`~opeval.errors.UndecodableEvent` for one that cannot be decoded."""
-        shape = self._topic_shapes.get(stored_event.topic)
+        return self.current_state(stored_event.topic, stored_event.state, stored_event.originator_id,
+                                  stored_event.originator_version)
+
+    def current_state(self, topic: str, state: bytes, originator_id: Any, version: int) -> bytes:
+        """:meth:`current_payload` of one raw row of the log (a bulk reader builds no
+        ``StoredEvent`` for the events that are already current, nearly all of them)."""
+        shape = self._topic_shapes.get(topic)
         if shape is not None:
             try:
-                if shape.decoder.decode(stored_event.state).class_version == shape.class_version:
-                    return bytes(stored_event.state)
+                if shape.decoder.decode(state).class_version == shape.class_version:
+                    return bytes(state)
             except msgspec.ValidationError:
                 pass
+        stored_event = StoredEvent(originator_id, version, topic, state)
         event = self.to_domain_event(stored_event)
         self._topic_shapes[stored_event.topic] = self._shape(type(event))
         return self.to_stored_event(event).state

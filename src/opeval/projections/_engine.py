@@ -20,8 +20,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from eventsourcing.persistence import StoredEvent
-
 from opeval._assets import asset_path
 from opeval.errors import StoreError, UndecodableEvent
 from opeval.events import MsgspecMapper, time_to_detect, time_to_recover
@@ -174,7 +172,7 @@ class ReadModels:
 
     def _current_state(self, topic: str, state: bytes, oid: str, version: int) -> bytes | None:
         try:
-            return self._mapper.current_payload(StoredEvent(oid, version, topic, state))  # type: ignore[arg-type]
+            return self._mapper.current_state(topic, state, oid, version)
         except UndecodableEvent as e:
             self._skipped.append((oid, version, topic, e.reason))
             return None
