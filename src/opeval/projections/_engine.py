@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ TABLES = ("events", *DERIVED, "scores")
 _SKIPPED_TABLE = ("CREATE TABLE IF NOT EXISTS skipped_events (aggregate_id VARCHAR, version INTEGER, topic VARCHAR, "
                   "reason VARCHAR, PRIMARY KEY (aggregate_id, version))")
 BATCH = 200_000
+#: Up to this many new events an update runs on one thread (its statements are small).
+_SMALL = 10_000
 
 
 @functools.lru_cache(maxsize=64)
@@ -74,6 +77,19 @@ def schema_version() -> str:
     for source in rule_sources():  # the generic tables and every installed subject's
         digest.update(Path(source).read_bytes())
     return digest.hexdigest()[:16]
+
+
+#: The event types a statement of readmodels.sql reads (``FROM scoped WHERE type ...``).
+_READS = re.compile(r"FROM scoped\s+WHERE type (?:= '(\w+)'|IN \(([^)]*)\))")
+
+
+@functools.lru_cache(maxsize=64)
+def _types_read(stmt: str) -> frozenset[str] | None:
+    """The event types ``stmt`` derives its rows from (``None``: not known, always run)."""
+    m = _READS.search(stmt)
+    if m is None:
+        return None
+    return frozenset([m.group(1)] if m.group(1) else re.findall(r"'(\w+)'", m.group(2)))
 
 
 def _statements(text: str) -> list[str]:
@@ -222,8 +238,13 @@ class ReadModels:
                 for table in DERIVED:
                     key = _KEYS.get(table, "trial_id")
                     con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT aggregate_id FROM touched)")
+        # An update skips the tables whose event types its aggregates do not have (rows
+        # come only from the scoped events of those types).
+        present = None if scope == "all" else {t for (t,) in con.execute("SELECT DISTINCT type FROM scoped").fetchall()}
         for stmt in _statements(_sql("readmodels.sql")):
-            con.execute(stmt)
+            reads = _types_read(stmt)
+            if present is None or reads is None or reads & present:
+                con.execute(stmt)
         con.execute("CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT trial_id FROM trials"
                     if scope == "all" else
                     "CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT aggregate_id AS trial_id FROM touched")
@@ -236,9 +257,13 @@ class ReadModels:
     def _catch_up(self, con: duckdb.DuckDBPyConnection) -> int:
         """Incremental update: new events and the read models of what they touched."""
         con.execute("BEGIN")
+        small = False
         try:
             before = self._position(con)
             last, count = self._load(con, before)
+            small = bool(count and before and count < _SMALL)
+            if small:
+                con.execute("SET threads = 1")  # a few statements over a few rows: no hand-offs between threads
             if count:
                 con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT aggregate_id FROM events "
                             f"WHERE position > {before}")
@@ -260,6 +285,9 @@ class ReadModels:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        finally:
+            if small:
+                con.execute("RESET threads")
         self._warn_skipped(con)
         return count
 
