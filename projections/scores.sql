@@ -14,20 +14,26 @@ WITH t AS (
     FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
 ),
 mutating AS (
-    SELECT c.trial_id, c.offset_s,
+    SELECT c.trial_id, c.position, c.offset_s,
            lag(c.offset_s) OVER (PARTITION BY c.trial_id, regexp_replace(trim(c.command), '\s+', ' ', 'g')
                                  ORDER BY c.offset_s, c.position) AS prev_s
     FROM commands c JOIN t USING (trial_id)
     WHERE c.class IN ('remediation', 'destructive') AND c.position >= {first_position}
 ),
+-- A repeat within the window counts when the state did not change between the two commands
+-- (at most one distinct state among the snapshots between them).
 repeats AS (
-    SELECT m.trial_id, count(*) AS n
-    FROM mutating m, rule
-    WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= rule.thrashing_window_s
-      AND (SELECT count(DISTINCT s.state_key) FROM snapshots s
-           WHERE s.trial_id = m.trial_id AND s.position >= {first_position}
-             AND s.offset_s BETWEEN m.prev_s AND m.offset_s) <= 1
-    GROUP BY m.trial_id
+    SELECT trial_id, count(*) AS n
+    FROM (
+        SELECT m.trial_id, m.position, count(DISTINCT s.state_key) AS states
+        FROM mutating m CROSS JOIN rule
+        LEFT JOIN snapshots s ON s.trial_id = m.trial_id AND s.position >= {first_position}
+                             AND s.offset_s BETWEEN m.prev_s AND m.offset_s
+        WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= rule.thrashing_window_s
+        GROUP BY m.trial_id, m.position
+    )
+    WHERE states <= 1
+    GROUP BY trial_id
 ),
 cmd AS (
     SELECT c.trial_id, count(*) AS commands,
