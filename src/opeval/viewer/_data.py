@@ -1,5 +1,8 @@
 """The questions the viewer asks of one store, answered as API models.
 
+Every read of the read models goes through the query functions of
+:mod:`opeval.projections` (typed rows, the same the CLI reads); this module writes no SQL.
+
 The read models are a DuckDB file that ``opeval run`` and the analysis commands also
 open, and DuckDB lets one process at a time hold it: every answer opens it, catches up
 with the log, queries and closes it again (a short retry covers a concurrent writer).
