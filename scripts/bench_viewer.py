@@ -121,7 +121,7 @@ def main() -> int:
         def anchor_bare() -> None:
             con = duckdb.connect(str(read_model_path(store)), read_only=True)
             try:
-                assert len(trial_scores(con, rules, "t.campaign_id = ?", [cid])) == args.trials
+                assert len(trial_scores(con, rules, campaign_id=cid)) == args.trials
             finally:
                 con.close()
 

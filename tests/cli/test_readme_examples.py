@@ -112,7 +112,7 @@ def test_a_shipped_campaign_gives_the_documented_outcome_run_after_run(
         file: str, expected: dict[str, tuple[int, int]], tmp_path: Path, no_leaks: None) -> None:
     if "network" in file and os.geteuid() != 0:
         pytest.skip("network-and-disk needs root")
-    runs = int(os.environ.get("OPEVAL_CAMPAIGN_RUNS", "3"))
+    runs = int(os.environ.get("OPEVAL_CAMPAIGN_RUNS", "2"))
     store = tmp_path / "events.db"
     seen = []
     for _ in range(runs):

@@ -117,7 +117,7 @@ def test_a_person_decides_in_the_browser_and_the_agent_gets_it(store_path: Path,
     models = ReadModels(store_path)
     models.score(rules)
     with models.connect() as con:
-        (row,) = trial_scores(con, rules, "t.trial_id = ?", [result.trial_id.hex])
+        (row,) = trial_scores(con, rules, trial_id=result.trial_id.hex)
     assert row["ttr_s"] == result.time_to_recover_s and row["ttd_s"] == result.time_to_detect_s
 
 

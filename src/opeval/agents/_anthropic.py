@@ -14,17 +14,15 @@ from opeval.agents._loop import (
     Conversation,
     ModelAnswer,
     ModelCallFailed,
+    ModelAgent,
     ModelSettings,
     ToolCall,
     UnparsableOutput,
-    run_loop,
     unparsable_output,
-    with_retry_policy,
 )
-from opeval.agents._protocol import AgentResult, AgentTools, Incident, TokenCount
+from opeval.agents._protocol import TokenCount
 from opeval.agents._tools import anthropic_tools
 from opeval.errors import UsageError
-from opeval.events import AgentSpec
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -94,28 +92,9 @@ class _Messages(Conversation):
         self.messages.append({"role": "user", "content": text})
 
 
-class AnthropicAgent:
-    """Claude (or any Messages API server) as the operator.
-
-    ``http_client`` (an ``httpx2.AsyncClient``, the SDK's HTTP package) lets tests put a
-    transport at the edge; the real SDK does everything else, retries included.
-    """
+class AnthropicAgent(ModelAgent):
+    """Claude (or any Messages API server) as the operator."""
 
     name = "anthropic"
-
-    def __init__(self, spec: AgentSpec | None = None, *, http_client: Any = None) -> None:
-        self.spec = spec or AgentSpec(name="anthropic")
-        self.settings = ModelSettings.from_spec(self.spec, default_model=DEFAULT_MODEL, key_env=API_KEY_ENV)
-        self.model = self.settings.model
-        self.settings.api_key()  # a missing key fails before any cluster starts
-        self.http_client = http_client
-
-    async def run(self, incident: Incident, tools: AgentTools) -> AgentResult:
-        """The tool-use loop."""
-        import anthropic  # heavy: only when an anthropic trial runs
-
-        s = self.settings
-        async with anthropic.AsyncAnthropic(api_key=s.api_key(), base_url=s.base_url,
-                                          http_client=with_retry_policy(self.http_client, anthropic),
-                                          max_retries=s.max_retries, timeout=s.request_timeout_s) as client:
-            return await run_loop(_Messages(client, s, incident.prompt()), tools, s)
+    sdk, client_class, conversation = "anthropic", "AsyncAnthropic", _Messages
+    key_env, default_model = API_KEY_ENV, DEFAULT_MODEL

@@ -22,6 +22,7 @@ so that answer is not retried; it is recorded as a refused tool call and the mod
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from opeval.agents._protocol import AgentResult, AgentTools, TokenCount
+from opeval.agents._protocol import AgentResult, AgentTools, Incident, TokenCount
 from opeval.agents._tools import REMINDER, DoneArgs, ShellArgs, ToolArgumentError, parse_call
 from opeval.errors import UsageError
 from opeval.events import AgentSpec
@@ -256,3 +257,38 @@ async def run_loop(conv: Conversation, tools: AgentTools, settings: ModelSetting
             continue
         return AgentResult("end_turn", last_text)
     return AgentResult("max_turns", f"stopped after {settings.max_turns} turns")
+
+
+class ModelAgent:
+    """What every model agent is: its settings read from the variant, a key checked before
+    any cluster starts, the API's official SDK with the retry policy, and :func:`run_loop`.
+
+    A subclass names its API: ``sdk`` (the module), ``client_class`` (its async client),
+    ``conversation`` (its :class:`Conversation`), ``key_env`` and ``default_model``.
+    ``http_client`` (an ``httpx2.AsyncClient``, the SDKs' HTTP package) lets tests put a
+    transport at the edge; the real SDK does everything else, retries included.
+    """
+
+    name = ""
+    sdk = ""
+    client_class = ""
+    key_env = ""
+    default_model: str | None = None
+    conversation: Any = None
+
+    def __init__(self, spec: AgentSpec | None = None, *, http_client: Any = None) -> None:
+        self.spec = spec or AgentSpec(name=self.name)
+        self.settings = ModelSettings.from_spec(self.spec, default_model=self.default_model, key_env=self.key_env)
+        self.model = self.settings.model
+        self.settings.api_key()  # a missing key fails before any cluster starts
+        self.http_client = http_client
+
+    async def run(self, incident: Incident, tools: AgentTools) -> AgentResult:
+        """The tool-use loop."""
+        sdk = importlib.import_module(self.sdk)  # heavy: only when a trial of this agent runs
+        s = self.settings
+        client = getattr(sdk, self.client_class)(api_key=s.api_key(), base_url=s.base_url,
+                                                 http_client=with_retry_policy(self.http_client, sdk),
+                                                 max_retries=s.max_retries, timeout=s.request_timeout_s)
+        async with client:
+            return await run_loop(self.conversation(client, s, incident.prompt()), tools, s)

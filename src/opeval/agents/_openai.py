@@ -13,16 +13,14 @@ from opeval.agents._loop import (
     Conversation,
     ModelAnswer,
     ModelCallFailed,
+    ModelAgent,
     ModelSettings,
     ToolCall,
     UnparsableOutput,
-    run_loop,
     unparsable_output,
-    with_retry_policy,
 )
-from opeval.agents._protocol import AgentResult, AgentTools, Incident, TokenCount
+from opeval.agents._protocol import TokenCount
 from opeval.agents._tools import openai_tools
-from opeval.events import AgentSpec
 
 API_KEY_ENV = "OPENAI_API_KEY"
 #: Chat completions' finish reasons, normalised (anything else is ``unknown``).
@@ -96,28 +94,9 @@ class _Chat(Conversation):
         self.messages.append({"role": "user", "content": text})
 
 
-class OpenAIAgent:
-    """Any OpenAI-compatible model as the operator.
-
-    ``http_client`` (an ``httpx2.AsyncClient``, the SDK's HTTP package) lets tests put a
-    transport at the edge.
-    """
+class OpenAIAgent(ModelAgent):
+    """Any OpenAI-compatible model as the operator."""
 
     name = "openai"
-
-    def __init__(self, spec: AgentSpec | None = None, *, http_client: Any = None) -> None:
-        self.spec = spec or AgentSpec(name="openai")
-        self.settings = ModelSettings.from_spec(self.spec, default_model=None, key_env=API_KEY_ENV)
-        self.model = self.settings.model
-        self.settings.api_key()  # a missing key fails before any cluster starts
-        self.http_client = http_client
-
-    async def run(self, incident: Incident, tools: AgentTools) -> AgentResult:
-        """The tool-use loop."""
-        import openai  # heavy: only when an openai trial runs
-
-        s = self.settings
-        async with openai.AsyncOpenAI(api_key=s.api_key(), base_url=s.base_url,
-                                    http_client=with_retry_policy(self.http_client, openai),
-                                    max_retries=s.max_retries, timeout=s.request_timeout_s) as client:
-            return await run_loop(_Chat(client, s, incident.prompt()), tools, s)
+    sdk, client_class, conversation = "openai", "AsyncOpenAI", _Chat
+    key_env = API_KEY_ENV

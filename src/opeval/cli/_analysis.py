@@ -9,10 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import msgspec
 from cyclopts import Parameter
 
 from opeval.errors import UsageError
 from opeval.projections import (
+    ApprovalGate,
+    DeniedCommand,
     approval_summary,
     denied_commands,
     ReadModels,
@@ -21,10 +24,10 @@ from opeval.projections import (
     compare_baseline,
     compare_groups,
     control_summary,
-    query,
     rank_variants,
     summary,
     trial_scores,
+    unknown_commands,
 )
 from opeval.store import EventStore, StoreLocation
 
@@ -96,7 +99,8 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
     ranking = rank_variants(rows)
     if json:
         print_json({"campaign_id": cid, "rule_set": rs.key, "trials": rows, "summary": groups,
-                    "controls": control_groups, "ranking": ranking, "approvals": gates, "denied": denied})
+                    "controls": control_groups, "ranking": ranking, "approvals": msgspec.to_builtins(gates),
+                    "denied": msgspec.to_builtins(denied)})
         return ExitCode.OK
     short = _short(path)
     cols = [Col("trial", keep=True), Col("agent", drop=3), Col("chaos → target", drop=5),
@@ -168,24 +172,24 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
     return ExitCode.OK
 
 
-def _approval_tables(gates: list[dict[str, Any]], denied: list[dict[str, Any]], short: dict[str, str],
+def _approval_tables(gates: list[ApprovalGate], denied: list[DeniedCommand], short: dict[str, str],
                      wide: bool) -> None:
     cols = [Col("agent", keep=True), Col("variant", keep=True), Col("policy", drop=6),
             Col("gated", justify="right", drop=5), Col("allowed", justify="right", drop=4),
             Col("denied", justify="right", keep=True), Col("would destroy", justify="right", drop=1),
             Col("by person", justify="right", drop=3), Col("timed out", justify="right", drop=7),
             Col("waited", justify="right", fold=False, drop=2)]
-    print_table(cols, [[g["agent"], g["variant"], g["mode"], str(g["gated"]), str(g["allowed"]), str(g["denied"]),
-                        str(g["denied_destructive"]), str(g["by_person"]), str(g["timed_out"]),
-                        f"{g['waited_s']:.1f}s"] for g in gates], wide=wide, title="approval gate",
+    print_table(cols, [[g.agent, g.variant, g.mode, str(g.gated), str(g.allowed), str(g.denied),
+                        str(g.denied_destructive), str(g.by_person), str(g.timed_out),
+                        f"{g.waited_s or 0.0:.1f}s"] for g in gates], wide=wide, title="approval gate",
                 caption="gated: commands of the classes the variant's policy gates; would destroy: denied commands "
                         "classed destructive; waited: the agent's time waiting for a person (not in its TTR)")
     if denied:
         out.print()
         print_table([Col("trial", keep=True), Col("variant", drop=3), Col("step", justify="right", drop=4),
                      Col("class", drop=2), Col("decided by", drop=1), Col("command", keep=True)],
-                    [[short.get(d["trial_id"], d["trial_id"]), d["variant"], str(d["step"]), d["class"],
-                      d["decided_by"], d["command"]] for d in denied], wide=wide, title="denied commands")
+                    [[short.get(d.trial_id, d.trial_id), d.variant, str(d.step), d.command_class,
+                      d.decided_by, d.command] for d in denied], wide=wide, title="denied commands")
 
 
 def _who(agent: str, variant: str | None) -> str:
@@ -347,12 +351,10 @@ def rescore(campaign: CampaignId | None = None, /, *, all: bool = False, rules: 
     rm = ReadModels(path)
     rm.score(old)
     rm.score(new, force=True)
-    where, params = "TRUE", []
-    if campaign is not None:
-        where, params = "t.campaign_id = ?", [_resolve(path, campaign, "campaign")]
+    cid = None if campaign is None else _resolve(path, campaign, "campaign")
     with rm.connect() as con:
-        before = {r["trial_id"]: r for r in trial_scores(con, old, where, params)}
-        after = trial_scores(con, new, where, params)
+        before = {r["trial_id"]: r for r in (trial_scores(con, old) if cid is None else campaign_rows(con, old, cid))}
+        after = trial_scores(con, new) if cid is None else campaign_rows(con, new, cid)
     rows = [{"trial_id": r["trial_id"], "agent": r["agent"], "old_recovered": before[r["trial_id"]]["recovered"],
              "new_recovered": r["recovered"], "old_score": before[r["trial_id"]]["composite"],
              "new_score": r["composite"], "delta": _delta(before[r["trial_id"]]["composite"], r["composite"])}
@@ -439,17 +441,10 @@ def classify(campaign: CampaignId | None = None, /, *, all: bool = False, model:
         raise UsageError("give a campaign or --all (not both)")
     model = model or DEFAULT_LABEL_MODEL
     path = store_path(store)
-    where, params = "TRUE", []
-    if campaign is not None:
-        where, params = "trial_id IN (SELECT trial_id FROM trials WHERE campaign_id = ?)", [
-            _resolve(path, campaign, "campaign")]
+    cid = None if campaign is None else _resolve(path, campaign, "campaign")
     rm = ReadModels(path)
     with rm.connect() as con:
-        pending = [r["command"] for r in query(con, f"""
-            SELECT command, min(position) AS first FROM commands
-            WHERE class = 'unknown' AND {where}
-              AND command NOT IN (SELECT command FROM command_labels WHERE model = ?)
-            GROUP BY command ORDER BY first""", [*params, model])]
+        pending = unknown_commands(con, model, cid)
     if limit is not None:
         pending = pending[:max(0, limit)]
     if dry_run or not pending:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
+import msgspec
 from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
 from rich.markup import escape
@@ -394,16 +395,12 @@ def _trial_rows(es: EventStore) -> list[dict[str, Any]]:
 
 
 def _trial_rows_from_read_models(path: Path) -> list[dict[str, Any]]:
-    from opeval.projections import ReadModels, query
+    from opeval.projections import ReadModels, trial_listing
 
     rm = ReadModels(path)
     rm.update()
     with rm.connect() as con:
-        rows = query(con, "SELECT trial_id, campaign_id, idx AS index, started_at, subject, chaos, target, agent, "
-                          "variant, restart_policy, seed, coalesce(outcome, 'running') AS outcome, "
-                          # A control trial has no fault to recover from (its TrialFinished says None too).
-                          "CASE WHEN outcome = 'recovered' AND NOT control THEN recovered_s - verified_s END "
-                          "AS time_to_recover_s FROM trials ORDER BY started_at, trial_id")
+        rows = [msgspec.structs.asdict(t) for t in trial_listing(con)]
     for r in rows:
         r["trial_id"] = str(uuid.UUID(r["trial_id"]))
         r["campaign_id"] = str(uuid.UUID(r["campaign_id"]))
@@ -494,9 +491,11 @@ def _campaign_rows(path: Path, es: EventStore) -> list[dict[str, Any]]:
             rows = campaign_overview(con)
     except OpevalError:
         return _campaign_rows_from_log(es)
-    for r in rows:
-        r.pop("spec", None)
-    return rows
+    # The columns the log's own answer has (the list's facets stay the viewer's).
+    return [{k: v for k, v in msgspec.structs.asdict(r).items() if k not in _OVERVIEW_EXTRAS} for r in rows]
+
+
+_OVERVIEW_EXTRAS = ("trials", "spec", "subjects", "chaos", "agents")
 
 
 @app.command

@@ -13,7 +13,7 @@ from opeval.export._html import to_html
 from opeval.export._markdown import md_block, md_cell, md_code, md_text, timeline, to_markdown
 from opeval.export._postmortem import Postmortem, load_postmortem
 from opeval.export._trace import to_trace
-from opeval.projections import RuleSet, false_alarms, query
+from opeval.projections import RuleSet, false_alarms, trial_events
 
 #: Each format and the media type it is served as.
 FORMATS = {"md": "text/plain; charset=utf-8", "json": "application/json", "html": "text/html; charset=utf-8",
@@ -28,10 +28,8 @@ def export_trial(con: duckdb.DuckDBPyConnection, rules: RuleSet, trial_id: str, 
         raise UsageError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
     pm = load_postmortem(con, rules, trial_id)
     if fmt == "json":
-        events = query(con, "SELECT position, version, type, state FROM events WHERE aggregate_id = ? ORDER BY version",
-                       [trial_id])
-        for e in events:
-            e["state"] = json.loads(e["state"])
+        events = [{"position": e.position, "version": e.version, "type": e.type, "state": json.loads(e.state)}
+                  for e in trial_events(con, trial_id)]
         return json.dumps({"trial": pm.trial, "rule_set": rules.key, "false_alarms": false_alarms(pm.trial),
                            "commands": pm.commands, "events": events}, indent=2, default=str)
     if fmt == "md":

@@ -8,11 +8,12 @@ from typing import Any
 from uuid import UUID
 
 import duckdb
+import msgspec
 from eventsourcing.persistence import StoredEvent
 
 from opeval.errors import UsageError
 from opeval.events import MsgspecMapper, Trial, Words
-from opeval.projections import RuleSet, query, trial_scores
+from opeval.projections import RuleSet, trial_commands, trial_events, trial_scores
 
 #: The stored topic of a trial event is this prefix and the name the read models keep.
 _TOPIC = Trial.TOPIC.partition(":")[0] + ":"
@@ -41,18 +42,17 @@ class Postmortem:
 
 def load_postmortem(con: duckdb.DuckDBPyConnection, rules: RuleSet, trial_id: str) -> Postmortem:
     """A trial's postmortem material from up-to-date read models."""
-    rows = trial_scores(con, rules, "t.trial_id = ?", [trial_id])
+    rows = trial_scores(con, rules, trial_id=trial_id)
     if not rows:
         raise UsageError(f"trial {trial_id} has no read model yet")
     mapper = MsgspecMapper()
     events, positions = [], []
     # The read models keep each event as this version writes it, so it decodes with its class directly.
-    for pos, version, kind, state in con.execute(
-            "SELECT position, version, type, state FROM events WHERE aggregate_id = ? ORDER BY version",
-            [trial_id]).fetchall():
-        events.append(mapper.to_domain_event(StoredEvent(UUID(trial_id), version, _TOPIC + kind, state.encode())))
-        positions.append(int(pos))
-    commands = query(con, "SELECT * FROM commands WHERE trial_id = ? ORDER BY offset_s, position", [trial_id])
+    for e in trial_events(con, trial_id):
+        events.append(mapper.to_domain_event(StoredEvent(UUID(trial_id), e.version, _TOPIC + e.type,
+                                                         e.state.encode())))
+        positions.append(e.position)
+    commands = [msgspec.to_builtins(c) for c in trial_commands(con, trial_id, by_time=True)]
     from opeval.subjects import words_for  # imported here: loading the subjects pulls their clients in
 
     return Postmortem(trial=rows[0], rules=rules, events=events, positions=positions, commands=commands,

@@ -1,5 +1,6 @@
-"""Questions asked of the read models: scores per trial, comparisons with bootstrap
-confidence intervals, agent versus self-healing, re-scoring (postmortems: :mod:`opeval.export`).
+"""What the rows of the read models (:mod:`opeval.projections._queries`) add up to:
+aggregates, comparisons with bootstrap confidence intervals, agent versus self-healing,
+rankings (postmortems: :mod:`opeval.export`).
 
 Control trials (the read models' ``trials.control``: no fault injected, the agent paged
 anyway) never enter a fault aggregate: recovery rates, times and scores are over fault
@@ -7,15 +8,14 @@ trials only, and controls get their own aggregate of false-alarm figures."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from typing import Any
 
 import duckdb
 
 from opeval.errors import UsageError
-from opeval.projections._engine import query
 from opeval.projections._intervals import difference_interval, mean_interval
+from opeval.projections._queries import baseline_trials, campaign_rows
 from opeval.projections._rules import RuleSet
 
 #: Metrics compared between groups of trials, and whether higher is better.
@@ -35,26 +35,6 @@ CONTROL_COMPARED = {
     "commands": False, "remediations": False, "destructive": False, "availability": True, "lost_writes": False,
     "left_broken": False,
 }
-
-
-def trial_scores(con: duckdb.DuckDBPyConnection, rules: RuleSet, where: str = "TRUE",
-                 params: list[Any] | None = None) -> list[dict[str, Any]]:
-    """Trials joined with their scores under ``rules``, oldest first."""
-    return query(con, f"""
-        SELECT t.*, s.* EXCLUDE (trial_id, rule_set, rule_hash), u.* EXCLUDE (trial_id)
-        FROM trials t JOIN scores s ON s.trial_id = t.trial_id AND s.rule_set = ? AND s.rule_hash = ?
-        LEFT JOIN ({MODEL_USE}) u ON u.trial_id = t.trial_id
-        WHERE {where} ORDER BY t.started_at, t.idx""", [rules.name, rules.hash, *(params or [])])
-
-
-#: Per trial, whatever model agent ran it: the model asked for, the server's name, every kind of token.
-MODEL_USE = """
-    SELECT trial_id, string_agg(DISTINCT model, ', ' ORDER BY model) AS called_model,
-           string_agg(DISTINCT served_model, ', ' ORDER BY served_model) AS served_model, count(*) AS calls,
-           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-           sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-           count(*) FILTER (WHERE cut) AS calls_cut
-    FROM usage GROUP BY trial_id"""
 
 
 def model_use_line(t: dict[str, Any]) -> str:
@@ -155,85 +135,6 @@ def _compare(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], compare
         })
     return {"paired": paired, "a_trials": len(a_rows), "b_trials": len(b_rows), "a_left_out": a_counts,
             "b_left_out": b_counts, "metrics": metrics}
-
-
-def campaign_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> list[dict[str, Any]]:
-    """Every trial of one campaign with its scores, aborted ones and every attempt of an
-    index included: aggregates take :func:`measured` rows and show :func:`left_out`."""
-    return trial_scores(con, rules, "t.campaign_id = ?", [campaign_id])
-
-
-def approval_summary(con: duckdb.DuckDBPyConnection, campaign_id: str) -> list[dict[str, Any]]:
-    """Per agent and variant, what its approval gate did: commands gated, allowed and
-    denied (by the policy, a person, the timeout), the denied that would have been
-    destructive, and the time its agent waited for a person (left out of time to recover)."""
-    return query(con, """
-        SELECT t.agent, t.variant, any_value(a.mode) AS mode, count(*) AS gated,
-               count(*) FILTER (WHERE a.decision = 'allowed') AS allowed,
-               count(*) FILTER (WHERE a.decision = 'denied') AS denied,
-               count(*) FILTER (WHERE a.decision = 'denied' AND a.class = 'destructive') AS denied_destructive,
-               count(*) FILTER (WHERE a.decided_by LIKE 'person:%') AS by_person,
-               count(*) FILTER (WHERE a.decided_by = 'timeout') AS timed_out,
-               round(sum(a.waited_s), 6) AS waited_s
-        FROM approvals a JOIN trials t USING (trial_id)
-        WHERE t.campaign_id = ?
-        GROUP BY t.agent, t.variant ORDER BY t.agent, t.variant""", [campaign_id])
-
-
-def denied_commands(con: duckdb.DuckDBPyConnection, campaign_id: str) -> list[dict[str, Any]]:
-    """Every command the approval gate denied in a campaign, in trial and step order."""
-    return query(con, """
-        SELECT a.trial_id, t.agent, t.variant, a.step, a.command, a.class, a.decided_by, a.reason, a.waited_s
-        FROM approvals a JOIN trials t USING (trial_id)
-        WHERE t.campaign_id = ? AND a.decision = 'denied'
-        ORDER BY t.started_at, a.trial_id, a.step""", [campaign_id])
-
-
-#: Outcomes that settle a trial's index: an aborted attempt leaves it to be run again.
-REAL_OUTCOMES = ("recovered", "not_recovered", "error")
-
-
-def campaign_title(name: str, spec: dict[str, Any] | None, trials_planned: int | None) -> str:
-    """A campaign's name, with the seed of a one-trial run (``opeval run``) whose recorded
-    name lacks it, so that such runs can be told apart."""
-    spec = spec or {}
-    if trials_planned == 1 and "file" not in spec and spec.get("seed") is not None and "seed" not in name:
-        return f"{name} seed {spec['seed']}"
-    return name
-
-
-def campaign_overview(con: duckdb.DuckDBPyConnection, where: str = "TRUE",
-                      params: list[Any] | None = None) -> list[dict[str, Any]]:
-    """Campaigns, newest first, with their trials counted by index: ``done`` indexes that
-    have a real outcome (and how many of them recovered, did not, or ended in error) out of
-    ``trials_planned``; ``aborted`` attempts and ``running`` trials counted apart. ``status``
-    is ``finished``, ``running`` or ``interrupted`` (unfinished, nothing running: a
-    campaign file's run that ``--resume`` continues)."""
-    real = ", ".join(f"'{o}'" for o in REAL_OUTCOMES)
-    rows = query(con, f"""
-        SELECT c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished, c.spec,
-               count(DISTINCT t.idx) FILTER (WHERE t.outcome IN ({real})) AS done,
-               count(t.trial_id) FILTER (WHERE t.outcome = 'aborted') AS aborted,
-               count(t.trial_id) FILTER (WHERE t.trial_id IS NOT NULL AND t.outcome IS NULL) AS running,
-               count(t.trial_id) FILTER (WHERE t.outcome = 'recovered') AS recovered,
-               count(t.trial_id) FILTER (WHERE t.outcome = 'not_recovered') AS not_recovered,
-               count(t.trial_id) FILTER (WHERE t.outcome = 'error') AS error
-        FROM campaigns c LEFT JOIN trials t ON t.campaign_id = c.campaign_id
-        WHERE {where}
-        GROUP BY ALL ORDER BY c.started_at DESC NULLS LAST, c.campaign_id""", params or [])
-    for r in rows:
-        spec = None
-        if r["spec"]:
-            try:
-                spec = json.loads(r["spec"])
-            except ValueError:
-                spec = None
-        r["spec"] = spec if isinstance(spec, dict) else {}
-        r["file"] = r["spec"].get("file")
-        r["title"] = campaign_title(r["name"] or "", r["spec"], r["trials_planned"])
-        r["finished"] = bool(r["finished"])
-        r["status"] = "finished" if r["finished"] else "running" if r["running"] else "interrupted"
-    return rows
 
 
 def rank_variants(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -355,9 +256,7 @@ def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign: list
     own = [r for r in campaign if r["agent"] == "none" and (r["subject"], r["chaos"], r["target"]) in kinds]
     if own:
         return own
-    cond = " OR ".join("(t.subject = ? AND t.chaos = ? AND t.target = ?)" for _ in kinds)
-    params: list[Any] = [v for k in kinds for v in k]
-    pool = measured(trial_scores(con, rules, f"t.agent = 'none' AND ({cond})", params))
+    pool = measured(baseline_trials(con, rules, kinds))
     chosen: dict[str, dict[str, Any]] = {}
     unmatched = []
     for r in agents:

@@ -1,5 +1,8 @@
 """The questions the viewer asks of one store, answered as API models.
 
+Every read of the read models goes through the query functions of
+:mod:`opeval.projections` (typed rows, the same the CLI reads); this module writes no SQL.
+
 The read models are a DuckDB file that ``opeval run`` and the analysis commands also
 open, and DuckDB lets one process at a time hold it: every answer opens it, catches up
 with the log, queries and closes it again (a short retry covers a concurrent writer).
@@ -34,20 +37,31 @@ from opeval.events import Trial
 from opeval.projections import (
     CONTROL_KIND,
     REAL_OUTCOMES,
-    campaign_title,
+    TRIAL_FILTERS,
+    CommandRow,
     ReadModels,
     RuleSet,
+    campaign_filters,
+    campaign_names,
+    campaign_overview,
+    campaign_record,
     campaign_rows,
+    campaign_title,
     control_summary,
     faults,
+    find_rule_set,
+    has_rule_set,
+    log_position,
     measured,
     classify,
     compare_baseline,
     compare_groups,
-    query,
     rank_variants,
+    rule_sets,
     summary,
-    trial_scores,
+    thrashing_positions,
+    trial_commands,
+    trial_score,
 )
 from opeval.store import EventStore, StoreLocation, resolve_store_path, store_exists
 from opeval.viewer._models import (
@@ -77,7 +91,7 @@ from opeval.projections._intervals import mean_interval, rate_interval
 T = TypeVar("T")
 
 #: Campaign list filters: query parameter -> trials column.
-FILTERS = ("subject", "chaos", "agent", "variant")
+FILTERS = TRIAL_FILTERS
 #: Columns the trial table of a campaign can be sorted by.
 SORTABLE = ("idx", "agent", "variant", "victim", "seed", "outcome", "ttd_s", "ttr_s", "availability", "lost_writes",
             "commands", "remediations", "destructive", "thrashing", "tokens", "cost_usd", "composite")
@@ -102,11 +116,6 @@ class WrongKindError(NotFoundError):
 def default_rules() -> RuleSet:
     """The shipped default rule set (read once)."""
     return RuleSet.default()
-
-
-@functools.lru_cache(maxsize=16)
-def _parsed(source: str, origin: str) -> RuleSet:
-    return RuleSet.parse(source, origin)
 
 
 def _hex(oid: UUID | str) -> str:
@@ -268,11 +277,8 @@ class StoreView:
             stack = contextlib.ExitStack()
             try:
                 con = stack.enter_context(self._models.connect())
-                known = con.execute("SELECT count(*) FROM rule_sets WHERE name = ? AND hash = ?",
-                                    [dflt.name, dflt.hash]).fetchall()[0][0]
-                if known:
-                    pos = con.execute("SELECT value FROM meta WHERE key = 'position'").fetchall()
-                    return con, int(pos[0][0]) if pos else 0, stack
+                if has_rule_set(con, dflt):
+                    return con, log_position(con), stack
                 stack.close()
                 # Read models new to the default rules (first use, or rebuilt elsewhere): score once.
                 self._models.score(dflt)
@@ -300,20 +306,7 @@ class StoreView:
 
     def _rules(self, con: duckdb.DuckDBPyConnection, key: str | None) -> RuleSet:
         """The rule set named by ``key``: ``name@hash``, a hash prefix or a unique name."""
-        dflt = default_rules()
-        if not key or key in (dflt.key, "default"):
-            return dflt
-        rows = con.execute("SELECT name, hash, source FROM rule_sets ORDER BY name, hash").fetchall()
-        exact = [r for r in rows if f"{r[0]}@{r[1]}" == key]
-        matches = exact or [r for r in rows if r[0] == key] or [r for r in rows if r[1].startswith(key.lower())]
-        if not matches:
-            known = ", ".join(f"{r[0]}@{r[1]}" for r in rows)
-            raise NotFoundError(f"no rule set {key!r} in the read models (known: {known}); "
-                                "score one with `opeval rescore --rules FILE`")
-        if len(matches) > 1:
-            raise NotFoundError(f"rule set {key!r} is ambiguous: " + ", ".join(f"{r[0]}@{r[1]}" for r in matches))
-        name, rule_hash, source = matches[0]
-        return _parsed(source, f"{name}@{rule_hash}")
+        return find_rule_set(con, key, default_rules())
 
     # --- rule sets ------------------------------------------------------------------------
     def rule_sets(self) -> list[RuleSetInfo]:
@@ -322,10 +315,9 @@ class StoreView:
 
     def _rule_sets(self) -> list[RuleSetInfo]:
         with self.session() as (con, _):
-            rows = con.execute("SELECT name, hash FROM rule_sets ORDER BY name, hash").fetchall()
+            rows = rule_sets(con)
         dflt = default_rules()
-        infos = [RuleSetInfo(name=n, hash=h, key=f"{n}@{h}", is_default=(n, h) == (dflt.name, dflt.hash))
-                 for n, h in rows]
+        infos = [RuleSetInfo(name=r.name, hash=r.hash, key=r.key, is_default=r.key == dflt.key) for r in rows]
         return sorted(infos, key=lambda r: not r.is_default)
 
     # --- campaigns --------------------------------------------------------------------------
@@ -335,33 +327,17 @@ class StoreView:
         return self._answer(("campaigns", tuple(sorted(active.items()))), lambda: self._campaigns(active))
 
     def _campaigns(self, active: dict[str, str]) -> tuple[list[CampaignItem], CampaignFilters]:
-        cond = "".join(f" AND t.{k} = ?" for k in active)
-        counts = ", ".join(f"count(t.trial_id) FILTER (WHERE t.outcome = '{o}') AS {o}" for o in _OUTCOMES)
-        real = ", ".join(f"'{o}'" for o in REAL_OUTCOMES)
-        sql = f"""
-            SELECT c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished, c.spec,
-                   count(t.trial_id) AS trials, {counts},
-                   count(DISTINCT t.idx) FILTER (WHERE t.outcome IN ({real})) AS done,
-                   count(t.trial_id) FILTER (WHERE t.outcome IS NULL) AS running,
-                   list(DISTINCT t.subject) FILTER (WHERE t.subject IS NOT NULL) AS subjects,
-                   list(DISTINCT t.chaos) FILTER (WHERE t.chaos IS NOT NULL) AS chaos,
-                   list(DISTINCT t.agent) FILTER (WHERE t.agent IS NOT NULL) AS agents
-            FROM campaigns c LEFT JOIN trials t ON t.campaign_id = c.campaign_id{cond}
-            GROUP BY c.campaign_id, c.name, c.started_at, c.trials_planned, c.finished, c.spec
-            {"HAVING count(t.trial_id) > 0" if active else ""}
-            ORDER BY c.started_at DESC NULLS LAST, c.campaign_id"""
         with self.session() as (con, _):
-            rows = query(con, sql, list(active.values()))
-            options = {k: [r[0] for r in con.execute(
-                f"SELECT DISTINCT {k} FROM trials WHERE {k} IS NOT NULL ORDER BY 1").fetchall()] for k in FILTERS}
+            rows = campaign_overview(con, active)
+            options = campaign_filters(con)
         items = [CampaignItem(
-            campaign_id=r["campaign_id"], name=r["name"] or "", started_at=r["started_at"],
-            title=campaign_title(r["name"] or "", _spec(r["spec"]), r["trials_planned"]),
-            trials_planned=r["trials_planned"], trials=r["trials"], done=r["done"], finished=bool(r["finished"]),
-            subjects=sorted(r["subjects"] or []), chaos=sorted(r["chaos"] or []), agents=sorted(r["agents"] or []),
-            outcomes=OutcomeCounts(**{o: r[o] for o in (*_OUTCOMES, "running")}),
+            campaign_id=r.campaign_id, name=r.name, started_at=r.started_at, title=r.title,
+            trials_planned=r.trials_planned, trials=r.trials, done=r.done, finished=r.finished,
+            subjects=r.subjects, chaos=r.chaos, agents=r.agents,
+            outcomes=OutcomeCounts(recovered=r.recovered, not_recovered=r.not_recovered, error=r.error,
+                                   aborted=r.aborted, running=r.running),
         ) for r in rows]
-        return items, CampaignFilters(**options)
+        return items, options
 
     def campaign(self, prefix: str, rules_key: str | None = None, sort: str | None = None,
                  descending: bool = False) -> CampaignDetail:
@@ -375,7 +351,7 @@ class StoreView:
     def _campaign(self, cid: str, rules_key: str | None, sort: str | None, descending: bool) -> CampaignDetail:
         with self.session() as (con, pos):
             rules = self._rules(con, rules_key)
-            head = query(con, "SELECT * FROM campaigns WHERE campaign_id = ?", [cid])
+            c = campaign_record(con, cid)
             rows = campaign_rows(con, rules, cid)
             # Aggregates, intervals and the ranking (bootstraps) once per position of the log.
             summary, controls, ranking = self._cached(
@@ -387,21 +363,19 @@ class StoreView:
                 baseline = _neutral(msgspec.convert(raw, Comparison), a_has_agent=False)
             except UsageError as e:
                 note = str(e)
-        if not head:
+        if c is None:
             raise NotFoundError(f"campaign {cid} has no read model yet: its start was not recorded")
-        c = head[0]
         trials = _rows_to(rows, TrialScore)
         if sort:
             present = [t for t in trials if getattr(t, sort) is not None]
             missing = [t for t in trials if getattr(t, sort) is None]
             trials = sorted(present, key=lambda t: getattr(t, sort), reverse=descending) + missing
-        spec = _spec(c["spec"])
         return CampaignDetail(
-            campaign_id=cid, name=c["name"] or "", title=campaign_title(c["name"] or "", spec, c["trials_planned"]),
+            campaign_id=cid, name=c.name or "", title=campaign_title(c.name or "", c.spec, c.trials_planned),
             done=len({t.idx for t in trials if t.outcome in REAL_OUTCOMES}),
-            started_at=c["started_at"], trials_planned=c["trials_planned"],
-            trials_scheduled=c["trials_scheduled"], finished=bool(c["finished"]),
-            spec=spec, rule_set=rules.key, outcomes=_outcomes(trials),
+            started_at=c.started_at, trials_planned=c.trials_planned,
+            trials_scheduled=c.trials_scheduled, finished=c.finished,
+            spec=c.spec, rule_set=rules.key, outcomes=_outcomes(trials),
             summary=summary, controls=controls, ranking=ranking, trials=trials,
             baseline=baseline, baseline_note=note,
         )
@@ -425,22 +399,18 @@ class StoreView:
             if running:
                 campaign_name = _campaign_name(es, started.campaign_id)
         score: TrialScore | None = None
-        classes: list[dict[str, Any]] = []
+        classes: list[CommandRow] = []
         thrashing: set[int] = set()
         rule_key = None
         if not running:
             with self.session() as (con, _):
                 rules = self._rules(con, rules_key)
                 rule_key = rules.key
-                rows = trial_scores(con, rules, "t.trial_id = ?", [tid])
-                names = con.execute("SELECT name FROM campaigns WHERE campaign_id = ?",
-                                    [_hex(started.campaign_id)]).fetchall()
-                campaign_name = names[0][0] if names else None
-                classes = query(con, "SELECT * FROM commands WHERE trial_id = ? ORDER BY position", [tid])
-                if rows:
-                    score = msgspec.convert(rows[0], TrialScore)
-                    if score.thrashing:
-                        thrashing = _thrashing_positions(con, tid, rules)
+                score = trial_score(con, rules, tid)
+                campaign_name = campaign_names(con, [_hex(started.campaign_id)]).get(_hex(started.campaign_id))
+                classes = trial_commands(con, tid)
+                if score is not None and score.thrashing:
+                    thrashing = thrashing_positions(con, tid, rules)
         return _trial_detail(tid, events, running=running, campaign_name=campaign_name, score=score,
                              rule_key=rule_key, classes=classes, thrashing=thrashing, with_data=with_data)
 
@@ -498,8 +468,7 @@ class StoreView:
         with self.session() as (con, pos):
             rules = self._rules(con, rules_key)
             a_rows, b_rows = campaign_rows(con, rules, a_id), campaign_rows(con, rules, b_id)
-            names = dict(con.execute("SELECT campaign_id, name FROM campaigns WHERE campaign_id IN (?, ?)",
-                                     [a_id, b_id]).fetchall())
+            names = campaign_names(con, [a_id, b_id])
             raw = self._cached(("campaigns", pos, a_id, b_id, rules.key), lambda: compare_groups(a_rows, b_rows))
         comparison = _neutral(msgspec.convert(raw, Comparison), a_has_agent=_has_agent(a_rows),
                               b_has_agent=_has_agent(b_rows))
@@ -522,12 +491,11 @@ class StoreView:
             if rules_b:
                 rb = self._rules(con, rules_b)
             else:
-                others = [r for r in con.execute("SELECT name, hash FROM rule_sets ORDER BY name, hash").fetchall()
-                          if f"{r[0]}@{r[1]}" != ra.key]
+                others = [r for r in rule_sets(con) if r.key != ra.key]
                 if not others:
                     raise NotFoundError("the read models hold scores under one rule set only: "
                                      "score another with `opeval rescore --all --rules FILE`")
-                rb = self._rules(con, f"{others[0][0]}@{others[0][1]}")
+                rb = self._rules(con, others[0].key)
             a_rows, b_rows = campaign_rows(con, ra, cid), campaign_rows(con, rb, cid)
             raw = self._cached(("rules", pos, cid, ra.key, rb.key), lambda: compare_groups(a_rows, b_rows))
         before = {r["trial_id"]: r for r in a_rows}
@@ -547,15 +515,6 @@ class StoreView:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def _spec(raw: str | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    with contextlib.suppress(msgspec.DecodeError):
-        spec = msgspec.json.decode(raw)
-        return spec if isinstance(spec, dict) else None
-    return None
-
-
 def _has_agent(rows: list[dict[str, Any]]) -> bool:
     return any(r["agent"] != "none" for r in rows)
 
@@ -621,24 +580,6 @@ def _campaign_name(es: EventStore, campaign_id: UUID) -> str | None:
     return getattr(first[0], "name", None) if first else None
 
 
-def _thrashing_positions(con: duckdb.DuckDBPyConnection, tid: str, rules: RuleSet) -> set[int]:
-    """Positions of the commands that count as thrashing repeats: the ``repeats`` of
-    ``projections/scores.sql``, kept per command instead of counted."""
-    rows = con.execute(r"""
-        WITH mutating AS (
-            SELECT c.position, c.offset_s,
-                   lag(c.offset_s) OVER (PARTITION BY regexp_replace(trim(c.command), '\s+', ' ', 'g')
-                                         ORDER BY c.offset_s, c.position) AS prev_s
-            FROM commands c WHERE c.trial_id = ? AND c.class IN ('remediation', 'destructive')
-        )
-        SELECT m.position FROM mutating m
-        WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= ?
-          AND (SELECT count(DISTINCT s.state_key) FROM snapshots s
-               WHERE s.trial_id = ? AND s.offset_s BETWEEN m.prev_s AND m.offset_s) <= 1""",
-                       [tid, rules.thresholds["thrashing_window_s"], tid]).fetchall()
-    return {int(r[0]) for r in rows}
-
-
 def _fault_params(spec: Any) -> list[FaultParam]:
     """The fault's parameters as its kind declares them (those given, then the defaults)."""
     from opeval.chaos import CHAOS
@@ -656,7 +597,7 @@ def _fault_params(spec: Any) -> list[FaultParam]:
 
 
 def _trial_detail(tid: str, events: list[Any], *, running: bool, campaign_name: str | None,
-                  score: TrialScore | None, rule_key: str | None, classes: list[dict[str, Any]],
+                  score: TrialScore | None, rule_key: str | None, classes: list[CommandRow],
                   thrashing: set[int], with_data: bool) -> TrialDetail:
     started = events[0]
     finished = events[-1] if not running else None
@@ -668,14 +609,14 @@ def _trial_detail(tid: str, events: list[Any], *, running: bool, campaign_name: 
     rows = classes if len(classes) == len(executed) else []
     commands = []
     for i, e in enumerate(executed):
-        row = rows[i] if rows and rows[i]["command"] == e.command else None
+        row = rows[i] if rows and rows[i].command == e.command else None
         commands.append(CommandRecord(
             version=e.originator_version, step=e.step, offset_s=float(e.started_offset_s), command=e.command,
             exit_code=e.exit_code, timed_out=e.timed_out, duration_s=float(e.duration_s),
             truncated=e.stdout_truncated or e.stderr_truncated,
-            command_class=row["class"] if row else classify(e.command),
-            labelled_by=row.get("labelled_by") if row else None,
-            thrashing=row is not None and int(row["position"]) in thrashing,
+            command_class=row.command_class if row else classify(e.command),
+            labelled_by=row.labelled_by if row else None,
+            thrashing=row is not None and row.position in thrashing,
             stdout=e.stdout, stderr=e.stderr,
         ))
     return TrialDetail(

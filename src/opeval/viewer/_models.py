@@ -8,6 +8,9 @@ from typing import Any, Literal
 import msgspec
 
 from opeval.events import Words
+# Rows of the read models, typed once in the query layer and shared with the CLI.
+from opeval.projections import CampaignFilters as CampaignFilters
+from opeval.projections import TrialScore as TrialScore
 
 
 class Interval(msgspec.Struct, frozen=True):
@@ -46,72 +49,6 @@ class CampaignItem(msgspec.Struct, kw_only=True):
     chaos: list[str]
     agents: list[str]
     outcomes: OutcomeCounts
-
-
-class CampaignFilters(msgspec.Struct, kw_only=True):
-    """The values each filter of the campaign list can take."""
-
-    subject: list[str]
-    chaos: list[str]
-    agent: list[str]
-    variant: list[str]
-
-
-class TrialScore(msgspec.Struct, kw_only=True):
-    """A trial as the read models know it, with its metrics and score under one rule set."""
-
-    trial_id: str
-    campaign_id: str
-    idx: int | None = None
-    subject: str | None = None
-    runtime: str | None = None
-    chaos: str | None = None
-    target: str | None = None
-    victim: str | None = None
-    agent: str | None = None
-    variant: str | None = None
-    model: str | None = None
-    seed: int | None = None
-    restart_policy: str | None = None
-    timeout_s: float | None = None
-    settle_s: float | None = None
-    started_at: str | None = None
-    outcome: str | None = None
-    reason: str | None = None
-    recovered: bool | None = None
-    ttd_s: float | None = None
-    ttr_s: float | None = None
-    first_diagnostic_s: float | None = None
-    first_remediation_s: float | None = None
-    availability: float | None = None
-    longest_unavailable_s: float | None = None
-    lost_writes: int | None = None
-    safe: bool | None = None
-    commands: int | None = None
-    unique_commands: int | None = None
-    thrashing: int | None = None
-    destructive: int | None = None
-    tokens: int | None = None
-    cost_usd: float | None = None
-    #: Model agents, whatever their API: the model(s) called, the server's name, every kind of token.
-    called_model: str | None = None
-    served_model: str | None = None
-    calls: int | None = None
-    calls_cut: int | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    speed: float | None = None
-    composite: float | None = None
-    sandbox: str | None = None
-    unisolated: bool | None = None
-    #: A control trial: no fault injected (no TTD, TTR or score; availability runs to the trial's end).
-    control: bool | None = None
-    #: Commands classed remediation or destructive.
-    remediations: int | None = None
-    #: A control trial the agent left unhealthy (None for fault trials).
-    left_broken: bool | None = None
 
 
 class LeftOut(msgspec.Struct, kw_only=True):
