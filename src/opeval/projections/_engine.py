@@ -287,7 +287,8 @@ class ReadModels:
             raise
         finally:
             if small:
-                con.execute("RESET threads")
+                with contextlib.suppress(duckdb.Error):  # never hide the error that ended the update
+                    con.execute("RESET threads")
         self._warn_skipped(con)
         return count
 
