@@ -9,7 +9,7 @@
    when nothing is new. The update's cost should not grow with the store.
 3. rescoring 10k trials under a changed rule set (s).
 
-    .venv/bin/python scripts/bench_projections.py [--sizes 850,8500] [--updates 10] [--score-trials 10000]
+    .venv/bin/python scripts/bench_projections.py [--sizes 850,8500] [--updates 10] [--rebuilds 3] [--score-trials 10000]
 """
 
 from __future__ import annotations
