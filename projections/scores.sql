@@ -65,7 +65,8 @@ waits AS (
 ),
 use AS (
     SELECT u.trial_id, sum(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens) AS tokens,
-           sum(u.cost_usd) AS cost_usd
+           -- unknown (NULL) when any call's model has no price: never a made-up zero
+           CASE WHEN count(u.cost_usd) = count(*) THEN sum(u.cost_usd) END AS cost_usd
     FROM usage u JOIN t USING (trial_id)
     GROUP BY u.trial_id
 ),
@@ -84,7 +85,7 @@ m AS (
            coalesce(cmd.destructive, 0) AS destructive,
            coalesce(cmd.remediations, 0) AS remediations,
            coalesce(use.tokens, 0) AS tokens,
-           coalesce(use.cost_usd, 0) AS cost_usd,
+           CASE WHEN use.trial_id IS NULL THEN 0 ELSE use.cost_usd END AS cost_usd,  -- no model call: nothing spent
            time_to_recover(t.verified_s, t.recovered_s, coalesce(waits.waited_s, 0.0)) AS raw_ttr_s,
            rule.ttr_target_s
     FROM t CROSS JOIN rule

@@ -183,3 +183,23 @@ def test_read_models_opened_first_by_a_reader_still_score_every_trial(store_with
     rm.score(strict)
     with rm.connect() as con:
         assert len(trial_scores(con, strict)) == 40
+
+
+def test_a_trial_whose_model_has_no_price_has_an_unknown_cost_not_zero(store_path: Path) -> None:
+    from opeval.events import Trial
+
+    rng = random.Random(3)
+    with EventStore(store_path) as es:
+        campaign = new_campaign("prices", 3)
+        priced = make_trial(campaign, 0, rng, seconds=12, commands=[])
+        unpriced = make_trial(campaign, 1, rng, seconds=12, commands=[])
+        for e in unpriced.pending_events:  # a local model: the price table does not know it
+            if isinstance(e, Trial.AgentUsage):
+                object.__setattr__(e, "cost_usd", None)
+        nobody = make_trial(campaign, 2, rng, seconds=12, agent="none")
+        es.save(campaign, priced, unpriced, nobody)
+    with ReadModels(store_path).connect() as con:
+        cost = {r["trial_id"]: r["cost_usd"] for r in campaign_rows(con, RuleSet.default(), campaign.id.hex)}
+    assert cost[priced.id.hex] == pytest.approx(0.00675)
+    assert cost[unpriced.id.hex] is None  # one call without a price: the total is not known
+    assert cost[nobody.id.hex] == 0  # no model call: nothing spent
