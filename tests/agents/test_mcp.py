@@ -248,6 +248,8 @@ def test_command_agent_output_is_recorded_in_chunks_up_to_its_cap(tmp_path: Path
 
 @pytest.mark.parametrize(("config", "message"), [
     ({"forward": "db.internal:5432", "command": "x"}, "not host:port with an IPv4 address"),
+    ({"forward": "127.0.0.1:0", "command": "x"}, "not host:port with an IPv4 address"),
+    ({"forward": "127.0.0.1:70000", "command": "x"}, "not host:port with an IPv4 address"),
     ({"base_url": "http://model-server/v1", "model": "m"}, "agent setting base_url"),
     ({"pass_env": "API KEY", "command": "x"}, "not an environment variable's name"),
     ({"tool_choice": "any", "command": "x"}, "tool_choice"),

@@ -65,7 +65,9 @@ def endpoint(text: str, what: str) -> tuple[str, int]:
     host = "127.0.0.1" if host == "localhost" else host
     try:
         socket.inet_aton(host)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
+        if not 1 <= port <= 65535:
+            raise ValueError(port)
     except (OSError, ValueError):
         raise UsageError(f"{what}: {text!r} is not host:port with an IPv4 address (e.g. 127.0.0.1:8080)") from None
     return host, port
