@@ -327,3 +327,52 @@ def test_the_readmes_variant_templates_load_and_their_commands_parse(tmp_path: P
         "mcp_servers": {"opeval": {"description": "operator tools", "config": {
             "type": "stdio", "command": "opeval-mcp", "args": ["http://127.0.0.1:9/mcp"]}}},
         "toolsets": {"bash": {"enabled": False}}}
+
+
+def test_refused_calls_are_bounded_by_the_step_budget_and_capped_in_size(tmp_path: Path) -> None:
+    # A hostile agent looping on malformed calls: each is a step until they match the step
+    # budget, which then ends it; later ones are answered but not written to the store.
+    tools, recorded = make_tools(tmp_path, {"max_steps": 3})
+    server = ToolServer(tools)
+
+    async def main() -> None:
+        for _ in range(10):
+            answer = await server.call("shell", {"cmd": "x" * 100_000})
+            assert answer.is_error
+
+    anyio.run(main)
+    errors = of(recorded, Trial.AgentToolError)
+    assert len(errors) == 3
+    assert all(len(e["arguments"]) < 4200 and "more characters not recorded" in e["arguments"] for e in errors)
+    assert server.result is not None and server.result.reason == "max_steps"
+
+
+def test_the_harnesss_own_failure_in_a_call_is_kept_for_the_trial_not_told_as_a_tool_error(tmp_path: Path) -> None:
+    from opeval.errors import StoreError
+
+    tools, recorded = make_tools(tmp_path)
+
+    async def broken(command: str) -> Any:
+        raise StoreError("cannot write to store x: disk full")
+
+    tools.shell = broken  # type: ignore[method-assign]
+    server = ToolServer(tools)
+    answer = anyio.run(lambda: server.call("shell", {"command": "ls"}))
+    assert answer.is_error and isinstance(server.failure, StoreError)
+    assert server.result is not None and server.result.reason == "error"
+    assert of(recorded, Trial.AgentToolError) == []
+
+
+def test_output_without_a_pause_is_held_in_chunks_and_counted_past_the_cap(tmp_path: Path) -> None:
+    from opeval.agents._command import CHUNK_CHARS, _Reasoning
+
+    tools, recorded = make_tools(tmp_path)
+    reasoning = _Reasoning(tools, cap=100_000)
+    for _ in range(200):  # `yes` into a pipe: 64 KiB reads, never a quiet second
+        reasoning.add("y\n" * 32_768)
+        assert len(reasoning.pending) < 2 * CHUNK_CHARS
+    reasoning.flush()
+    notes = [f["text"] for f in of(recorded, Trial.AgentReasoning)]
+    assert reasoning.total == 200 * 65_536
+    assert sum(len(n.encode()) for n in notes) <= 100_000 + 200
+    assert notes[-1].endswith("[... output beyond 100000 bytes not recorded]")

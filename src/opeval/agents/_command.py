@@ -127,23 +127,41 @@ class _Reasoning:
         self.recorded = 0
         self.total = 0
         self.tail = ""  # the last output, for the result's summary
+        self.marked = False  # the note that output went unrecorded has been written
 
     def add(self, text: str) -> None:
         self.total += len(text.encode())
-        self.tail = (self.tail + text)[-500:]
+        self.tail = (self.tail + text[-500:])[-500:]
+        if self.recorded >= self.cap:
+            self.pending = ""  # past the cap the output is only counted, never held
+            self._mark()
+            return
         self.pending += text
-        if len(self.pending) >= CHUNK_CHARS:
-            cut = self.pending.rfind("\n", 0, CHUNK_CHARS * 2) + 1 or len(self.pending)
+        # Whole chunks go out as they fill, so what is held stays below two chunks however
+        # fast the process prints (a chunk ends at a line's end where one is near).
+        while len(self.pending) >= CHUNK_CHARS and self.recorded < self.cap:
+            cut = self.pending.rfind("\n", 0, CHUNK_CHARS * 2) + 1 or min(len(self.pending), CHUNK_CHARS * 2)
             self.flush(cut)
+        if self.recorded >= self.cap:
+            self.pending = ""
+
+    def _mark(self) -> None:
+        if not self.marked:
+            self.marked = True
+            self.tools.note(f"[... output beyond {self.cap} bytes not recorded]")
 
     def flush(self, upto: int | None = None) -> None:
         chunk, self.pending = (self.pending, "") if upto is None else (self.pending[:upto], self.pending[upto:])
-        if not chunk.strip() or self.recorded >= self.cap:
+        if not chunk.strip():
+            return
+        if self.recorded >= self.cap:
+            self._mark()
             return
         room = self.cap - self.recorded
         data = chunk.encode()
         if len(data) > room:
             chunk = data[:room].decode(errors="ignore") + f"\n[... output beyond {self.cap} bytes not recorded]"
+            self.marked = True
         self.recorded += min(len(data), room)
         self.tools.note(chunk.rstrip("\n"))
 
@@ -194,22 +212,23 @@ class CommandAgent:
         scripts = {RELAY: _script(agent_bin / RELAY, _mcp_relay.__file__, python),
                    REFERENCE: _script(agent_bin / REFERENCE, _reference_agent.__file__, python)}
         async with contextlib.AsyncExitStack() as stack:
+            # The endpoint listens on the harness's loopback; an isolated agent reaches it at the
+            # same address through its network's forwarding, which caps the connections it may
+            # hold open (a flood of idle ones cannot use up the harness's descriptors).
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            stack.callback(sock.close)
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(64)
+            sock.setblocking(False)
+            url = await stack.enter_async_context(server.serving(sock))
             if isolation is not None:
-                (sock,) = await isolation.network.listen([("127.0.0.1", 0)])
-                stack.callback(sock.close)
-                if s.forwards:
-                    await stack.enter_async_context(isolation.network.forwarding(list(s.forwards)))
+                forwards = [sock.getsockname()[:2], *s.forwards]
+                await stack.enter_async_context(isolation.network.forwarding(list(dict.fromkeys(forwards))))
                 home, bin_dir = HOME, TOOLS
                 policy = dataclasses.replace(isolation, tools={**isolation.tools, **scripts})
             else:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                stack.callback(sock.close)
-                sock.bind(("127.0.0.1", 0))
-                sock.listen(64)
-                sock.setblocking(False)
                 home, bin_dir = str(sandbox.home), str(agent_bin)
                 policy = None
-            url = await stack.enter_async_context(server.serving(sock))
             prompt = incident.prompt()
             files = {"prompt.md": prompt, "mcp.json": json.dumps(client_config(url), indent=2),
                      "mcp-stdio.json": json.dumps(client_config(url, stdio_relay=f"{bin_dir}/{RELAY}"), indent=2)}
@@ -257,6 +276,8 @@ class CommandAgent:
                 await proc.wait()
                 await proc.aclose()
                 reasoning.flush()
+        if server.failure is not None:
+            raise server.failure  # the harness's own failure during a call, not the agent's
         if server.result is not None:
             return server.result
         code = proc.returncode

@@ -49,6 +49,8 @@ class ToolServer:
 
         self.tools = tools
         self.result: AgentResult | None = None
+        self.failure: Exception | None = None  # the harness's own error during a call: the trial's to raise
+        self.refused = 0  # tool calls refused so far (bounded by the step budget)
         self.ended = anyio.Event()
         self._one_at_a_time = anyio.Lock()  # calls run in order, as the built-in loop runs them
         self.server: Any = Server(SERVER_NAME, version=opeval.__version__,
@@ -80,22 +82,35 @@ class ToolServer:
         async with self._one_at_a_time:
             if self.result is not None:  # a call after the end (made before its process was stopped)
                 error = f"the agent has finished ({self.result.reason}): no more tool calls"
-                self.tools.tool_error(name, _arguments_text(arguments), error)
-                return _answer(error, error=True)
+                return self._refuse(name, arguments, error)
             try:
                 args = parse_call(name, arguments)
             except ToolArgumentError as e:
-                self.tools.tool_error(name, _arguments_text(arguments), str(e))
-                return _answer(str(e), error=True)
+                return self._refuse(name, arguments, str(e))
             if isinstance(args, ShellArgs):
                 try:
                     r = await self.tools.shell(args.command)
                 except BudgetExhausted as e:
                     self.end(AgentResult(e.reason, str(e)))
                     return _answer(f"{e}: the harness has stopped the agent", error=True)
+                except Exception as e:  # the harness's own failure: it ends the trial, not a tool error
+                    self.failure = e
+                    self.end(AgentResult("error", f"the harness failed during a tool call: {e}"))
+                    return _answer("the harness failed; the trial ends", error=True)
                 return _answer(r.as_text(), error=r.exit_code != 0)
             self.end(AgentResult("done", args.summary, args.resolved))
             return _answer("acknowledged", error=False)
+
+    def _refuse(self, name: str, arguments: dict[str, Any] | None, error: str) -> Any:
+        """A refused call: recorded (a step), until refusals outnumber the step budget; then
+        the agent is ended, and later refusals are answered but no longer recorded."""
+        self.refused += 1
+        if self.refused <= self.tools.max_steps:
+            self.tools.tool_error(name, _arguments_text(arguments), error)
+        if self.refused >= self.tools.max_steps and self.result is None:
+            self.end(AgentResult("max_steps", f"{self.refused} refused tool calls: as many as the step budget "
+                                 f"({self.tools.max_steps})"))
+        return _answer(error, error=True)
 
     def http_app(self) -> Any:
         """The streamable HTTP endpoint (stateless, JSON answers) as an ASGI app."""
@@ -130,11 +145,11 @@ class ToolServer:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(serve)
-            while not server.started:
-                if stopped.is_set():
-                    raise RuntimeError("the MCP endpoint did not start")
-                await anyio.sleep(0.01)
-            try:
+            try:  # from here on, leaving (a cancelled trial too) stops the server
+                while not server.started:
+                    if stopped.is_set():
+                        raise RuntimeError("the MCP endpoint did not start")
+                    await anyio.sleep(0.01)
                 yield f"http://{host}:{port}{MCP_PATH}"
             finally:
                 server.should_exit = True  # uvicorn's own shutdown: in-flight calls get a second

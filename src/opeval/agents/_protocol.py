@@ -168,7 +168,13 @@ class AgentTools:
     def tool_error(self, tool: str, arguments: str, error: str) -> None:
         """Record a tool call the harness refused (or an answer that called no tool); it is a step."""
         self.step += 1
-        self.record(Trial.AgentToolError, step=self.step, tool=tool, arguments=arguments, error=error)
+        self.record(Trial.AgentToolError, step=self.step, tool=_capped(tool, 200), arguments=_capped(arguments, 4096),
+                    error=_capped(error, 4096))
+
+
+def _capped(text: str, limit: int) -> str:
+    """``text`` up to ``limit`` characters, saying how much more there was."""
+    return text if len(text) <= limit else f"{text[:limit]}[... {len(text) - limit} more characters not recorded]"
 
 
 @runtime_checkable
