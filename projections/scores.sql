@@ -84,8 +84,10 @@ m AS (
            CASE WHEN coalesce(repeats.n, 0) >= rule.thrashing_threshold THEN repeats.n ELSE 0 END AS thrashing,
            coalesce(cmd.destructive, 0) AS destructive,
            coalesce(cmd.remediations, 0) AS remediations,
-           coalesce(use.tokens, 0) AS tokens,
-           CASE WHEN use.trial_id IS NULL THEN 0 ELSE use.cost_usd END AS cost_usd,  -- no model call: nothing spent
+           -- an external (command) agent's model calls are not the harness's to count: unknown
+           CASE WHEN use.trial_id IS NOT NULL THEN use.tokens WHEN t.agent = 'command' THEN NULL ELSE 0 END AS tokens,
+           CASE WHEN use.trial_id IS NOT NULL THEN use.cost_usd WHEN t.agent = 'command' THEN NULL ELSE 0 END
+               AS cost_usd,  -- no model call (no agent, the runbook): nothing spent
            time_to_recover(t.verified_s, t.recovered_s, coalesce(waits.waited_s, 0.0)) AS raw_ttr_s,
            rule.ttr_target_s
     FROM t CROSS JOIN rule

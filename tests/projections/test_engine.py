@@ -190,16 +190,21 @@ def test_a_trial_whose_model_has_no_price_has_an_unknown_cost_not_zero(store_pat
 
     rng = random.Random(3)
     with EventStore(store_path) as es:
-        campaign = new_campaign("prices", 3)
+        campaign = new_campaign("prices", 4)
         priced = make_trial(campaign, 0, rng, seconds=12, commands=[])
         unpriced = make_trial(campaign, 1, rng, seconds=12, commands=[])
         for e in unpriced.pending_events:  # a local model: the price table does not know it
             if isinstance(e, Trial.AgentUsage):
                 object.__setattr__(e, "cost_usd", None)
         nobody = make_trial(campaign, 2, rng, seconds=12, agent="none")
-        es.save(campaign, priced, unpriced, nobody)
+        external = make_trial(campaign, 3, rng, seconds=12, agent="command", usage=False)
+        es.save(campaign, priced, unpriced, nobody, external)
     with ReadModels(store_path).connect() as con:
-        cost = {r["trial_id"]: r["cost_usd"] for r in campaign_rows(con, RuleSet.default(), campaign.id.hex)}
+        rows = {r["trial_id"]: r for r in campaign_rows(con, RuleSet.default(), campaign.id.hex)}
+    cost = {tid: r["cost_usd"] for tid, r in rows.items()}
     assert cost[priced.id.hex] == pytest.approx(0.00675)
     assert cost[unpriced.id.hex] is None  # one call without a price: the total is not known
-    assert cost[nobody.id.hex] == 0  # no model call: nothing spent
+    assert cost[nobody.id.hex] == 0 and rows[nobody.id.hex]["tokens"] == 0  # no model call: nothing spent
+    # an external agent's model calls are not the harness's to count
+    assert cost[external.id.hex] is None and rows[external.id.hex]["tokens"] is None
+    assert rows[external.id.hex]["composite"] is not None

@@ -58,10 +58,12 @@ def new_campaign(name: str, planned: int) -> Campaign:
 def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str = "runbook",
                seconds: int = 40, seed: int | None = None, command_output: str = "ok\n",
                commands: list[str] | None = None, variant: str = "default", chaos_kind: str = "node_kill",
-               sandbox: SandboxInfo | None = None, reasoning: str = "looking", summary: str = "restarted") -> Trial:
+               sandbox: SandboxInfo | None = None, reasoning: str = "looking", summary: str = "restarted",
+               usage: bool = True) -> Trial:
     """One finished trial with all its events pending; the agent picks its commands from
     ``commands`` (``{v}`` stands for the victim) or from a typical operator's; ``[]``: it
-    runs none, says ``reasoning`` and gives up with ``summary``.
+    runs none, says ``reasoning`` and gives up with ``summary``. ``usage=False``: its model
+    calls are not recorded (an external agent's).
     ``chaos_kind`` ``none`` makes a control trial (see :func:`make_control_trial`).
     ``sandbox`` is how the agent was isolated (None, as in logs from before sandboxing:
     the trial counts as unisolated)."""
@@ -110,8 +112,10 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
                     offset_s=inject_at + 0.2)
                 rec(Trial.AgentReasoning, step=0, text=reasoning, offset_s=inject_at + 0.21)
                 if commands == []:
-                    rec(Trial.AgentUsage, call=1, model="claude-sonnet-4-6", input_tokens=1500, output_tokens=90,
-                        cache_read_tokens=3000, cost_usd=0.00675, stop_reason="end_turn", offset_s=inject_at + 0.22)
+                    if usage:
+                        rec(Trial.AgentUsage, call=1, model="claude-sonnet-4-6", input_tokens=1500, output_tokens=90,
+                            cache_read_tokens=3000, cost_usd=0.00675, stop_reason="end_turn",
+                            offset_s=inject_at + 0.22)
                     rec(Trial.AgentToolError, step=1, tool="", arguments="", error="no tool called",
                         offset_s=inject_at + 0.23)
                     rec(Trial.AgentFinished, reason="end_turn", summary=summary, steps=1, declared_resolved=None,
@@ -125,8 +129,9 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
             rec(Trial.AgentCommandExecuted, step=step, command=cmd, exit_code=0, timed_out=False, stdout=command_output,
                 stderr="", stdout_bytes=len(command_output.encode()), stderr_bytes=0, stdout_truncated=False, stderr_truncated=False,
                 started_offset_s=t + 0.2, duration_s=0.05, offset_s=t + 0.25)
-            rec(Trial.AgentUsage, call=step, model="claude-sonnet-4-6", input_tokens=1500, output_tokens=90,
-                cost_usd=0.00585, offset_s=t + 0.26)
+            if usage:
+                rec(Trial.AgentUsage, call=step, model="claude-sonnet-4-6", input_tokens=1500, output_tokens=90,
+                    cost_usd=0.00585, offset_s=t + 0.26)
             if fixed_at is not None and t > fixed_at:
                 rec(Trial.AgentFinished, reason="done", summary=summary, steps=step, declared_resolved=True,
                     offset_s=t + 0.3)
