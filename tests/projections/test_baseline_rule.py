@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 from opeval.projections import ReadModels, RuleSet, compare_baseline
-from opeval.projections.synthetic import make_trial, new_campaign
+from opeval.projections.synthetic import make_control_trial, make_trial, new_campaign
 from opeval.store import EventStore
 
 
@@ -25,7 +25,7 @@ def test_an_old_campaigns_comparison_stays_the_same_as_trials_are_added(store_pa
         es.save(base, *[make_trial(base, i, rng, agent="none", seconds=15, seed=i) for i in range(2)])
     before = _compare(store_path, agent.id.hex)
     assert before["paired"] and before["baseline_trials"] == 2
-    assert before["baseline_rule"] == "the store's first baseline trials with the same chaos, target and seed"
+    assert before["baseline_from_campaign"] == 0 and before["without_baseline"] == []
     with EventStore(store_path) as es:  # later: more baselines, the same seeds and others
         more = new_campaign("more base", 5)
         es.save(more)
@@ -45,5 +45,36 @@ def test_a_campaign_with_its_own_baselines_uses_only_those(store_path: Path) -> 
         es.save(mixed, *[make_trial(mixed, i, rng, seconds=15, seed=i) for i in range(2)],
                 *[make_trial(mixed, 2 + i, rng, agent="none", seconds=15, seed=i) for i in range(2)])
     result = _compare(store_path, mixed.id.hex)
-    assert result["baseline_rule"] == "the campaign's own baseline trials"
+    assert result["baseline_from_campaign"] == 2
     assert result["baseline_trials"] == 2 and result["paired"]
+
+
+def test_each_chaos_kind_gets_its_own_baselines_and_one_without_is_named(store_path: Path) -> None:
+    rng = random.Random(10)
+    with EventStore(store_path) as es:
+        elsewhere = new_campaign("control baselines", 2)
+        es.save(elsewhere)
+        es.save(elsewhere, *[make_control_trial(elsewhere, i, rng, agent="none", seed=i) for i in range(2)])
+        mixed = new_campaign("mixed kinds", 6)
+        es.save(mixed)
+        es.save(mixed, *[make_trial(mixed, i, rng, seconds=15, seed=i) for i in range(2)],  # node_kill
+                *[make_trial(mixed, 2 + i, rng, agent="none", seconds=15, seed=i) for i in range(2)],
+                *[make_control_trial(mixed, 4 + i, rng, seed=i) for i in range(2)])
+    result = _compare(store_path, mixed.id.hex)
+    # node_kill's baselines from the campaign itself, the controls' from the store
+    assert result["baseline_from_campaign"] == 2 and result["without_baseline"] == []
+    assert (result["baseline_trials"], result["b_trials"]) == (2, 2)
+    assert (result["controls"]["baseline_trials"], result["controls"]["b_trials"]) == (2, 2)
+
+
+def test_agent_trials_of_a_kind_without_any_baseline_are_named_not_compared(store_path: Path) -> None:
+    rng = random.Random(11)
+    with EventStore(store_path) as es:
+        mixed = new_campaign("no control baselines", 6)
+        es.save(mixed)
+        es.save(mixed, *[make_trial(mixed, i, rng, seconds=15, seed=i) for i in range(2)],
+                *[make_trial(mixed, 2 + i, rng, agent="none", seconds=15, seed=i) for i in range(2)],
+                *[make_control_trial(mixed, 4 + i, rng, seed=i) for i in range(2)])
+    result = _compare(store_path, mixed.id.hex)
+    assert result["without_baseline"] == ["none --target none"]
+    assert result["b_trials"] == 2

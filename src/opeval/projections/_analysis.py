@@ -239,45 +239,57 @@ def control_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The baseline (no agent) trials a campaign's agent trials are held against, by one rule.
+#: How :func:`baseline_rows` chooses, as the comparison states it.
+BASELINE_RULE = ("per chaos and target: the campaign's own baseline trials where it has them, else the "
+                 "store's first baseline trials, one per agent trial, with its seed where one exists")
 
-    The campaign's own baseline trials with the same subject, chaos and target, if it has
-    any. Otherwise, from the store's measured baseline trials in the order they started:
-    for each measured agent trial, the first not yet chosen with the same subject, chaos,
-    target and seed (so they pair up); for an agent trial with no such match, the first not
-    yet chosen of its subject, chaos and target. Trials added later come after every one
-    chosen, so once each agent trial has its baseline the answer never changes as the
-    store grows."""
+
+def _kind(r: dict[str, Any]) -> tuple[str, str, str]:
+    return r["subject"], r["chaos"], r["target"]
+
+
+def baseline_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The baseline (no agent) trials a campaign's agent trials are held against, by one
+    rule (:data:`BASELINE_RULE`), kind by kind (subject, chaos, target):
+
+    the campaign's own measured baseline trials of that kind, if it has any; otherwise,
+    from the store's measured baseline trials of that kind in the order they started, for
+    each measured agent trial the first not yet chosen with its seed (so they pair up), or
+    failing that the first not yet chosen. Trials added later come after every one chosen:
+    once each agent trial has a baseline of its seed, the answer never changes as the
+    store grows. A kind with no baseline anywhere gets none (the comparison says so)."""
     agents = measured([r for r in campaign if r["agent"] != "none"])
-    kinds = sorted({(r["subject"], r["chaos"], r["target"]) for r in agents})
-    if not kinds:
-        return []
-    own = [r for r in campaign if r["agent"] == "none" and (r["subject"], r["chaos"], r["target"]) in kinds]
-    if own:
-        return own
-    pool = measured(baseline_trials(con, rules, kinds))
+    kinds = sorted({_kind(r) for r in agents})
+    own: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in measured([r for r in campaign if r["agent"] == "none"]):
+        if _kind(r) in kinds:
+            own.setdefault(_kind(r), []).append(r)
+    out = [r for r in campaign if r["agent"] == "none" and _kind(r) in own and r in own[_kind(r)]]
+    need = [k for k in kinds if k not in own]
+    if not need:
+        return out
+    pool = measured(baseline_trials(con, rules, need))
     chosen: dict[str, dict[str, Any]] = {}
     unmatched = []
-    for r in agents:
+    for r in (r for r in agents if _kind(r) in need):
         match = next((b for b in pool if b["trial_id"] not in chosen and b["seed"] == r["seed"]
-                      and (b["subject"], b["chaos"], b["target"]) == (r["subject"], r["chaos"], r["target"])), None)
+                      and _kind(b) == _kind(r)), None)
         if match is None:
             unmatched.append(r)
         else:
             chosen[match["trial_id"]] = match
     for r in unmatched:
-        match = next((b for b in pool if b["trial_id"] not in chosen
-                      and (b["subject"], b["chaos"], b["target"]) == (r["subject"], r["chaos"], r["target"])), None)
+        match = next((b for b in pool if b["trial_id"] not in chosen and _kind(b) == _kind(r)), None)
         if match is not None:
             chosen[match["trial_id"]] = match
-    return [b for b in pool if b["trial_id"] in chosen]
+    return out + [b for b in pool if b["trial_id"] in chosen]
 
 
 def compare_baseline(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id: str) -> dict[str, Any]:
     """The campaign's agent trials against self-healing on the same chaos (baselines chosen
     by :func:`baseline_rows`); its control trials against baseline controls (``controls``:
-    the harm each did on a healthy system)."""
+    the harm each did on a healthy system). Agent trials of a kind with no baseline are left
+    out of the comparison and named (``without_baseline``)."""
     campaign = campaign_rows(con, rules, campaign_id)
     rows = [r for r in campaign if r["agent"] != "none"]
     if not measured(rows):
@@ -286,10 +298,12 @@ def compare_baseline(con: duckdb.DuckDBPyConnection, rules: RuleSet, campaign_id
     if not base:
         chaos = ", ".join(sorted({f"{r['chaos']} --target {r['target']}" for r in rows}))
         raise UsageError(f"no baseline trials for {chaos} in this store: run `opeval run --baseline --chaos ...` first")
-    result = compare_groups(base, rows)
+    covered = {_kind(b) for b in base}
+    result = compare_groups(base, [r for r in rows if _kind(r) in covered])
     result["baseline_trials"] = len(faults(base))
-    result["baseline_rule"] = ("the campaign's own baseline trials" if base[0].get("campaign_id") == campaign_id
-                               else "the store's first baseline trials with the same chaos, target and seed")
+    result["baseline_rule"] = BASELINE_RULE
+    result["baseline_from_campaign"] = sum(b.get("campaign_id") == campaign_id for b in base)
+    result["without_baseline"] = sorted(f"{k[1]} --target {k[2]}" for k in {_kind(r) for r in rows} - covered)
     if result["controls"] is not None:
         result["controls"]["baseline_trials"] = len(controls(base))
     return result
