@@ -339,13 +339,16 @@ def baseline_trials(con: duckdb.DuckDBPyConnection, rules: RuleSet,
 
 
 def trial_listing(con: duckdb.DuckDBPyConnection) -> list[TrialListing]:
-    """Every trial in the store, oldest first (``outcome`` ``running`` until it finishes)."""
+    """Every trial in the store, oldest first (``outcome`` ``running`` until it finishes),
+    with its time to recover as ``analyze`` gives it under the default rules (one number:
+    approval waits left out, the settle window applied; None for a control trial)."""
+    default = RuleSet.default()
     return _typed(query(con, """
-        SELECT trial_id, campaign_id, idx AS index, started_at, subject, chaos, target, agent, variant,
-               restart_policy, seed, coalesce(outcome, 'running') AS outcome,
-               -- A control trial has no fault to recover from (its TrialFinished says None too).
-               CASE WHEN outcome = 'recovered' AND NOT control THEN recovered_s - verified_s END AS time_to_recover_s
-        FROM trials ORDER BY started_at, trial_id"""), TrialListing)
+        SELECT t.trial_id, t.campaign_id, t.idx AS index, t.started_at, t.subject, t.chaos, t.target, t.agent,
+               t.variant, t.restart_policy, t.seed, coalesce(t.outcome, 'running') AS outcome,
+               s.ttr_s AS time_to_recover_s
+        FROM trials t LEFT JOIN scores s ON s.trial_id = t.trial_id AND s.rule_set = ? AND s.rule_hash = ?
+        ORDER BY t.started_at, t.trial_id""", [default.name, default.hash]), TrialListing)
 
 
 def trial_commands(con: duckdb.DuckDBPyConnection, trial_id: str, *, by_time: bool = False) -> list[CommandRow]:
