@@ -330,19 +330,19 @@ def test_the_readmes_variant_templates_load_and_their_commands_parse(tmp_path: P
 
 
 def test_refused_calls_are_bounded_by_the_step_budget_and_capped_in_size(tmp_path: Path) -> None:
-    # A hostile agent looping on malformed calls: each is a step until they match the step
-    # budget, which then ends it; later ones are answered but not written to the store.
+    # A hostile agent looping on malformed calls: as many as the step budget end it; past
+    # 100 stored, later ones are answered but not written to the store.
     tools, recorded = make_tools(tmp_path, {"max_steps": 3})
     server = ToolServer(tools)
 
     async def main() -> None:
-        for _ in range(10):
+        for _ in range(150):
             answer = await server.call("shell", {"cmd": "x" * 100_000})
             assert answer.is_error
 
     anyio.run(main)
     errors = of(recorded, Trial.AgentToolError)
-    assert len(errors) == 3
+    assert len(errors) == 100
     assert all(len(e["arguments"]) < 4200 and "more characters not recorded" in e["arguments"] for e in errors)
     assert server.result is not None and server.result.reason == "max_steps"
 

@@ -40,6 +40,10 @@ def _arguments_text(arguments: dict[str, Any] | None) -> str:
     return json.dumps(arguments if arguments is not None else {})
 
 
+#: Refused tool calls stored per trial at least (see ToolServer._refuse).
+MAX_RECORDED_REFUSALS = 100
+
+
 class ToolServer:
     """The MCP server of one trial's tools. :attr:`result` is set (and :attr:`ended` fires)
     when the agent calls ``done`` or a budget ends it."""
@@ -102,10 +106,11 @@ class ToolServer:
             return _answer("acknowledged", error=False)
 
     def _refuse(self, name: str, arguments: dict[str, Any] | None, error: str) -> Any:
-        """A refused call: recorded (a step), until refusals outnumber the step budget; then
-        the agent is ended, and later refusals are answered but no longer recorded."""
+        """A refused call: recorded (a step). As many refusals as the step budget end the
+        agent; past :data:`MAX_RECORDED_REFUSALS` (or ten times the budget, if more) they are
+        answered but no longer stored, so a looping agent cannot fill the log."""
         self.refused += 1
-        if self.refused <= self.tools.max_steps:
+        if self.refused <= max(MAX_RECORDED_REFUSALS, 10 * self.tools.max_steps):
             self.tools.tool_error(name, _arguments_text(arguments), error)
         if self.refused >= self.tools.max_steps and self.result is None:
             self.end(AgentResult("max_steps", f"{self.refused} refused tool calls: as many as the step budget "
