@@ -100,17 +100,22 @@ def _listen_in(fd: int, addresses: list[tuple[str, int]], out: dict[str, object]
         out["error"] = e
 
 
+def _require_ipv4(addresses: list[tuple[str, int]], doing: str) -> None:
+    """Each host an IPv4 address, or an EnvironmentProblem: "cannot <doing> the agent's network"."""
+    for host, _ in addresses:
+        try:
+            socket.inet_aton(host)
+        except OSError:
+            raise EnvironmentProblem(f"cannot {doing.format(host)} the agent's network: an IPv4 address "
+                                     "is needed") from None
+
+
 class OperatorNetwork:
     """One trial's agent network: loopback only, plus ``forwards`` (host, port) pairs that
     reach the same address on the host. Use as ``async with OperatorNetwork(...).serving()``."""
 
     def __init__(self, forwards: list[tuple[str, int]]) -> None:
-        for host, _ in forwards:
-            try:
-                socket.inet_aton(host)
-            except OSError:
-                raise EnvironmentProblem(f"cannot forward {host} into the agent's network: an IPv4 address "
-                                         "is needed") from None
+        _require_ipv4(forwards, "forward {} into")
         self.forwards = list(forwards)
         self.fd: int | None = None
         self._slots = anyio.Semaphore(MAX_CONNECTIONS)
@@ -146,12 +151,7 @@ class OperatorNetwork:
         """Listening sockets inside the namespace (``port`` 0: any free one), for the harness
         to serve: only the agent's commands reach them. The caller closes them."""
         assert self.fd is not None, "the network is not serving"
-        for host, _ in addresses:
-            try:
-                socket.inet_aton(host)
-            except OSError:
-                raise EnvironmentProblem(f"cannot listen on {host} in the agent's network: an IPv4 address "
-                                         "is needed") from None
+        _require_ipv4(addresses, "listen on {} in")
         out: dict[str, object] = {}
         # A thread of its own, never a pool thread: it leaves the harness's namespace for good.
         t = threading.Thread(target=_listen_in, args=(self.fd, addresses, out), name="opeval-netns-listen")
@@ -165,12 +165,7 @@ class OperatorNetwork:
     async def forwarding(self, forwards: list[tuple[str, int]]) -> AsyncIterator[None]:
         """More endpoints (``host``, ``port``) forwarded into the namespace while the block runs
         (a model server an agent process calls, say)."""
-        for host, _ in forwards:
-            try:
-                socket.inet_aton(host)
-            except OSError:
-                raise EnvironmentProblem(f"cannot forward {host} into the agent's network: an IPv4 address "
-                                         "is needed") from None
+        _require_ipv4(forwards, "forward {} into")
         socks = await self.listen(forwards)
         try:
             async with self._forwarding(socks, forwards):
