@@ -82,9 +82,18 @@ async def _align_redis(tools: AgentTools, *, unpause: bool) -> list[str]:
 
 async def _await_failover(tools: AgentTools) -> None:
     """A Redis server is down: let the Sentinels finish promoting a replica before it comes
-    back (a primary without persistence restarted first would return empty, and be kept)."""
+    back (a primary without persistence restarted first would return empty, and be kept).
+    If they have named no primary that answers after a few seconds (a lost election waits
+    twice the failover timeout before the next), ask one Sentinel to fail over now."""
     tools.note("A Redis server is down: waiting for the Sentinels to name a primary that answers before touching it.")
-    for delay in (0.5, 0.5, 1.0, 1.0, 2.0, 2.0):
+    for attempt, delay in enumerate((0.5, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0)):  # 12.5 s, 9 polls
         if (await tools.shell("redis-cli ROLE")).stdout.split()[:1] == ["master"]:
             return
+        if attempt == 4:  # about 4 s: Sentinel's own failover takes 1-3 s here
+            topology = (await tools.shell("rlctl topology")).stdout
+            sentinel = re.search(r"^sentinel-\d+\s+sentinel\s+\S+:(\d+)\s+\(master name (\S+)\)", topology,
+                                 re.MULTILINE)
+            if sentinel:
+                tools.note("No primary answers yet: asking a Sentinel to fail over to the replica.")
+                await tools.shell(f"redis-cli -p {sentinel.group(1)} SENTINEL FAILOVER {sentinel.group(2)}")
         await anyio.sleep(delay)
