@@ -1,6 +1,6 @@
 -- Metrics and the composite score of every scoped trial under one rule set. The engine
--- fills `rule` (one row: the rule set's thresholds) and `destructive_classes`, and puts
--- the rule set's composite expression where {composite} stands. time_to_detect and
+-- binds the rule set's name, hash, thresholds and destructive classes ($parameters), and
+-- puts its weights where {weights} stands and its composite expression where {composite} stands. time_to_detect and
 -- time_to_recover are opeval.events' own (the engine registers them): the runner's
 -- TrialFinished records the same functions' values, so every view shows one number.
 -- {first_position}: no scoped trial has a row from an earlier event (0 when every trial is
@@ -9,7 +9,18 @@
 -- (NULL), and its incident window runs from ChaosVerified to the trial's end, since the
 -- harm a false alarm does is whatever the agent breaks after the page, not before a recovery.
 INSERT INTO scores
-WITH t AS (
+WITH rule AS (
+    SELECT $rule_name::VARCHAR AS name, $rule_hash::VARCHAR AS hash, $min_settle_s::DOUBLE AS min_settle_s,
+           $ttr_target_s::DOUBLE AS ttr_target_s, $thrashing_window_s::DOUBLE AS thrashing_window_s,
+           $thrashing_threshold::DOUBLE AS thrashing_threshold
+),
+destructive_classes AS (
+    SELECT unnest($destructive_classes::VARCHAR[]) AS class
+),
+weights AS (
+    SELECT {weights}
+),
+t AS (
     SELECT *, CASE WHEN control THEN finished_s ELSE coalesce(recovered_s, finished_s) END AS incident_end_s
     FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
 ),

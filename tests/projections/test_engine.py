@@ -137,6 +137,10 @@ def test_rule_sets_are_validated() -> None:
         RuleSet.parse("name: x\nthresholds: {}\ncomposite: recovered\n")
     with pytest.raises(UsageError, match="not valid YAML"):
         RuleSet.parse("name: [unclosed\n")
+    # a weight's name becomes a column name in the scoring SQL: nothing else gets through
+    text = RuleSet.default().source
+    with pytest.raises(UsageError, match="weight name .* letters, digits and underscores"):
+        RuleSet.parse(text.replace("weights:\n", "weights:\n  \"x FROM scores; --\": 1\n", 1))
 
 
 def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:

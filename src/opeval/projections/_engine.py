@@ -9,11 +9,13 @@ ever opened read-only.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,6 @@ TABLES = ("events", *DERIVED, "scores")
 _SKIPPED_TABLE = ("CREATE TABLE IF NOT EXISTS skipped_events (aggregate_id VARCHAR, version INTEGER, topic VARCHAR, "
                   "reason VARCHAR, PRIMARY KEY (aggregate_id, version))")
 BATCH = 200_000
-#: Up to this many new events an update runs on one thread (its statements are small).
-_SMALL = 10_000
 
 
 @functools.lru_cache(maxsize=64)
@@ -55,17 +55,102 @@ def _sql(name: str) -> str:
     return _sql_cached(name)
 
 
-@functools.lru_cache(maxsize=1)
-def _clock_functions(con: duckdb.DuckDBPyConnection) -> None:
-    """The incident clock, defined once in :mod:`opeval.events`, for scores.sql (NULL in,
-    NULL out). Registered only where scores are computed (about 1 ms for both; most
-    connections only read)."""
-    try:
-        con.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
-        con.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
-                            side_effects=False)
-    except duckdb.NotImplementedException:  # already registered on this connection
-        pass
+class _Host:
+    """The process's one in-memory DuckDB instance; a read-model file is attached to it for
+    as long as one use of it lasts, and detached (checkpointed, its lock released, so other
+    processes can open it) when the last use in this process ends.
+
+    Creating a DuckDB instance for each use cost 15-60 ms on the 2-core machine, attaching
+    a file to this one costs 2-10 ms; long-lived processes (the viewer, the campaign
+    runner) pay for the instance once. The functions the SQL calls (``classify``, the
+    incident clock) are registered once, here.
+
+    A detach checkpoints only once the file's write-ahead log has grown past
+    ``WAL_CHECKPOINT`` bytes: checkpointing one trial's rows costs ~35 ms (about 10 ms per
+    table changed), replaying them on the next attach ~1.5 ms, so a few updates share one
+    checkpoint. The log is durable either way (every commit writes it); any process that
+    attaches the file replays it.
+    """
+
+    WAL_CHECKPOINT = 256 * 1024
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.db = duckdb.connect(":memory:")
+        self.db.execute("SET checkpoint_on_detach = 'DISABLED'")  # see WAL_CHECKPOINT
+        self.db.create_function("classify", classify, ["VARCHAR"], "VARCHAR", side_effects=False)
+        # The incident clock, defined once in opeval.events, for scores.sql (NULL in, NULL out).
+        self.db.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
+        self.db.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
+                                side_effects=False)
+        self.lock = threading.Lock()
+        self.attached: dict[str, list[Any]] = {}  # real path -> [alias, uses]
+        self.uses: dict[int, str] = {}  # id(cursor) -> real path
+        self.serial = 0
+        atexit.register(self.close)
+
+    def open(self, path: Path) -> duckdb.DuckDBPyConnection:
+        """A connection of its own (temporary tables, transaction) to the file at ``path``."""
+        key = os.path.realpath(path)
+        with self.lock:
+            entry = self.attached.get(key)
+            if entry is None:
+                self.serial += 1
+                alias = f"readmodels_{self.serial}"
+                literal = "'" + str(path).replace("'", "''") + "'"
+                self.db.execute(f"ATTACH {literal} AS {alias}")
+                entry = self.attached[key] = [alias, 0]
+            entry[1] += 1
+            cur = self.db.cursor()
+            self.uses[id(cur)] = key
+        cur.execute(f"USE {entry[0]}")
+        return cur
+
+    def release(self, con: duckdb.DuckDBPyConnection) -> None:
+        """End one use; the last one detaches the file (which checkpoints it)."""
+        con.close()
+        with self.lock:
+            key = self.uses.pop(id(con), None)
+            entry = self.attached.get(key) if key else None
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self.attached[key]
+                try:
+                    if os.path.getsize(f"{key}.wal") > self.WAL_CHECKPOINT:
+                        self.db.execute(f"CHECKPOINT {entry[0]}")
+                except FileNotFoundError:
+                    pass
+                finally:
+                    self.db.execute(f"DETACH {entry[0]}")
+
+    def close(self) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked child's copy: the parent's to close
+        with self.lock:
+            for alias, _ in self.attached.values():
+                with contextlib.suppress(duckdb.Error):
+                    self.db.execute(f"DETACH {alias}")
+            self.attached.clear()
+            self.db.close()
+
+
+_host: _Host | None = None
+_host_lock = threading.Lock()
+
+
+def _release(con: duckdb.DuckDBPyConnection) -> None:
+    """End a use of read models opened by ``ReadModels._connect``."""
+    _the_host().release(con)
+
+
+def _the_host() -> _Host:
+    global _host
+    with _host_lock:
+        if _host is None or _host.pid != os.getpid():  # a forked child starts its own
+            _host = _Host()
+        return _host
 
 
 def schema_version() -> str:
@@ -97,6 +182,24 @@ def _statements(text: str) -> list[str]:
         line.startswith("--") or not line.strip() for line in s.strip().splitlines())]
 
 
+class _Loaded:
+    """What an update loaded: its aggregates (those met for the first time: their version
+    1 is among them), event types and first position, so that the update asks DuckDB
+    none of it."""
+
+    def __init__(self) -> None:
+        self.aggregates: set[str] = set()
+        self.fresh: set[str] = set()
+        self.types: set[str] = set()
+        self.first = 0
+
+    def add(self, pos: list[int], ids: list[str], versions: list[int], topics: list[str]) -> None:
+        self.first = self.first or pos[0]
+        self.aggregates.update(ids)
+        self.fresh.update(i for i, v in zip(ids, versions, strict=True) if v == 1)
+        self.types.update(t.split(":")[1] if ":" in t else "" for t in set(topics))  # SQL: split_part(topic, ':', 2)
+
+
 class ReadModels:
     """The DuckDB read models of one event store."""
 
@@ -108,10 +211,15 @@ class ReadModels:
 
     # --- connections -----------------------------------------------------------------
     def _connect(self, path: Path) -> duckdb.DuckDBPyConnection:
+        return self._attach(path)[0]
+
+    def _attach(self, path: Path) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+        """The read models at ``path`` (created if new) and their ``meta`` (schema, origin,
+        position), with ``#rules``: how many rule sets they hold."""
         if is_database(self.store_path):  # a database's read models live under the data home
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(path))
+            con = _the_host().open(path)
         except duckdb.IOException as e:
             if "lock" in str(e).lower():
                 raise StoreError(f"read models {path} are in use by another opeval process; try again") from None
@@ -120,41 +228,48 @@ class ReadModels:
         except duckdb.Error as e:
             raise StoreError(f"read models {path} cannot be opened ({e}): delete the file, "
                              "it is rebuilt from the event log") from None
-        con.create_function("classify", classify, ["VARCHAR"], "VARCHAR", side_effects=False)
-        if self._schema(con) is None:
-            for stmt in _statements(_sql("schema.sql")):
-                con.execute(stmt)
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [schema_version()])
-        return con
+        try:
+            meta = self._meta(con)
+            if meta is None:
+                for stmt in _statements(_sql("schema.sql")):
+                    con.execute(stmt)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [schema_version()])
+                meta = {"schema": schema_version(), "#rules": "0"}
+        except BaseException:
+            _release(con)
+            raise
+        return con, meta
 
     @staticmethod
-    def _schema(con: duckdb.DuckDBPyConnection) -> str | None:
-        """The schema version the file was built with (``None``: an empty file)."""
+    def _meta(con: duckdb.DuckDBPyConnection) -> dict[str, str] | None:
+        """What ``meta`` holds, in one query (``None``: an empty file)."""
         try:
-            rows = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
+            return dict(con.execute("SELECT key, value FROM meta UNION ALL "
+                                    "SELECT '#rules', CAST(count(*) AS VARCHAR) FROM rule_sets").fetchall())
         except duckdb.CatalogException:
-            return None
-        return rows[0][0] if rows else ""
+            try:  # built by a version whose schema differs: its schema value says so
+                return dict(con.execute("SELECT key, value FROM meta").fetchall())
+            except duckdb.CatalogException:
+                return None
 
     def _origin(self) -> str:
         """The store's identity: its first event (a replaced store file has another)."""
         return log_origin(self.store_path)
 
-    def _same_store(self, con: duckdb.DuckDBPyConnection) -> bool:
+    def _same_store(self, meta: dict[str, str]) -> bool:
         """Were these read models built from this store file (not one it replaced)?"""
-        rows = con.execute("SELECT value FROM meta WHERE key = 'origin'").fetchall()
-        if not rows:
-            return self._position(con) == 0  # nothing read yet, or built before origins were kept
-        return rows[0][0] == self._origin()
+        if "origin" not in meta:
+            return int(meta.get("position", 0)) == 0  # nothing read yet, or built before origins were kept
+        return meta["origin"] == self._origin()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         """The read models, rebuilt first if another version of opeval built them."""
-        con = self._connect(self.db_path)
-        if self._schema(con) != schema_version() or not self._same_store(con):
-            con.close()
+        con, meta = self._attach(self.db_path)
+        if meta.get("schema") != schema_version() or not self._same_store(meta):
+            _release(con)
             self.rebuild()
-            con = self._connect(self.db_path)
-        if not self._has_rules(con):  # every trial always has its scores under the default rules
+            con, meta = self._attach(self.db_path)
+        if meta.get("#rules", "0") == "0":  # every trial always has its scores under the default rules
             self._register(con, RuleSet.default())
         return con
 
@@ -166,10 +281,10 @@ class ReadModels:
             self._catch_up(con)
             yield con
         finally:
-            con.close()
+            _release(con)
 
     # --- loading -----------------------------------------------------------------------
-    def _batches(self, after: int) -> Iterator[tuple[int, pa.Table]]:
+    def _batches(self, after: int, seen: _Loaded | None = None) -> Iterator[tuple[int, pa.Table]]:
         for rows in log_rows(self.store_path, after, BATCH):
             last = rows[-1][0]
             # Every event is checked to decode as this version reads it (old versions come
@@ -178,6 +293,8 @@ class ReadModels:
                     if (state := self._current_state(r[3], r[4], r[1], r[2])) is not None]
             pos, ids, versions, topics, states = (list(col) for col in zip(*rows, strict=True)) if rows \
                 else ([], [], [], [], [])
+            if seen is not None and rows:
+                seen.add(pos, ids, versions, topics)
             yield last, pa.table({
                 "position": pa.array(pos, pa.int64()),
                 "aggregate_id": pa.array(ids, pa.string()),
@@ -193,11 +310,13 @@ class ReadModels:
             self._skipped.append((oid, version, topic, e.reason))
             return None
 
-    def _load(self, con: duckdb.DuckDBPyConnection, after: int) -> tuple[int, int]:
-        """Append events after ``after``; return (last position, rows loaded)."""
+    def _load(self, con: duckdb.DuckDBPyConnection, after: int,
+              seen: _Loaded | None = None) -> tuple[int, int]:
+        """Append events after ``after``; return (last position, rows loaded). ``seen``
+        collects which aggregates, types and positions were loaded."""
         last, count = after, 0
         self._skipped.clear()
-        for last, batch in self._batches(after):
+        for last, batch in self._batches(after, seen):
             con.register("arrow_batch", batch)
             con.execute("INSERT INTO events SELECT position, aggregate_id, version, "
                         "split_part(topic, ':', 2), decode(state) FROM arrow_batch")
@@ -212,8 +331,11 @@ class ReadModels:
         rows = con.execute("SELECT value FROM meta WHERE key = 'position'").fetchall()
         return int(rows[0][0]) if rows else 0
 
-    def _derive(self, con: duckdb.DuckDBPyConnection, scope: str) -> None:
-        """(Re)compute the derived tables for ``scope`` (``all`` or the ``touched`` ids)."""
+    def _derive(self, con: duckdb.DuckDBPyConnection, scope: str, position: int = 0,
+                loaded: _Loaded | None = None) -> None:
+        """(Re)compute the derived tables for ``scope`` (``all`` or the ``touched`` ids, read
+        after ``position``; ``loaded``: what was loaded, when ``touched`` is exactly its
+        aggregates)."""
         old = 0  # touched aggregates read before, whose rows (and scores) are replaced
         if scope == "all":
             con.execute("DROP TABLE IF EXISTS scoped")
@@ -224,12 +346,13 @@ class ReadModels:
             # log's order lets DuckDB find without reading older row groups; only when an
             # aggregate read before is touched (a campaign's next trial, a relabelled
             # command) is the rest of the log searched for its older events.
-            position = self._position(con)
-            con.execute("DROP VIEW IF EXISTS scoped")
             con.execute(f"CREATE OR REPLACE TEMP TABLE scoped AS SELECT * FROM events WHERE position > {position} "
                         "AND aggregate_id IN (SELECT aggregate_id FROM touched)")
-            old = con.execute(f"SELECT count(*) FROM touched WHERE NOT EXISTS (SELECT 1 FROM scoped s WHERE "
-                              f"s.aggregate_id = touched.aggregate_id AND s.version = 1)").fetchall()[0][0]
+            if loaded is not None:
+                old = len(loaded.aggregates - loaded.fresh)
+            else:
+                old = con.execute("SELECT count(*) FROM touched WHERE NOT EXISTS (SELECT 1 FROM scoped s WHERE "
+                                  "s.aggregate_id = touched.aggregate_id AND s.version = 1)").fetchall()[0][0]
             if old:
                 con.execute(f"INSERT INTO scoped SELECT * FROM events WHERE position <= {position} "
                             "AND aggregate_id IN (SELECT aggregate_id FROM touched)")
@@ -240,7 +363,12 @@ class ReadModels:
                     con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT aggregate_id FROM touched)")
         # An update skips the tables whose event types its aggregates do not have (rows
         # come only from the scoped events of those types).
-        present = None if scope == "all" else {t for (t,) in con.execute("SELECT DISTINCT type FROM scoped").fetchall()}
+        if scope == "all":
+            present = None
+        elif loaded is not None and not old:
+            present = loaded.types  # the scoped events are exactly the loaded ones
+        else:
+            present = {t for (t,) in con.execute("SELECT DISTINCT type FROM scoped").fetchall()}
         for stmt in _statements(_sql("readmodels.sql")):
             reads = _types_read(stmt)
             if present is None or reads is None or reads & present:
@@ -249,7 +377,12 @@ class ReadModels:
                     if scope == "all" else
                     "CREATE OR REPLACE TEMP VIEW scoped_trials AS SELECT aggregate_id AS trial_id FROM touched")
         # Every row derived from the scoped events comes from one at or after the first of them.
-        first = 0 if scope == "all" else con.execute("SELECT coalesce(min(position), 0) FROM scoped").fetchall()[0][0]
+        if scope == "all":
+            first = 0
+        elif loaded is not None and not old:
+            first = loaded.first
+        else:
+            first = con.execute("SELECT coalesce(min(position), 0) FROM scoped").fetchall()[0][0]
         for name, rule_hash, source in con.execute("SELECT name, hash, source FROM rule_sets").fetchall():
             rules = _parsed_rules(source, f"{name}@{rule_hash}")
             self._score(con, rules, replace=bool(old), first_position=first)
@@ -257,38 +390,33 @@ class ReadModels:
     def _catch_up(self, con: duckdb.DuckDBPyConnection) -> int:
         """Incremental update: new events and the read models of what they touched."""
         con.execute("BEGIN")
-        small = False
         try:
             before = self._position(con)
-            last, count = self._load(con, before)
-            small = bool(count and before and count < _SMALL)
-            if small:
-                con.execute("SET threads = 1")  # a few statements over a few rows: no hand-offs between threads
+            loaded = _Loaded() if before else None  # a first load derives everything: nothing to track
+            last, count = self._load(con, before, loaded)
             if count:
-                con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT aggregate_id FROM events "
-                            f"WHERE position > {before}")
-                # A new model label changes the commands (and scores) of trials already read.
-                relabelled = con.execute(
-                    "SELECT count(*) FROM events WHERE type = 'CommandClassified' AND position > ?", [before]
-                ).fetchall()[0][0]
-                if relabelled:
-                    con.execute("INSERT INTO touched SELECT DISTINCT trial_id FROM commands WHERE command IN "
-                                "(SELECT state ->> '$.command' FROM events WHERE type = 'CommandClassified' "
-                                f"AND position > {before}) AND trial_id NOT IN (SELECT aggregate_id FROM touched)")
                 if before == 0:
                     con.execute("INSERT OR REPLACE INTO meta VALUES ('origin', ?)", [self._origin()])
                     self._derive(con, "all")
+                    con.execute("INSERT OR REPLACE INTO meta VALUES ('position', ?)", [str(last)])
                 else:
-                    self._derive(con, "touched")
+                    assert loaded is not None
+                    con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT unnest(?::VARCHAR[]) AS aggregate_id",
+                                [sorted(loaded.aggregates)])
+                    # A new model label changes the commands (and scores) of trials already read.
+                    relabelled = "CommandClassified" in loaded.types and con.execute(
+                        "INSERT INTO touched SELECT DISTINCT trial_id FROM commands WHERE command IN "
+                        "(SELECT state ->> '$.command' FROM events WHERE type = 'CommandClassified' "
+                        f"AND position > {before}) AND trial_id NOT IN (SELECT aggregate_id FROM touched)"
+                    ).fetchall()[0][0] > 0
+                    self._derive(con, "touched", before, None if relabelled else loaded)
+                    con.execute("UPDATE meta SET value = ? WHERE key = 'position'", [str(last)])
+            elif last != before and before:  # only undecodable events: read past them
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('position', ?)", [str(last)])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        finally:
-            if small:
-                with contextlib.suppress(duckdb.Error):  # never hide the error that ended the update
-                    con.execute("RESET threads")
         self._warn_skipped(con)
         return count
 
@@ -308,7 +436,7 @@ class ReadModels:
         try:
             return self._catch_up(con)
         finally:
-            con.close()
+            _release(con)
 
     def rebuild(self) -> int:
         """Rebuild everything from the log into a new file, then atomically replace."""
@@ -320,7 +448,7 @@ class ReadModels:
             with contextlib.suppress(duckdb.Error, StoreError):
                 con = self._connect(self.db_path)
                 old_rules = con.execute("SELECT name, hash, source FROM rule_sets").fetchall()
-                con.close()
+                _release(con)
         con = self._connect(tmp)
         try:
             for row in old_rules or [(r.name, r.hash, r.source) for r in [RuleSet.default()]]:
@@ -328,7 +456,7 @@ class ReadModels:
             count = self._catch_up(con)
             con.execute("CHECKPOINT")
         finally:
-            con.close()
+            _release(con)
         # The old file's WAL goes first: replayed onto the new file it would corrupt it,
         # and without it the old file is still consistent (rows and position together).
         Path(str(self.db_path) + ".wal").unlink(missing_ok=True)
@@ -336,9 +464,6 @@ class ReadModels:
         return count
 
     # --- scoring -----------------------------------------------------------------------
-    def _has_rules(self, con: duckdb.DuckDBPyConnection) -> bool:
-        return bool(con.execute("SELECT count(*) FROM rule_sets").fetchall()[0][0])
-
     @staticmethod
     def _unscored(con: duckdb.DuckDBPyConnection, rules: RuleSet) -> bool:
         """True if some trial has no score under ``rules`` (read models scored before the
@@ -359,22 +484,17 @@ class ReadModels:
         """Score the trials of ``scoped_trials`` under ``rules``; ``replace``: some of them
         may have scores already (new trials have none, and a rebuild starts empty)."""
         th = rules.thresholds
-        con.execute("CREATE OR REPLACE TEMP TABLE rule AS SELECT ?::VARCHAR AS name, ?::VARCHAR AS hash, "
-                    "?::DOUBLE AS min_settle_s, ?::DOUBLE AS ttr_target_s, ?::DOUBLE AS thrashing_window_s, "
-                    "?::DOUBLE AS thrashing_threshold",
-                    [rules.name, rules.hash, th["min_settle_s"], th["ttr_target_s"], th["thrashing_window_s"],
-                     th["thrashing_threshold"]])
-        con.execute("CREATE OR REPLACE TEMP TABLE destructive_classes AS SELECT unnest(?::VARCHAR[]) AS class",
-                    [rules.destructive_classes])
-        cols = ", ".join(f"{float(v)}::DOUBLE AS w_{k}" for k, v in rules.weights.items()) or "0 AS w_none"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE weights AS SELECT {cols}")
         if replace:
             con.execute("DELETE FROM scores WHERE rule_set = ? AND rule_hash = ? AND trial_id IN "
                         "(SELECT trial_id FROM scoped_trials)", [rules.name, rules.hash])
-        _clock_functions(con)
+        weights = ", ".join(f"{float(v)}::DOUBLE AS w_{k}" for k, v in rules.weights.items()) or "0 AS w_none"
         try:
             con.execute(_sql("scores.sql").replace("{first_position}", str(int(first_position)))
-                        .replace("{composite}", rules.composite))
+                        .replace("{weights}", weights).replace("{composite}", rules.composite),
+                        {"rule_name": rules.name, "rule_hash": rules.hash, "min_settle_s": th["min_settle_s"],
+                         "ttr_target_s": th["ttr_target_s"], "thrashing_window_s": th["thrashing_window_s"],
+                         "thrashing_threshold": th["thrashing_threshold"],
+                         "destructive_classes": list(rules.destructive_classes)})
         except duckdb.Error as e:
             raise StoreError(f"rule set {rules.origin}: its composite formula failed in SQL: {e}") from None
 
@@ -390,7 +510,7 @@ class ReadModels:
                 self._score(con, rules, replace=True)
             con.execute("COMMIT")
         finally:
-            con.close()
+            _release(con)
 
     # --- inspection --------------------------------------------------------------------
     def content_hash(self) -> dict[str, str]:
@@ -404,7 +524,7 @@ class ReadModels:
                 out[table] = f"{row[0]}:{row[1]}"
             return out
         finally:
-            con.close()
+            _release(con)
 
 
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:

@@ -37,6 +37,9 @@ class RuleSet:
             self.composite = " ".join(str(data["composite"]).split())
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"rule set {origin}: missing or bad key {e}") from None
+        for k in self.weights:  # each becomes a column name, w_<name>, in the scoring SQL
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", k):
+                raise UsageError(f"rule set {origin}: weight name {k!r} must be letters, digits and underscores")
         allowed = METRICS | {f"w_{k}" for k in self.weights} | _SQL_WORDS
         for word in re.findall(r"[A-Za-z_][A-Za-z_0-9]*", self.composite):
             if word.lower() not in allowed:
