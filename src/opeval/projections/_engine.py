@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import queue
 import re
 import threading
 from collections.abc import Iterator
@@ -182,6 +183,46 @@ def _statements(text: str) -> list[str]:
         line.startswith("--") or not line.strip() for line in s.strip().splitlines())]
 
 
+def _ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``items``, produced by a thread of their own up to ``depth`` ahead: while DuckDB
+    loads one batch (without the GIL), the next is read from the store and checked. Stops
+    the producer when the consumer stops early; re-raises what the producer raised."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put(("error", e))
+
+    worker = threading.Thread(target=produce, name="opeval-log-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
+
+
 class _Loaded:
     """What an update loaded: its aggregates (those met for the first time: their version
     1 is among them), event types and first position, so that the update asks DuckDB
@@ -316,7 +357,8 @@ class ReadModels:
         collects which aggregates, types and positions were loaded."""
         last, count = after, 0
         self._skipped.clear()
-        for last, batch in self._batches(after, seen):
+        batches = self._batches(after, seen)
+        for last, batch in (_ahead(batches) if after == 0 else batches):  # a full load: read ahead
             con.register("arrow_batch", batch)
             con.execute("INSERT INTO events SELECT position, aggregate_id, version, "
                         "split_part(topic, ':', 2), decode(state) FROM arrow_batch")
