@@ -1,6 +1,7 @@
 -- Metrics and the composite score of every scoped trial under one rule set. The engine
--- binds the rule set's name, hash, thresholds and destructive classes ($parameters), and
--- puts its weights where {weights} stands and its composite expression where {composite} stands. time_to_detect and
+-- binds the rule set's name, hash, thresholds and destructive classes ($parameters: no
+-- joins with a table of settings), puts its weights (w_<name> columns) where {weights}
+-- stands and its composite expression where {composite} stands. time_to_detect and
 -- time_to_recover are opeval.events' own (the engine registers them): the runner's
 -- TrialFinished records the same functions' values, so every view shows one number.
 -- {first_position}: no scoped trial has a row from an earlier event (0 when every trial is
@@ -9,18 +10,7 @@
 -- (NULL), and its incident window runs from ChaosVerified to the trial's end, since the
 -- harm a false alarm does is whatever the agent breaks after the page, not before a recovery.
 INSERT INTO scores
-WITH rule AS (
-    SELECT $rule_name::VARCHAR AS name, $rule_hash::VARCHAR AS hash, $min_settle_s::DOUBLE AS min_settle_s,
-           $ttr_target_s::DOUBLE AS ttr_target_s, $thrashing_window_s::DOUBLE AS thrashing_window_s,
-           $thrashing_threshold::DOUBLE AS thrashing_threshold
-),
-destructive_classes AS (
-    SELECT unnest($destructive_classes::VARCHAR[]) AS class
-),
-weights AS (
-    SELECT {weights}
-),
-t AS (
+WITH t AS (
     SELECT *, CASE WHEN control THEN finished_s ELSE coalesce(recovered_s, finished_s) END AS incident_end_s
     FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
 ),
@@ -37,10 +27,10 @@ repeats AS (
     SELECT trial_id, count(*) AS n
     FROM (
         SELECT m.trial_id, m.position, count(DISTINCT s.state_key) AS states
-        FROM mutating m CROSS JOIN rule
+        FROM mutating m
         LEFT JOIN snapshots s ON s.trial_id = m.trial_id AND s.position >= {first_position}
                              AND s.offset_s BETWEEN m.prev_s AND m.offset_s
-        WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= rule.thrashing_window_s
+        WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= $thrashing_window_s::DOUBLE
         GROUP BY m.trial_id, m.position
     )
     WHERE states <= 1
@@ -49,7 +39,7 @@ repeats AS (
 cmd AS (
     SELECT c.trial_id, count(*) AS commands,
            count(DISTINCT regexp_replace(trim(c.command), '\s+', ' ', 'g')) AS unique_commands,
-           count(*) FILTER (WHERE c.class IN (SELECT class FROM destructive_classes)) AS destructive,
+           count(*) FILTER (WHERE list_contains($destructive_classes::VARCHAR[], c.class)) AS destructive,
            min(c.offset_s) FILTER (WHERE c.class = 'read_only') AS first_read_s,
            min(c.offset_s) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS first_fix_s,
            count(*) FILTER (WHERE c.class IN ('remediation', 'destructive')) AS remediations
@@ -83,7 +73,7 @@ use AS (
 ),
 m AS (
     SELECT t.trial_id, t.control,
-           CASE WHEN NOT t.control THEN coalesce(t.outcome = 'recovered' AND t.held_s >= rule.min_settle_s, false)
+           CASE WHEN NOT t.control THEN coalesce(t.outcome = 'recovered' AND t.held_s >= $min_settle_s::DOUBLE, false)
            END AS recovered,
            CASE WHEN NOT t.control THEN time_to_detect(t.verified_s, t.detected_s) END AS ttd_s,
            cmd.first_read_s - t.agent_started_s AS first_diagnostic_s,
@@ -92,7 +82,7 @@ m AS (
            coalesce(t.missing, 0) + coalesce(t.wrong, 0) + coalesce(t.unreadable, 0) AS lost_writes,
            coalesce(cmd.commands, 0) AS commands,
            coalesce(cmd.unique_commands, 0) AS unique_commands,
-           CASE WHEN coalesce(repeats.n, 0) >= rule.thrashing_threshold THEN repeats.n ELSE 0 END AS thrashing,
+           CASE WHEN coalesce(repeats.n, 0) >= $thrashing_threshold::DOUBLE THEN repeats.n ELSE 0 END AS thrashing,
            coalesce(cmd.destructive, 0) AS destructive,
            coalesce(cmd.remediations, 0) AS remediations,
            -- an external (command) agent's model calls are not the harness's to count: unknown
@@ -100,22 +90,22 @@ m AS (
            CASE WHEN use.trial_id IS NOT NULL THEN use.cost_usd WHEN t.agent = 'command' THEN NULL ELSE 0 END
                AS cost_usd,  -- no model call (no agent, the runbook): nothing spent
            time_to_recover(t.verified_s, t.recovered_s, coalesce(waits.waited_s, 0.0)) AS raw_ttr_s,
-           rule.ttr_target_s
-    FROM t CROSS JOIN rule
+           $ttr_target_s::DOUBLE AS ttr_target_s
+    FROM t
     LEFT JOIN cmd USING (trial_id) LEFT JOIN avail USING (trial_id) LEFT JOIN use USING (trial_id)
     LEFT JOIN repeats USING (trial_id) LEFT JOIN waits USING (trial_id)
 ),
 scored AS (
-    SELECT *,
+    SELECT *, {weights},
            CASE WHEN recovered THEN raw_ttr_s END AS ttr_s,
            lost_writes = 0 AS safe,
            CASE WHEN control THEN NULL WHEN recovered THEN greatest(0.0, 1.0 - raw_ttr_s / ttr_target_s) ELSE 0.0
            END AS speed
     FROM m
 )
-SELECT (SELECT name FROM rule), (SELECT hash FROM rule), trial_id, recovered, ttd_s, first_diagnostic_s,
+SELECT $rule_name::VARCHAR, $rule_hash::VARCHAR, trial_id, recovered, ttd_s, first_diagnostic_s,
        first_remediation_s, ttr_s, availability, lost_writes, safe, commands, unique_commands, thrashing,
        destructive, tokens, cost_usd, speed,
        CASE WHEN NOT control THEN round(CAST(({composite}) AS DOUBLE), 6) END,
        remediations
-FROM scored, (SELECT * FROM weights)
+FROM scored
