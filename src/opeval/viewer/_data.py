@@ -352,8 +352,9 @@ class StoreView:
         with self.session() as (con, pos):
             rules = self._rules(con, rules_key)
             c = campaign_record(con, cid)
-            rows = campaign_rows(con, rules, cid)
-            # Aggregates, intervals and the ranking (bootstraps) once per position of the log.
+            # The scored trials, their aggregates, intervals and ranking (bootstraps): once per
+            # position of the log (the read models are still opened and caught up first).
+            rows, trials = self._cached(("rows", pos, cid, rules.key), lambda: _scored_rows(con, rules, cid))
             summary, controls, ranking = self._cached(
                 ("statistics", pos, cid, rules.key),
                 lambda: (group_summaries(rows), control_summaries(rows), _rows_to(rank_variants(rows), VariantRank)))
@@ -365,7 +366,6 @@ class StoreView:
                 note = str(e)
         if c is None:
             raise NotFoundError(f"campaign {cid} has no read model yet: its start was not recorded")
-        trials = _rows_to(rows, TrialScore)
         if sort:
             present = [t for t in trials if getattr(t, sort) is not None]
             missing = [t for t in trials if getattr(t, sort) is None]
@@ -515,6 +515,12 @@ class StoreView:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+def _scored_rows(con: duckdb.DuckDBPyConnection, rules: RuleSet,
+                 cid: str) -> tuple[list[dict[str, Any]], list[TrialScore]]:
+    rows = campaign_rows(con, rules, cid)
+    return rows, _rows_to(rows, TrialScore)
+
+
 def _has_agent(rows: list[dict[str, Any]]) -> bool:
     return any(r["agent"] != "none" for r in rows)
 
