@@ -3,13 +3,18 @@ what they should, and the event store is never written."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from opeval.errors import StoreError, UsageError
 from opeval.projections import ReadModels, RuleSet, campaign_rows, compare_groups, file_digest, trial_scores
+from opeval.projections import _engine
 from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
 from opeval.store import EventStore
 
@@ -212,3 +217,31 @@ def test_a_trial_whose_model_has_no_price_has_an_unknown_cost_not_zero(store_pat
     # an external agent's model calls are not the harness's to count
     assert cost[external.id.hex] is None and rows[external.id.hex]["tokens"] is None
     assert rows[external.id.hex]["composite"] is not None
+
+
+def test_read_models_of_another_version_are_rebuilt_and_left_free(store_with_trials: Path, tmp_path: Path) -> None:
+    """Read models an older version built (another schema, no rule-set table) are rebuilt
+    in place; afterwards nothing holds the file, in this process or for another."""
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute("INSERT INTO meta VALUES ('schema', 'old'), ('position', '5')")
+    con.close()
+    rm = ReadModels(store_with_trials, db)
+    rm.update()
+    with rm.connect() as con:
+        assert con.execute("SELECT count(*) FROM trials").fetchall()[0][0] > 0
+    assert os.path.realpath(db) not in _engine._the_host().attached
+    out = subprocess.run([sys.executable, "-c", f"import duckdb; c = duckdb.connect({str(db)!r}); "
+                          "print(c.execute('SELECT count(*) FROM scores').fetchall()[0][0])"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and int(out.stdout) > 0, out.stderr
+
+
+def test_a_failing_use_leaves_the_file_detached(store_with_trials: Path, tmp_path: Path) -> None:
+    rm = ReadModels(store_with_trials, tmp_path / "rm.duckdb")
+    rm.update()
+    with pytest.raises(duckdb.Error), rm.connect() as con:
+        con.execute("SELECT * FROM no_such_table")
+    assert _engine._the_host().attached == {}
+    rm.update()  # and it opens again

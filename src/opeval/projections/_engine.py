@@ -85,9 +85,10 @@ class _Host:
         self.db.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
                                 side_effects=False)
         self.lock = threading.Lock()
-        self.attached: dict[str, list[Any]] = {}  # real path -> [alias, uses]
+        self.attached: dict[str, list[Any]] = {}  # real path -> [alias, uses, its WAL's path]
         self.uses: dict[int, str] = {}  # id(cursor) -> real path
         self.serial = 0
+        self.closed = False
         atexit.register(self.close)
 
     def open(self, path: Path) -> duckdb.DuckDBPyConnection:
@@ -100,15 +101,20 @@ class _Host:
                 alias = f"readmodels_{self.serial}"
                 literal = "'" + str(path).replace("'", "''") + "'"
                 self.db.execute(f"ATTACH {literal} AS {alias}")
-                entry = self.attached[key] = [alias, 0]
+                entry = self.attached[key] = [alias, 0, f"{path}.wal"]  # DuckDB's WAL: beside the path given
             entry[1] += 1
             cur = self.db.cursor()
             self.uses[id(cur)] = key
-        cur.execute(f"USE {entry[0]}")
+        try:
+            cur.execute(f"USE {entry[0]}")
+        except BaseException:
+            self.release(cur)
+            raise
         return cur
 
     def release(self, con: duckdb.DuckDBPyConnection) -> None:
-        """End one use; the last one detaches the file (which checkpoints it)."""
+        """End one use; the last one detaches the file (checkpointing it first if its WAL
+        has grown past ``WAL_CHECKPOINT``)."""
         con.close()
         with self.lock:
             key = self.uses.pop(id(con), None)
@@ -116,21 +122,22 @@ class _Host:
             if entry is None:
                 return
             entry[1] -= 1
-            if entry[1] == 0:
-                del self.attached[key]
-                try:
-                    if os.path.getsize(f"{key}.wal") > self.WAL_CHECKPOINT:
-                        self.db.execute(f"CHECKPOINT {entry[0]}")
-                except FileNotFoundError:
-                    pass
-                finally:
-                    self.db.execute(f"DETACH {entry[0]}")
+            if entry[1] > 0:
+                return
+            try:
+                if os.path.getsize(entry[2]) > self.WAL_CHECKPOINT:
+                    self.db.execute(f"CHECKPOINT {entry[0]}")
+            except (OSError, duckdb.Error):
+                pass  # no WAL, or a checkpoint that failed: the WAL keeps every commit, replayed on the next attach
+            self.db.execute(f"DETACH {entry[0]}")
+            del self.attached[key]  # only once detached: a failed detach leaves it attached, and known
 
     def close(self) -> None:
         if os.getpid() != self.pid:
             return  # a forked child's copy: the parent's to close
         with self.lock:
-            for alias, _ in self.attached.values():
+            self.closed = True
+            for alias, *_ in self.attached.values():
                 with contextlib.suppress(duckdb.Error):
                     self.db.execute(f"DETACH {alias}")
             self.attached.clear()
@@ -141,6 +148,16 @@ _host: _Host | None = None
 _host_lock = threading.Lock()
 
 
+def _forget_host() -> None:
+    """In a forked child: the parent's instance (and a lock another thread may have held
+    at the fork) are not this process's; a host of its own is made on first use."""
+    global _host, _host_lock
+    _host, _host_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_host)
+
+
 def _release(con: duckdb.DuckDBPyConnection) -> None:
     """End a use of read models opened by ``ReadModels._connect``."""
     _the_host().release(con)
@@ -149,7 +166,7 @@ def _release(con: duckdb.DuckDBPyConnection) -> None:
 def _the_host() -> _Host:
     global _host
     with _host_lock:
-        if _host is None or _host.pid != os.getpid():  # a forked child starts its own
+        if _host is None or _host.pid != os.getpid() or _host.closed:  # a forked child starts its own
             _host = _Host()
         return _host
 
@@ -207,6 +224,10 @@ def _ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
             put(("end", None))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
             put(("error", e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's clean-up (the store's connection) runs in the thread that opened it
 
     worker = threading.Thread(target=produce, name="opeval-log-reader", daemon=True)
     worker.start()
@@ -305,13 +326,22 @@ class ReadModels:
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         """The read models, rebuilt first if another version of opeval built them."""
+        con: duckdb.DuckDBPyConnection | None
         con, meta = self._attach(self.db_path)
-        if meta.get("schema") != schema_version() or not self._same_store(meta):
-            _release(con)
-            self.rebuild()
-            con, meta = self._attach(self.db_path)
-        if meta.get("#rules", "0") == "0":  # every trial always has its scores under the default rules
-            self._register(con, RuleSet.default())
+        try:
+            stale = meta.get("schema") != schema_version() or not self._same_store(meta)
+            if stale:
+                _release(con)
+                con = None
+                self.rebuild()
+                con, meta = self._attach(self.db_path)
+            if meta.get("#rules", "0") == "0":  # every trial always has its scores under the default rules
+                self._register(con, RuleSet.default())
+        except BaseException:
+            if con is not None:
+                _release(con)
+            raise
+        assert con is not None
         return con
 
     @contextlib.contextmanager
@@ -489,8 +519,10 @@ class ReadModels:
         if self.db_path.exists():
             with contextlib.suppress(duckdb.Error, StoreError):
                 con = self._connect(self.db_path)
-                old_rules = con.execute("SELECT name, hash, source FROM rule_sets").fetchall()
-                _release(con)
+                try:
+                    old_rules = con.execute("SELECT name, hash, source FROM rule_sets").fetchall()
+                finally:
+                    _release(con)
         con = self._connect(tmp)
         try:
             for row in old_rules or [(r.name, r.hash, r.source) for r in [RuleSet.default()]]:
