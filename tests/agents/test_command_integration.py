@@ -85,6 +85,8 @@ disown -a
 cat {store} >/dev/null 2>&1 && echo "READ THE STORE" || echo "store: not visible"
 ls {runtime}/journal >/dev/null 2>&1 && echo "SAW THE JOURNAL" || echo "journal: not visible"
 (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "REACHED THE HARNESS PORT" || echo "harness port: unreachable"
+# both have started (on a busy machine a background start takes a while) before they are counted
+for i in $(seq 100); do [ "$(ps -e -o args= | grep -c '^{marker}')" -ge 2 ] && break; sleep 0.1; done
 echo "meant to outlive it: $(ps -e -o args= | grep -c '^{marker}')"
 exec -a {marker} sleep 1000
 """
@@ -102,7 +104,7 @@ def test_a_hostile_command_agent_escapes_nothing_and_leaves_nothing(
         spec = AgentSpec(name="command", config={"command": script, "stop_on_recovery": False})
         with EventStore(store_path):
             pass  # the store exists before the agent looks for it
-        result, events = run(store_path, request(spec, target="etcd-2", timeout=6.0))
+        result, events = run(store_path, request(spec, target="etcd-2", timeout=12.0))
     assert result.outcome == "not_recovered", result.reason  # it repaired nothing
     said = "\n".join(e.text for e in of(events, Trial.AgentReasoning))
     assert "hostile agent up" in said and "meant to outlive it: 2" in said
