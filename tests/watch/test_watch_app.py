@@ -17,7 +17,7 @@ from opeval.agents import AgentResult, AgentTools, ApprovalPolicy, Incident
 from opeval.events import AgentSpec, ChaosSpec, TrialConfig
 from opeval.runner import TrialRequest
 from opeval.sandbox import CommandResult
-from opeval.store import EventStore
+from opeval.store import EventStore, parse_store
 from opeval.testing import fake_plugins, run_one_trial
 from opeval.watch import TrialView, WatchApp, sparkline
 
@@ -131,3 +131,31 @@ def test_y_in_the_view_approves_the_command_the_agent_waits_on(fakes: None, stor
     (_, events) = ran[0]
     (decided,) = [e for e in events if type(e).__name__ == "CommandDecided"]
     assert decided.decided_by == "person:test@terminal" and decided.waited_s > 0
+
+
+@pytest.mark.integration
+def test_the_view_follows_a_trial_recorded_in_postgresql(fakes: None, postgres_url: str) -> None:
+    """A shared PostgreSQL log: the view, started first, finds the trial another process
+    records there and follows it to its outcome."""
+    location = parse_store(postgres_url)
+    EventStore(location).close()
+    ran: list[Any] = []
+
+    async def drive() -> tuple[str | None, str]:
+        app = WatchApp(location, follow_after=0, poll_s=0.05)
+        async with app.run_test() as pilot:
+            await pilot.pause(0.2)
+            waiting = str(app.query_one("#title", Static).content)
+            runner = threading.Thread(target=lambda: ran.append(
+                run_one_trial(location, request(), agent=Scripted(["nodectl status"]))))  # type: ignore[arg-type]
+            runner.start()
+            deadline = time.monotonic() + 30
+            while (app.view is None or app.view.outcome is None) and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            runner.join(timeout=60)
+            return (app.view.outcome if app.view else None), waiting
+
+    outcome, waiting = anyio.run(drive)
+    assert "waiting for a trial to start in postgresql://" in waiting
+    (result, events) = ran[0]
+    assert outcome == result.outcome and outcome is not None

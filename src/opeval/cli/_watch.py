@@ -8,10 +8,9 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from pathlib import Path
 
 from opeval.errors import NotFoundError, UsageError
-from opeval.store import EventStore
+from opeval.store import EventStore, StoreLocation
 
 from ._app import AnyId
 from ._common import StoreOption, err, out, store_path
@@ -59,7 +58,7 @@ def watch(id: AnyId | None = None, /, *, speed: float = 1.0, store: StoreOption 
     return ExitCode.OK
 
 
-def run_with_tui(argv: list[str], path: Path) -> int:
+def run_with_tui(argv: list[str], path: StoreLocation) -> int:
     """Run ``opeval run ARGV`` in a child process and follow what it records, full screen.
 
     Quitting the view interrupts the run (its trials are recorded as aborted); the exit

@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from opeval.errors import OpevalError
 from opeval.events import Trial
-from opeval.store import EventStore
+from opeval.store import EventStore, PostgresURL, StoreLocation, store_address, store_exists
 from opeval.watch._model import CampaignRow, Step, TrialView, badge_of, sparkline
 
 _BADGE_STYLE = {"read_only": "green", "remediation": "yellow", "destructive": "bold white on red",
@@ -77,11 +77,11 @@ class WatchApp(App[int]):
         Binding("c", "campaign", "campaign", show=False),
     ]
 
-    def __init__(self, store_path: Path, *, trial_id: uuid.UUID | None = None, campaign_id: uuid.UUID | None = None,
+    def __init__(self, store_path: StoreLocation, *, trial_id: uuid.UUID | None = None, campaign_id: uuid.UUID | None = None,
                  speed: float = 1.0, follow_after: int | None = None, poll_s: float = 0.25,
                  decider: str | None = None, child: subprocess.Popen[Any] | None = None) -> None:
         super().__init__()
-        self.store_path = Path(store_path)
+        self.store_path = store_path if isinstance(store_path, PostgresURL) else Path(store_path)  # a file or a database
         self.trial_id = trial_id
         self.campaign_id = campaign_id
         self.speed = speed
@@ -142,7 +142,7 @@ class WatchApp(App[int]):
 
     # --- reading the store ----------------------------------------------------------------------------
     def _open(self) -> EventStore | None:
-        if self.store is None and self.store_path.exists():
+        if self.store is None and store_exists(self.store_path):
             try:
                 self.store = EventStore(self.store_path, writable=False)
             except OpevalError as e:  # being created by the trial's process: try again next tick
@@ -230,7 +230,7 @@ class WatchApp(App[int]):
         self._draw_campaign()
         title = self._main.query_one("#title", Static)
         if v is None:
-            title.update(Text(f"waiting for a trial to start in {self.store_path}… {self.message}", style="dim"))
+            title.update(Text(f"waiting for a trial to start in {store_address(self.store_path)}… {self.message}", style="dim"))
             return
         state = v.outcome or "running"
         head = Text.assemble(
