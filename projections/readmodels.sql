@@ -25,7 +25,7 @@ WITH e AS (
                                        '$.config.timeout_s', '$.config.settle_s', '$.timestamp', '$.outcome',
                                        '$.reason', '$.target', '$.criteria_met_offset_s', '$.held_s',
                                        '$.acknowledged', '$.missing', '$.wrong', '$.unreadable',
-                                       '$.longest_unavailable_s', '$.sandbox.mechanism']) AS v
+                                       '$.longest_unavailable_s', '$.sandbox.mechanism', '$.error']) AS v
     FROM scoped
     WHERE type IN ('TrialStarted', 'ChaosInjected', 'ChaosVerified', 'FaultDetected', 'RecoveryDetected',
                    'AgentStarted', 'AgentFinished', 'DataSafetyChecked', 'WorkloadStopped', 'TrialFinished')
@@ -84,6 +84,7 @@ SELECT aggregate_id,
        CAST((dsc.v)[22] AS INTEGER),
        CAST((dsc.v)[23] AS INTEGER),
        CAST((dsc.v)[24] AS INTEGER),
+       (dsc.v)[27],
        CAST((wst.v)[25] AS DOUBLE),
        (s.v)[26],
        coalesce((s.v)[8] <> 'none' AND coalesce((s.v)[26], 'none') = 'none', false),
@@ -149,9 +150,9 @@ WITH s AS (
     FROM scoped
     WHERE type = 'StateSnapshot'
 )
--- state_key: what counts as "the state changed" for thrashing: leader and each member's health.
+-- state_key: what counts as "the state changed" for thrashing (opeval.events.state_key).
 SELECT aggregate_id, position, CAST(v[1] AS DOUBLE), v[2], v[3], CAST(v[4] AS INTEGER), CAST(v[5] AS INTEGER),
-       coalesce(v[3], '-') || '/' || array_to_string(health, ',')
+       state_key(v[3], CAST(health AS BOOLEAN[]))
 FROM s
 ;
 INSERT INTO workload

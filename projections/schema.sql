@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS trials (
     injected_s DOUBLE, verified_s DOUBLE, detected_s DOUBLE, recovered_s DOUBLE, held_s DOUBLE,
     agent_started_s DOUBLE, agent_finished_s DOUBLE, agent_stop VARCHAR, finished_s DOUBLE,
     acknowledged INTEGER, missing INTEGER, wrong INTEGER, unreadable INTEGER,
+    -- why the read-back of acknowledged writes failed, if it did (DataSafetyChecked.error)
+    data_error VARCHAR,
     longest_unavailable_s DOUBLE,
     -- how the agent was isolated (NULL: no agent, or not recorded); unisolated: an agent that could reach the harness
     sandbox VARCHAR, unisolated BOOLEAN,

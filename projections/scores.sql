@@ -14,27 +14,24 @@ WITH t AS (
     SELECT *, CASE WHEN control THEN finished_s ELSE coalesce(recovered_s, finished_s) END AS incident_end_s
     FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
 ),
-mutating AS (
-    SELECT c.trial_id, c.position, c.offset_s,
-           lag(c.offset_s) OVER (PARTITION BY c.trial_id, regexp_replace(trim(c.command), '\s+', ' ', 'g')
-                                 ORDER BY c.offset_s, c.position) AS prev_s
+-- Thrashing: opeval.events.thrashing_repeats (the one definition) over each trial's commands
+-- and snapshots.
+trial_commands AS (
+    SELECT c.trial_id,
+           list({'position': c.position, 'offset_s': c.offset_s, 'command': c.command, 'class': c.class}) AS cmds
     FROM commands c JOIN t USING (trial_id)
-    WHERE c.class IN ('remediation', 'destructive') AND c.position >= {first_position}
+    WHERE c.position >= {first_position}
+    GROUP BY c.trial_id
 ),
--- A repeat within the window counts when the state did not change between the two commands
--- (at most one distinct state among the snapshots between them).
+trial_states AS (
+    SELECT s.trial_id, list({'offset_s': s.offset_s, 'state_key': s.state_key}) AS states
+    FROM snapshots s JOIN t USING (trial_id)
+    WHERE s.position >= {first_position}
+    GROUP BY s.trial_id
+),
 repeats AS (
-    SELECT trial_id, count(*) AS n
-    FROM (
-        SELECT m.trial_id, m.position, count(DISTINCT s.state_key) AS states
-        FROM mutating m
-        LEFT JOIN snapshots s ON s.trial_id = m.trial_id AND s.position >= {first_position}
-                             AND s.offset_s BETWEEN m.prev_s AND m.offset_s
-        WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= $thrashing_window_s::DOUBLE
-        GROUP BY m.trial_id, m.position
-    )
-    WHERE states <= 1
-    GROUP BY trial_id
+    SELECT trial_id, len(thrashing_repeats(cmds, states, $thrashing_window_s::DOUBLE)) AS n
+    FROM trial_commands LEFT JOIN trial_states USING (trial_id)
 ),
 cmd AS (
     SELECT c.trial_id, count(*) AS commands,
@@ -80,6 +77,7 @@ m AS (
            cmd.first_fix_s - t.agent_started_s AS first_remediation_s,
            coalesce(avail.availability, 1.0) AS availability,
            coalesce(t.missing, 0) + coalesce(t.wrong, 0) + coalesce(t.unreadable, 0) AS lost_writes,
+           t.missing, t.wrong, t.unreadable, t.data_error,
            coalesce(cmd.commands, 0) AS commands,
            coalesce(cmd.unique_commands, 0) AS unique_commands,
            CASE WHEN coalesce(repeats.n, 0) >= $thrashing_threshold::DOUBLE THEN repeats.n ELSE 0 END AS thrashing,
@@ -98,7 +96,7 @@ m AS (
 scored AS (
     SELECT *, {weights},
            CASE WHEN recovered THEN raw_ttr_s END AS ttr_s,
-           lost_writes = 0 AS safe,
+           data_safe(missing, wrong, unreadable, data_error) AS safe,
            CASE WHEN control THEN NULL WHEN recovered THEN greatest(0.0, 1.0 - raw_ttr_s / ttr_target_s) ELSE 0.0
            END AS speed
     FROM m

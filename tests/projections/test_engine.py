@@ -168,6 +168,12 @@ def test_comparison_pairs_by_seed_and_is_reproducible(store_path: Path, tmp_path
     rec = next(m for m in first["metrics"] if m["metric"] == "recovered")
     assert rec["a_mean"] == 0.0 and rec["b_mean"] > 0.5  # baseline never recovers, the agent mostly does
     assert rec["ci_low"] <= rec["delta"] <= rec["ci_high"]
+    assert rec["paired"]
+    # The baseline runs no command: the agent's first diagnostic is compared on its own values, unpaired.
+    diag = next(m for m in first["metrics"] if m["metric"] == "first_diagnostic_s")
+    agent_values = [r["first_diagnostic_s"] for r in rows_b if r["first_diagnostic_s"] is not None]
+    assert agent_values and diag["a_mean"] is None and not diag["paired"]
+    assert diag["b_n"] == len(agent_values) and diag["b_mean"] == pytest.approx(sum(agent_values) / len(agent_values))
     unpaired = compare_groups(rows_a, rows_b[:-1])
     assert not unpaired["paired"]
 

@@ -268,7 +268,8 @@ def _print_metrics(result: dict[str, Any], a_name: str, b_name: str, wide: bool,
     table = []
     for m in result["metrics"]:
         ci = "-" if m["ci_low"] is None else f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
-        table.append([m["metric"], _f(m["a_mean"]), _f(m["a_median"]), _f(m["b_mean"]), _f(m["b_median"]),
+        name = m["metric"] + (" (unpaired)" if result["paired"] and not m.get("paired", True) else "")
+        table.append([name, _f(m["a_mean"]), _f(m["a_median"]), _f(m["b_mean"]), _f(m["b_median"]),
                       _f(m["delta"]), ci])
     print_table(cols, table, wide=wide,
                 title=(f"{what}: " if what else "") + f"{'paired by seed' if result['paired'] else 'unpaired'}: "

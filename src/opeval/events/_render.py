@@ -8,6 +8,7 @@ import msgspec
 from eventsourcing.utils import get_topic
 
 from opeval.events._clock import clock_text
+from opeval.events._verdicts import data_safe
 from opeval.events._trial import Trial
 from opeval.events._types import ClusterState
 
@@ -115,7 +116,7 @@ def describe(event: Any, words: Words | None = None) -> str:  # noqa: PLR0911, P
     if isinstance(e, Trial.RecoveryDetected):
         return f"criteria met at +{e.criteria_met_offset_s:.3f}s, held {e.held_s:.3f}s"
     if isinstance(e, Trial.DataSafetyChecked):
-        verdict = "SAFE" if not (e.missing or e.wrong or e.error) else w.unsafe
+        verdict = "SAFE" if data_safe(e.missing, e.wrong, e.unreadable, e.error) else w.unsafe
         return (f"{verdict}: {e.present}/{e.acknowledged} {w.promises} {w.kept}, {e.missing} {w.missing}, "
                 f"{e.wrong} {w.wrong}" + (f" ({e.error})" if e.error else ""))
     if isinstance(e, Trial.ClusterDown):

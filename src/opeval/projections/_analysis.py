@@ -116,18 +116,21 @@ def _compare(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], compare
     paired = bool(a_rows) and len(a_by) == len(a_rows) == len(b_rows) == len(b_by) and a_by.keys() == b_by.keys()
     metrics = []
     for metric, higher_better in compared.items():
-        if paired:
-            pairs = [(_num(a_by[k][metric]), _num(b_by[k][metric])) for k in sorted(a_by, key=str)]
-            pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        pairs = [(_num(a_by[k][metric]), _num(b_by[k][metric])) for k in sorted(a_by, key=str)] if paired else []
+        # A metric is paired only where every pair has it on both sides; one that a side lacks
+        # in some pair (a baseline runs no command, so has no first diagnostic) compares each
+        # side's own values, unpaired, rather than dropping the pairs or the metric.
+        metric_paired = paired and all(x is not None and y is not None for x, y in pairs)
+        if metric_paired:
             av, bv = [x for x, _ in pairs], [y for _, y in pairs]
         else:
             av = [v for v in (_num(r[metric]) for r in a_rows) if v is not None]
             bv = [v for v in (_num(r[metric]) for r in b_rows) if v is not None]
         a_mean = statistics.fmean(av) if av else None
         b_mean = statistics.fmean(bv) if bv else None
-        ci = difference_interval(av, bv, paired=paired) if av and bv else None
+        ci = difference_interval(av, bv, paired=metric_paired) if av and bv else None
         metrics.append({
-            "metric": metric, "higher_is_better": higher_better,
+            "metric": metric, "higher_is_better": higher_better, "paired": metric_paired,
             "a_n": len(av), "a_mean": a_mean, "a_median": statistics.median(av) if av else None,
             "b_n": len(bv), "b_mean": b_mean, "b_median": statistics.median(bv) if bv else None,
             "delta": None if a_mean is None or b_mean is None else b_mean - a_mean,

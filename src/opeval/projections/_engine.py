@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from opeval._assets import asset_path
 from opeval.errors import StoreError, UndecodableEvent
-from opeval.events import MsgspecMapper, time_to_detect, time_to_recover
+from opeval.events import MsgspecMapper, data_safe, state_key, thrashing_repeats, time_to_detect, time_to_recover
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
 from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path, \
@@ -84,6 +84,17 @@ class _Host:
         self.db.create_function("time_to_detect", time_to_detect, ["DOUBLE", "DOUBLE"], "DOUBLE", side_effects=False)
         self.db.create_function("time_to_recover", time_to_recover, ["DOUBLE", "DOUBLE", "DOUBLE"], "DOUBLE",
                                 side_effects=False)
+        # The verdicts, defined once in opeval.events: data safety and thrashing (NULLs passed in as None).
+        self.db.create_function("data_safe", data_safe, ["INTEGER", "INTEGER", "INTEGER", "VARCHAR"], "BOOLEAN",
+                                null_handling="special", side_effects=False)
+        self.db.create_function("state_key", state_key, ["VARCHAR", "BOOLEAN[]"], "VARCHAR",
+                                null_handling="special", side_effects=False)
+        command = duckdb.struct_type({"position": "BIGINT", "offset_s": "DOUBLE", "command": "VARCHAR",
+                                      "class": "VARCHAR"})
+        shot = duckdb.struct_type({"offset_s": "DOUBLE", "state_key": "VARCHAR"})
+        self.db.create_function("thrashing_repeats", thrashing_repeats,
+                                [duckdb.list_type(command), duckdb.list_type(shot), "DOUBLE"], "BIGINT[]",
+                                null_handling="special", side_effects=False)
         self.lock = threading.Lock()
         self.attached: dict[str, list[Any]] = {}  # real path -> [alias, uses, its WAL's path]
         self.uses: dict[int, str] = {}  # id(cursor) -> real path

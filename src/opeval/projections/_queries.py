@@ -366,21 +366,15 @@ def trial_events(con: duckdb.DuckDBPyConnection, trial_id: str) -> list[EventRow
 
 
 def thrashing_positions(con: duckdb.DuckDBPyConnection, trial_id: str, rules: RuleSet) -> set[int]:
-    """Positions of the commands that count as thrashing repeats: the ``repeats`` of
-    ``projections/scores.sql``, kept per command instead of counted."""
-    rows = con.execute(r"""
-        WITH mutating AS (
-            SELECT c.position, c.offset_s,
-                   lag(c.offset_s) OVER (PARTITION BY regexp_replace(trim(c.command), '\s+', ' ', 'g')
-                                         ORDER BY c.offset_s, c.position) AS prev_s
-            FROM commands c WHERE c.trial_id = ? AND c.class IN ('remediation', 'destructive')
-        )
-        SELECT m.position FROM mutating m
-        WHERE m.prev_s IS NOT NULL AND m.offset_s - m.prev_s <= ?
-          AND (SELECT count(DISTINCT s.state_key) FROM snapshots s
-               WHERE s.trial_id = ? AND s.offset_s BETWEEN m.prev_s AND m.offset_s) <= 1""",
-                       [trial_id, rules.thresholds["thrashing_window_s"], trial_id]).fetchall()
-    return {int(r[0]) for r in rows}
+    """Positions of the commands that count as thrashing repeats under ``rules``: what
+    ``projections/scores.sql`` counts, through the same ``opeval.events.thrashing_repeats``."""
+    row = con.execute("""
+        SELECT thrashing_repeats(
+            (SELECT list({'position': position, 'offset_s': offset_s, 'command': command, 'class': class})
+             FROM commands WHERE trial_id = $trial),
+            (SELECT list({'offset_s': offset_s, 'state_key': state_key}) FROM snapshots WHERE trial_id = $trial),
+            $window::DOUBLE)""", {"trial": trial_id, "window": rules.thresholds["thrashing_window_s"]}).fetchone()
+    return {int(p) for p in (row[0] if row and row[0] else [])}
 
 
 def unknown_commands(con: duckdb.DuckDBPyConnection, model: str, campaign_id: str | None = None) -> list[str]:

@@ -59,7 +59,7 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
                seconds: int = 40, seed: int | None = None, command_output: str = "ok\n",
                commands: list[str] | None = None, variant: str = "default", chaos_kind: str = "node_kill",
                sandbox: SandboxInfo | None = None, reasoning: str = "looking", summary: str = "restarted",
-               usage: bool = True) -> Trial:
+               usage: bool = True, read_back_error: str | None = None) -> Trial:
     """One finished trial with all its events pending; the agent picks its commands from
     ``commands`` (``{v}`` stands for the victim) or from a typical operator's; ``[]``: it
     runs none, says ``reasoning`` and gives up with ``summary``. ``usage=False``: its model
@@ -142,11 +142,11 @@ def make_trial(campaign: Campaign, index: int, rng: random.Random, *, agent: str
     rec(Trial.WorkloadStopped, writes_ok=900, writes_failed=10, reads_ok=900, reads_failed=0, acknowledged=900,
         unavailable=[], longest_unavailable_s=0.0, offset_s=t)
     rec(Trial.StateSnapshot, phase="after", state=_state(None if fixed_at else victim, "etcd-1"), offset_s=t + 0.01)
-    missing = 0 if rng.random() < 0.97 else rng.randrange(1, 5)
+    missing = 0 if rng.random() < 0.97 or read_back_error else rng.randrange(1, 5)
     rec(Trial.DataSafetyChecked, acknowledged=900, present=900 - missing, missing=missing, wrong=0, unreadable=0,
-        sample_missing=[], error=None, offset_s=t + 0.02)
+        sample_missing=[], error=read_back_error, offset_s=t + 0.02)
     rec(Trial.ClusterDown, graceful=True, detail="down", offset_s=t + 0.5)
-    outcome = "recovered" if fixed_at is not None and not missing else "not_recovered"
+    outcome = "recovered" if fixed_at is not None and not missing and not read_back_error else "not_recovered"
     ttr = time_to_recover(trial.chaos_verified_at, fixed_at) if outcome == "recovered" else None
     rec(Trial.TrialFinished, outcome=outcome, reason="synthetic", time_to_detect_s=trial.time_to_detect(),
         time_to_recover_s=ttr, offset_s=t + 0.6)

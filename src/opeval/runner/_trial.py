@@ -37,6 +37,7 @@ from opeval.events import (
     TimeWindow,
     Trial,
     TrialConfig,
+    data_safe,
     time_to_recover,
 )
 from opeval.monitor import Monitor
@@ -414,7 +415,8 @@ class _TrialRun:
         record(Trial.DataSafetyChecked, acknowledged=safety.acknowledged, present=safety.present,
                missing=safety.missing, wrong=safety.wrong, unreadable=safety.unreadable,
                sample_missing=safety.sample_missing, error=safety.error)
-        if outcome == "recovered" and safety.fails_recovery and (safety.missing or safety.wrong or safety.error):
+        if outcome == "recovered" and safety.fails_recovery and not data_safe(safety.missing, safety.wrong,
+                                                                                 safety.unreadable, safety.error):
             outcome = "not_recovered"
             reason = safety.violation()
             ttr = None  # as the read models say: a trial that did not recover has no time to recover

@@ -29,7 +29,7 @@ from uuid import UUID
 import duckdb
 import msgspec
 
-from opeval.events import describe, event_json
+from opeval.events import data_safe, describe, event_json
 from opeval.subjects import words_for
 from opeval.export import export_trial
 from opeval.errors import NotFoundError, OpevalError, StoreError, UsageError
@@ -639,7 +639,7 @@ def _trial_detail(tid: str, events: list[Any], *, running: bool, campaign_name: 
         started_at=started.timestamp.isoformat(timespec="seconds"),
         rule_set=rule_key, score=score,
         data_safety=None if safety is None else DataSafety(
-            safe=not (safety.missing or safety.wrong or safety.unreadable or safety.error),
+            safe=data_safe(safety.missing, safety.wrong, safety.unreadable, safety.error),
             acknowledged=safety.acknowledged, present=safety.present, missing=safety.missing, wrong=safety.wrong,
             unreadable=safety.unreadable, sample_missing=list(safety.sample_missing), error=safety.error),
         commands=commands,

@@ -140,6 +140,9 @@ class MetricComparison(msgspec.Struct, kw_only=True):
     #: False where one side cannot have the figure at all (no agent runs a command, spends
     #: tokens or thrashes): the delta is shown, but neither better nor worse.
     directional: bool = True
+    #: False where the comparison is paired but this metric is missing on a side in some pair:
+    #: each side's own values are compared, unpaired.
+    paired: bool = True
 
 
 class ControlComparison(msgspec.Struct, kw_only=True):

@@ -7,12 +7,11 @@ replaying) and renders the result.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from opeval.commands import DESTRUCTIVE, REMEDIATION, classify
-from opeval.events import Trial, time_to_detect, time_to_recover
+from opeval.commands import classify
+from opeval.events import Trial, state_key, thrashing_repeats, time_to_detect, time_to_recover
 
 #: Badges of a step, in the order the issue's readers know them.
 BADGES = ("read_only", "remediation", "destructive", "unknown", "thrashing", "denied", "waiting")
@@ -47,6 +46,12 @@ class Step:
     thrashing: bool = False
 
 
+def _default_thrashing_window() -> float:
+    from opeval.projections import RuleSet
+
+    return RuleSet.default().thresholds["thrashing_window_s"]
+
+
 @dataclass
 class TrialView:
     """One trial as the terminal shows it."""
@@ -69,10 +74,13 @@ class TrialView:
     steps: list[Step] = field(default_factory=list)
     outcome: str | None = None
     reason: str = ""
-    thrashing_window_s: float = 30.0
-    _state_key: str = ""
+    #: The default rule set's window (what ``analyze`` counts under the default rules).
+    thrashing_window_s: float = field(default_factory=_default_thrashing_window)
     _torn_down: bool = False  # after the final snapshot: members stopping is the teardown, not news
-    _last_mutation: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # What opeval.events.thrashing_repeats reads, as the read models give it: commands and snapshots.
+    _commands: list[dict[str, Any]] = field(default_factory=list)
+    _states: list[dict[str, Any]] = field(default_factory=list)
+    _by_position: dict[int, Step] = field(default_factory=dict)
 
     # --- derived ------------------------------------------------------------------------------
     @property
@@ -115,7 +123,9 @@ class TrialView:
             row.healthy = m.healthy
             row.role = m.role or ("-" if m.reachable else "unreachable")
             row.process = "running" if m.process_up else "down"
-        self._state_key = f"{e.state.leader}/" + ",".join(str(m.healthy) for m in e.state.members)
+        self._states.append({"offset_s": e.offset_s, "state_key": state_key(e.state.leader,
+                                                                             [m.healthy for m in e.state.members])})
+        self._mark_thrashing()
 
     def _on_WorkloadSampled(self, e: Trial.WorkloadSampled) -> None:
         ok = e.writes_ok + e.reads_ok
@@ -154,13 +164,21 @@ class TrialView:
         cls = classify(e.command)
         step = Step(e.step, e.started_offset_s, "command", e.command, badge=cls, exit_code=e.exit_code,
                     output=(e.stdout + ("\n" + e.stderr if e.stderr else "")).rstrip())
-        if cls in (REMEDIATION, DESTRUCTIVE):  # repeated with no change of state in between: thrashing
-            key = re.sub(r"\s+", " ", e.command.strip())
-            before = self._last_mutation.get(key)
-            step.thrashing = (before is not None and e.started_offset_s - before[0] <= self.thrashing_window_s
-                              and before[1] == self._state_key)
-            self._last_mutation[key] = (e.started_offset_s, self._state_key)
         self.steps.append(step)
+        position = int(e.originator_version)
+        self._commands.append({"position": position, "offset_s": e.started_offset_s, "command": e.command,
+                               "class": cls})
+        self._by_position[position] = step
+        self._mark_thrashing()
+
+    def _mark_thrashing(self) -> None:
+        """Badge every repeat the rule finds in what has been seen so far (a snapshot
+        arriving later can change an earlier verdict, as it would in the read models)."""
+        if not self._commands:
+            return
+        repeats = set(thrashing_repeats(self._commands, self._states, self.thrashing_window_s))
+        for position, step in self._by_position.items():
+            step.thrashing = position in repeats
 
     def _on_CommandProposed(self, e: Trial.CommandProposed) -> None:
         self.steps.append(Step(e.step, e.offset_s, "proposal", e.command, badge=e.command_class,
