@@ -2,7 +2,7 @@
 the local one, each pair in the same run.
 
 1. live append (one durable event per transaction, as a trial records): p50/p99, SQLite
-   file vs PostgreSQL (a throwaway local server: loopback TCP, fsync on).
+   file vs PostgreSQL (a throwaway local server: loopback TCP, fsync off, as the doc's figures say).
 2. bulk append: trial-shaped aggregates, 50 per transaction, events/s, both backends.
 3. projection rebuild: the same synthetic log read into DuckDB from each backend.
 4. scheduling overhead per trial: the same small etcd campaign run by the local executor

@@ -21,10 +21,18 @@ ENV_VAR = "OPEVAL_STORE"
 _SCHEMES = ("postgresql", "postgres")
 
 
+#: What a store URL may say (libpq's names); everything else goes in libpq's environment.
+_URL_KEYS = {"dbname", "host", "port", "user", "password"}
+#: libpq's environment variable for an option, where it is not PG + the option's name in capitals.
+_ENV_NAMES = {"application_name": "APPNAME", "options": "OPTIONS", "target_session_attrs": "TARGETSESSIONATTRS"}
+
+
 @dataclass(frozen=True)
 class PostgresURL:
     """A PostgreSQL store: ``postgresql://user:password@host:port/dbname`` (libpq's URI
-    form; ``?options`` such as ``sslmode`` pass through). Printed without its password."""
+    form: host, port, user, password and database; other connection settings, such as
+    ``sslmode``, go in libpq's environment variables, which every connection reads).
+    Printed without its password."""
 
     url: str
 
@@ -44,6 +52,13 @@ class PostgresURL:
             raise UsageError(f"store {self}: not a PostgreSQL URL ({e})") from None
         if not info.get("dbname"):
             raise UsageError(f"store {self}: name the database, e.g. postgresql://user@host/opeval")
+        # The event recorder's pool connects with these five only: an option it would drop
+        # (sslmode=require, say) is refused, never applied to some connections and not others.
+        extra = sorted(set(info) - _URL_KEYS)
+        if extra:
+            hint = ", ".join(f"PG{_ENV_NAMES.get(k, k.upper())}" for k in extra)
+            raise UsageError(f"store {self}: the URL may name only host, port, user, password and database; "
+                             f"set {', '.join(extra)} in the environment instead ({hint})")
         return info
 
 
