@@ -42,6 +42,13 @@ RulesOption = Annotated[
 ]
 
 
+def _lost_words(rows: list[dict[str, Any]]) -> str:
+    """What the ``lost`` column counts, in the words of the subjects among ``rows``."""
+    from opeval.subjects import words_for
+
+    said = [f"{w.promises} {w.lost}" for w in (words_for(s) for s in sorted({r.get("subject") or "" for r in rows}))]
+    return "; ".join(dict.fromkeys(said)) or "acknowledged writes lost"
+
 def _rules(path: Path | None) -> RuleSet:
     return RuleSet.load(path) if path else RuleSet.default()
 
@@ -124,7 +131,7 @@ def analyze(campaign: CampaignId, /, *, rules: RulesOption = None, store: StoreO
                       _f(r["tokens"]), _f(r["cost_usd"], 4), _f(r["composite"], 2)])
     print_table(cols, table, wide=wide, title=f"campaign {short.get(cid, cid)} under {rs.key}",
                 caption="TTD, TTR: seconds from the fault verified; avail: share of client operations that "
-                        "succeeded; lost: acknowledged writes missing; remed., destr.: remediation and destructive "
+                        f"succeeded; lost: {_lost_words(rows)}; remed., destr.: remediation and destructive "
                         "commands; tokens: input, output and cache reads and writes of every model call" + ("; control: no fault injected (no TTD, TTR or score; availability to the "
                                       "trial's end)" if control_groups else ""))
     if groups or not control_groups:

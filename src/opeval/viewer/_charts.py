@@ -285,10 +285,10 @@ def member_health(scale: TimeScale, members: Sequence[str],
             if run_start is not None and (status, is_leader) == (run_status, run_leader):
                 continue
             if run_start is not None:
-                _health_run(svg, scale, y, member, run_start, t, run_status, run_leader)
+                _health_run(svg, scale, y, member, run_start, t, run_status, run_leader, leader_word)
             run_start, run_status, run_leader = t, status, is_leader
         if run_start is not None:
-            _health_run(svg, scale, y, member, run_start, ends[-1] if ends else scale.end_s, run_status, run_leader)
+            _health_run(svg, scale, y, member, run_start, ends[-1] if ends else scale.end_s, run_status, run_leader, leader_word)
     y = top + len(members) * LANE_H + LANE_H / 2 + 4
     last: str | None = "\0"
     # A label takes the first of two rows where it clears the one before it; when neither
@@ -319,10 +319,10 @@ def member_health(scale: TimeScale, members: Sequence[str],
 
 
 def _health_run(svg: Svg, scale: TimeScale, y: float, member: str, start: float, end: float, status: str,
-                leader: bool) -> None:
+                leader: bool, leader_word: str = "leader") -> None:
     css, word = STATUS.get(status, STATUS["unknown"])
     x0, x1 = scale.x(start), scale.x(end)
-    title = f"{member}: {word}{' (leader)' if leader else ''}, {start:.1f} s to {end:.1f} s"
+    title = f"{member}: {word}{f' ({leader_word})' if leader else ''}, {start:.1f} s to {end:.1f} s"
     svg.rect(x0, y, max(x1 - x0, 1), LANE_H - 6, css, title)
     if leader:
         svg.rect(x0, y, max(x1 - x0, 1), 5, "h-leader")
