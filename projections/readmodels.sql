@@ -150,9 +150,9 @@ WITH s AS (
     FROM scoped
     WHERE type = 'StateSnapshot'
 )
--- state_key: what counts as "the state changed" for thrashing (opeval.events.state_key).
+-- members_healthy: each member's health in order (with the leader, the state thrashing compares).
 SELECT aggregate_id, position, CAST(v[1] AS DOUBLE), v[2], v[3], CAST(v[4] AS INTEGER), CAST(v[5] AS INTEGER),
-       state_key(v[3], CAST(health AS BOOLEAN[]))
+       CAST(health AS BOOLEAN[])
 FROM s
 ;
 INSERT INTO workload

@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS approvals (
 
 CREATE TABLE IF NOT EXISTS snapshots (
     trial_id VARCHAR, position BIGINT, offset_s DOUBLE, phase VARCHAR, leader VARCHAR,
-    healthy INTEGER, expected INTEGER, state_key VARCHAR
+    healthy INTEGER, expected INTEGER, members_healthy BOOLEAN[]
 );
 
 CREATE TABLE IF NOT EXISTS workload (

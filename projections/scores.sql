@@ -15,18 +15,21 @@ WITH t AS (
     FROM trials WHERE trial_id IN (SELECT trial_id FROM scoped_trials)
 ),
 -- Thrashing: opeval.events.thrashing_repeats (the one definition) over each trial's commands
--- and snapshots.
+-- and snapshots; only trials with two commands of its $mutating classes can have a repeat.
 trial_commands AS (
     SELECT c.trial_id,
            list({'position': c.position, 'offset_s': c.offset_s, 'command': c.command, 'class': c.class}) AS cmds
     FROM commands c JOIN t USING (trial_id)
-    WHERE c.position >= {first_position}
+    WHERE c.position >= {first_position} AND list_contains($mutating::VARCHAR[], c.class)
     GROUP BY c.trial_id
+    HAVING count(*) >= 2
 ),
 trial_states AS (
-    SELECT s.trial_id, list({'offset_s': s.offset_s, 'state_key': s.state_key}) AS states
-    FROM snapshots s JOIN t USING (trial_id)
+    SELECT s.trial_id, list({'offset_s': s.offset_s, 'leader': s.leader, 'healthy': s.members_healthy}) AS states
+    FROM snapshots s JOIN trial_commands c USING (trial_id)
     WHERE s.position >= {first_position}
+      AND s.offset_s BETWEEN list_min(list_transform(c.cmds, lambda x: x.offset_s))
+                         AND list_max(list_transform(c.cmds, lambda x: x.offset_s))
     GROUP BY s.trial_id
 ),
 repeats AS (

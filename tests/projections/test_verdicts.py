@@ -8,7 +8,7 @@ import random
 import uuid
 from pathlib import Path
 
-from opeval.events import Trial, data_safe, describe, state_key, thrashing_repeats
+from opeval.events import Trial, data_safe, describe, thrashing_repeats
 from opeval.projections import ReadModels, RuleSet, thrashing_positions, trial_commands, trial_scores
 from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
 from opeval.store import EventStore
@@ -25,9 +25,8 @@ def test_thrashing_is_a_repeat_with_no_change_of_state_in_the_window() -> None:
         (6, 53.0, "nodectl status", "read_only"),
         (7, 54.0, "nodectl status", "read_only"),  # reading twice is not thrashing
     ]]
-    up, down = state_key("etcd-1", [True, True, True]), state_key("etcd-1", [True, False, True])
-    states = [{"offset_s": 0.5, "state_key": down}, {"offset_s": 2.5, "state_key": down},
-              {"offset_s": 50.5, "state_key": down}, {"offset_s": 51.0, "state_key": up}]
+    up, down = {"leader": "etcd-1", "healthy": [True, True, True]}, {"leader": "etcd-1", "healthy": [True, False, True]}
+    states = [{"offset_s": 0.5, **down}, {"offset_s": 2.5, **down}, {"offset_s": 50.5, **down}, {"offset_s": 51.0, **up}]
     assert thrashing_repeats(cmds, states, 30.0) == [3]
     assert thrashing_repeats(cmds, None, 30.0) == [3, 5]  # no snapshots: nothing is seen to change
     assert thrashing_repeats(cmds, states, 60.0) == [3, 4]  # a wider window takes the 47 s gap in

@@ -4,8 +4,8 @@ changed).
 
 Like the incident clock (``_clock.py``), these functions are the one definition: the
 runner, the viewer, the terminal view and ``describe`` call them in Python, and the read
-models call these very functions (registered in DuckDB) for their ``safe``,
-``snapshots.state_key`` and ``thrashing`` columns, so every view shows one verdict.
+models call these very functions (registered in DuckDB) for their ``safe`` and
+``thrashing`` columns, so every view shows one verdict.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ def data_safe(missing: int | None, wrong: int | None, unreadable: int | None, er
     return not (missing or wrong or unreadable or error)
 
 
-def state_key(leader: str | None, healthy: Iterable[Any] | None) -> str:
+def state_of(snapshot: Mapping[str, Any]) -> tuple[Any, ...]:
     """What counts as "the state changed" for thrashing: the leader and each member's
-    health, in the members' order (``etcd-1/1,0,1``; ``-`` for no leader)."""
-    return f"{leader or '-'}/" + ",".join("1" if h in (True, "true", 1) else "0" for h in (healthy or ()))
+    health, in the members' order (``snapshot``: ``{leader, healthy: [bool, ...]}``)."""
+    return snapshot.get("leader"), tuple(bool(h) for h in snapshot.get("healthy") or ())
 
 
 def command_key(command: str) -> str:
@@ -46,10 +46,10 @@ def thrashing_repeats(commands: Sequence[Mapping[str, Any]], states: Sequence[Ma
     with at most one distinct state among the snapshots from that run to this one.
 
     ``commands``: ``{position, offset_s, command, class}`` each; ``states``: the trial's
-    snapshots as ``{offset_s, state_key}`` (see ``state_key``). Commands are taken in the
-    order they started (offset, then position).
+    snapshots as ``{offset_s, leader, healthy}`` (see ``state_of``). Commands are taken in
+    the order they started (offset, then position).
     """
-    shots = sorted((float(s["offset_s"]), s["state_key"]) for s in states or ())
+    shots = sorted((float(s["offset_s"]), state_of(s)) for s in states or ())
     last: dict[str, float] = {}
     out: list[int] = []
     for c in sorted(commands, key=lambda c: (c["offset_s"], c["position"])):

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from opeval._assets import asset_path
 from opeval.errors import StoreError, UndecodableEvent
-from opeval.events import MsgspecMapper, data_safe, state_key, thrashing_repeats, time_to_detect, time_to_recover
+from opeval.events import MUTATING, MsgspecMapper, data_safe, thrashing_repeats, time_to_detect, time_to_recover
 from opeval.commands import classify, rule_sources
 from opeval.projections._rules import RuleSet
 from opeval.store import StoreLocation, is_database, log_origin, log_rows, read_model_path, resolve_store_path, \
@@ -87,11 +87,9 @@ class _Host:
         # The verdicts, defined once in opeval.events: data safety and thrashing (NULLs passed in as None).
         self.db.create_function("data_safe", data_safe, ["INTEGER", "INTEGER", "INTEGER", "VARCHAR"], "BOOLEAN",
                                 null_handling="special", side_effects=False)
-        self.db.create_function("state_key", state_key, ["VARCHAR", "BOOLEAN[]"], "VARCHAR",
-                                null_handling="special", side_effects=False)
         command = duckdb.struct_type({"position": "BIGINT", "offset_s": "DOUBLE", "command": "VARCHAR",
                                       "class": "VARCHAR"})
-        shot = duckdb.struct_type({"offset_s": "DOUBLE", "state_key": "VARCHAR"})
+        shot = duckdb.struct_type({"offset_s": "DOUBLE", "leader": "VARCHAR", "healthy": "BOOLEAN[]"})
         self.db.create_function("thrashing_repeats", thrashing_repeats,
                                 [duckdb.list_type(command), duckdb.list_type(shot), "DOUBLE"], "BIGINT[]",
                                 null_handling="special", side_effects=False)
@@ -579,7 +577,7 @@ class ReadModels:
                         {"rule_name": rules.name, "rule_hash": rules.hash, "min_settle_s": th["min_settle_s"],
                          "ttr_target_s": th["ttr_target_s"], "thrashing_window_s": th["thrashing_window_s"],
                          "thrashing_threshold": th["thrashing_threshold"],
-                         "destructive_classes": list(rules.destructive_classes)})
+                         "destructive_classes": list(rules.destructive_classes), "mutating": list(MUTATING)})
         except duckdb.Error as e:
             raise StoreError(f"rule set {rules.origin}: its composite formula failed in SQL: {e}") from None
 

@@ -372,7 +372,8 @@ def thrashing_positions(con: duckdb.DuckDBPyConnection, trial_id: str, rules: Ru
         SELECT thrashing_repeats(
             (SELECT list({'position': position, 'offset_s': offset_s, 'command': command, 'class': class})
              FROM commands WHERE trial_id = $trial),
-            (SELECT list({'offset_s': offset_s, 'state_key': state_key}) FROM snapshots WHERE trial_id = $trial),
+            (SELECT list({'offset_s': offset_s, 'leader': leader, 'healthy': members_healthy}) FROM snapshots
+             WHERE trial_id = $trial),
             $window::DOUBLE)""", {"trial": trial_id, "window": rules.thresholds["thrashing_window_s"]}).fetchone()
     return {int(p) for p in (row[0] if row and row[0] else [])}
 

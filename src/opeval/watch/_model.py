@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opeval.commands import classify
-from opeval.events import Trial, state_key, thrashing_repeats, time_to_detect, time_to_recover
+from opeval.events import Trial, thrashing_repeats, time_to_detect, time_to_recover
 
 #: Badges of a step, in the order the issue's readers know them.
 BADGES = ("read_only", "remediation", "destructive", "unknown", "thrashing", "denied", "waiting")
@@ -123,8 +123,8 @@ class TrialView:
             row.healthy = m.healthy
             row.role = m.role or ("-" if m.reachable else "unreachable")
             row.process = "running" if m.process_up else "down"
-        self._states.append({"offset_s": e.offset_s, "state_key": state_key(e.state.leader,
-                                                                             [m.healthy for m in e.state.members])})
+        self._states.append({"offset_s": e.offset_s, "leader": e.state.leader,
+                             "healthy": [m.healthy for m in e.state.members]})
         self._mark_thrashing()
 
     def _on_WorkloadSampled(self, e: Trial.WorkloadSampled) -> None:
