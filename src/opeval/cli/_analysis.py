@@ -49,6 +49,7 @@ def _lost_words(rows: list[dict[str, Any]]) -> str:
     said = [f"{w.promises} {w.lost}" for w in (words_for(s) for s in sorted({r.get("subject") or "" for r in rows}))]
     return "; ".join(dict.fromkeys(said)) or "acknowledged writes lost"
 
+
 def _rules(path: Path | None) -> RuleSet:
     return RuleSet.load(path) if path else RuleSet.default()
 

@@ -11,7 +11,7 @@ from eventsourcing.utils import get_topic
 from opeval.events._approval import DECISIONS, Approval, ApprovalDecidedError
 from opeval.events._campaign import Campaign
 from opeval.events._clock import clock_text, time_to_detect, time_to_recover
-from opeval.events._verdicts import MUTATING, command_key, data_safe, state_of, thrashing_repeats
+from opeval.events._verdicts import MUTATING, data_safe, thrashing_repeats
 from opeval.events._codec import MsgspecMapper, MsgspecTranscoder
 from opeval.events._labels import CommandLabels
 from opeval.events._render import Words, describe, event_json, member_summary
@@ -113,9 +113,7 @@ __all__ = [
     "TrialConfig",
     "MUTATING",
     "clock_text",
-    "command_key",
     "data_safe",
-    "state_of",
     "thrashing_repeats",
     "describe",
     "time_to_detect",

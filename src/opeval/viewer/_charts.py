@@ -288,7 +288,8 @@ def member_health(scale: TimeScale, members: Sequence[str],
                 _health_run(svg, scale, y, member, run_start, t, run_status, run_leader, leader_word)
             run_start, run_status, run_leader = t, status, is_leader
         if run_start is not None:
-            _health_run(svg, scale, y, member, run_start, ends[-1] if ends else scale.end_s, run_status, run_leader, leader_word)
+            _health_run(svg, scale, y, member, run_start, ends[-1] if ends else scale.end_s, run_status, run_leader,
+                        leader_word)
     y = top + len(members) * LANE_H + LANE_H / 2 + 4
     last: str | None = "\0"
     # A label takes the first of two rows where it clears the one before it; when neither

@@ -77,11 +77,13 @@ class WatchApp(App[int]):
         Binding("c", "campaign", "campaign", show=False),
     ]
 
-    def __init__(self, store_path: StoreLocation, *, trial_id: uuid.UUID | None = None, campaign_id: uuid.UUID | None = None,
+    def __init__(self, store_path: StoreLocation, *, trial_id: uuid.UUID | None = None,
+                 campaign_id: uuid.UUID | None = None,
                  speed: float = 1.0, follow_after: int | None = None, poll_s: float = 0.25,
                  decider: str | None = None, child: subprocess.Popen[Any] | None = None) -> None:
         super().__init__()
-        self.store_path = store_path if isinstance(store_path, PostgresURL) else Path(store_path)  # a file or a database
+        # a database, or a file
+        self.store_path = store_path if isinstance(store_path, PostgresURL) else Path(store_path)
         self.trial_id = trial_id
         self.campaign_id = campaign_id
         self.speed = speed
@@ -230,7 +232,8 @@ class WatchApp(App[int]):
         self._draw_campaign()
         title = self._main.query_one("#title", Static)
         if v is None:
-            title.update(Text(f"waiting for a trial to start in {store_address(self.store_path)}… {self.message}", style="dim"))
+            where = store_address(self.store_path)
+            title.update(Text(f"waiting for a trial to start in {where}… {self.message}", style="dim"))
             return
         state = v.outcome or "running"
         head = Text.assemble(

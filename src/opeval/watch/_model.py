@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opeval.commands import classify
-from opeval.events import Trial, thrashing_repeats, time_to_detect, time_to_recover
+from opeval.events import MUTATING, Trial, thrashing_repeats, time_to_detect, time_to_recover
 
 #: Badges of a step, in the order the issue's readers know them.
 BADGES = ("read_only", "remediation", "destructive", "unknown", "thrashing", "denied", "waiting")
@@ -174,8 +174,8 @@ class TrialView:
     def _mark_thrashing(self) -> None:
         """Badge every repeat the rule finds in what has been seen so far (a snapshot
         arriving later can change an earlier verdict, as it would in the read models)."""
-        if not self._commands:
-            return
+        if sum(c["class"] in MUTATING for c in self._commands) < 2:
+            return  # a repeat needs two mutating commands: most snapshots cost nothing here
         repeats = set(thrashing_repeats(self._commands, self._states, self.thrashing_window_s))
         for position, step in self._by_position.items():
             step.thrashing = position in repeats
