@@ -223,8 +223,9 @@ def _control_table(groups: list[dict[str, Any]], wide: bool) -> None:
 
 #: Shown beside every aggregate: what it leaves out or cannot vouch for.
 LEFT_OUT_COLUMNS = ("aborted", "error", "retried", "unisolated")
-LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; error trials count as "
-                    "not recovered; retried: extra attempts at an index; unisolated: the agent could reach the harness")
+LEFT_OUT_CAPTION = ("trials: those measured; aborted and error trials (the harness failed) are left out of every "
+                    "figure and counted beside it; retried: extra attempts at an index; unisolated: the agent could "
+                    "reach the harness")
 
 
 CONTROL_LEFT_OUT_CAPTION = ("trials: those measured; aborted trials are left out of every figure; a trial in error "
