@@ -95,7 +95,7 @@ def test_the_viewer_shows_what_each_aggregate_left_out(store_path: Path) -> None
         api = client.get(f"/api/campaigns/{campaign.id.hex[:8]}").json()
     assert page.status_code == 200
     assert "unisolated</span>" in page.text  # the unisolated trial is marked in the trials table
-    assert "aborted trials are left out of every figure" in page.text.replace("(or still running) ", "")
+    assert "aborted, error (the harness failed) or still running trials are left out of every figure" in page.text
     runbook = next(g for g in api["summary"] if g["agent"] == "runbook")
     assert runbook["trials"] == 1
     assert runbook["left_out"] == {"aborted": 1, "running": 0, "errors": 0, "retried": 1, "unisolated": 1}
