@@ -73,20 +73,33 @@ def test_a_person_decides_in_the_browser_and_the_agent_gets_it(store_path: Path,
             trial_id = _wait(lambda: _started(store_path), "the trial to start")
             deadline = time.monotonic() + 90
             while len(clicked) < 2 and time.monotonic() < deadline:
-                browser.open(f"{url}trials/{trial_id}", 1200)
-                held = browser.evaluate("Array.from(document.querySelectorAll('#approvals .approval pre'))"
-                                        ".map(p => p.textContent)")
+                # The live page reloads itself whenever a command is held or decided, so a question
+                # asked of it may land mid-navigation: then it is asked again of the reloaded page.
+                try:
+                    browser.open(f"{url}trials/{trial_id}", 1200)
+                    held = browser.evaluate("Array.from(document.querySelectorAll('#approvals .approval'))"
+                                            ".map(a => [a.dataset.step, a.querySelector('pre').textContent])")
+                except RuntimeError as e:
+                    if not _navigated(e):
+                        raise
+                    continue
                 if not held:
                     time.sleep(0.3)
                     continue
+                step, command = held[0]
                 if not clicked:  # a form without this viewer's page token is refused, even from loopback
-                    forged = httpx.post(f"{url}trials/{trial_id}/approvals/2", trust_env=False,
+                    forged = httpx.post(f"{url}trials/{trial_id}/approvals/{step}", trust_env=False,
                                         data={"token": "x" * 32, "decision": "allowed"})
                     assert forged.status_code == 403 and "is not from this viewer" in forged.text
-                button = "button.deny" if "rm -rf" in held[0] else "button.approve"
-                browser.evaluate(f"document.querySelector('#approvals {button}').click()")
-                browser._wait_event("Page.loadEventFired")  # the form's answer: back on the trial page
-                clicked.append(f"{button} {held[0]}")
+                button = "button.deny" if "rm -rf" in command else "button.approve"
+                try:
+                    browser.evaluate(f"document.querySelector('#approvals [data-step=\"{step}\"] {button}').click()")
+                except RuntimeError as e:  # the page reloaded before the click: the next turn clicks again
+                    if not _navigated(e):
+                        raise
+                # The click is done once the store holds the decision it posted.
+                if _wait(lambda: _decided(store_path, trial_id, int(step)), "the decision", 10, fail=False):
+                    clicked.append(f"{button} {command}")
         runner.join(timeout=120)
     finally:
         runner.join(timeout=180)
@@ -127,13 +140,26 @@ def _started(store_path: Path) -> str | None:
     return ids[0].hex if ids else None
 
 
-def _wait(check: Any, what: str, timeout_s: float = 60) -> Any:
+def _decided(store_path: Path, trial_id: str, step: int) -> str | None:
+    with EventStore(store_path, writable=False) as es:
+        approval = es.approval(uuid.UUID(trial_id), step)
+    return approval.decision if approval is not None else None
+
+
+def _navigated(e: RuntimeError) -> bool:
+    """Whether DevTools refused a question because the page navigated while it was asked."""
+    return any(m in str(e) for m in ("navigated or closed", "context was destroyed", "Cannot find context"))
+
+
+def _wait(check: Any, what: str, timeout_s: float = 60, *, fail: bool = True) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if found := check():
             return found
         time.sleep(0.1)
-    raise AssertionError(f"waited for {what}")
+    if fail:
+        raise AssertionError(f"waited for {what}")
+    return None
 
 
 def test_the_form_is_refused_from_another_machine(store_path: Path) -> None:
