@@ -3,6 +3,8 @@ a person's decision given with a key reaching a waiting agent."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,11 +17,15 @@ from textual.widgets import DataTable, Static
 
 from opeval.agents import AgentResult, AgentTools, ApprovalPolicy, Incident
 from opeval.events import AgentSpec, ChaosSpec, TrialConfig
+from opeval.projections import RuleSet
 from opeval.runner import TrialRequest
 from opeval.sandbox import CommandResult
 from opeval.store import EventStore, parse_store
 from opeval.testing import fake_plugins, run_one_trial
 from opeval.watch import TrialView, WatchApp, sparkline
+
+
+DEFAULT_RULES = Path(__file__).parents[2] / "projections/rules/default.yaml"
 
 
 @pytest.fixture
@@ -67,6 +73,29 @@ def test_the_view_folds_a_trial_and_badges_thrashing(fakes: None, store_path: Pa
                          ("command", "remediation", True), ("command", "unknown", False)]
     assert all(m.healthy for m in view.members.values())  # the after-state, not the teardown
     assert sparkline([0.0, 0.5, 1.0], 10) == "▁▅█"
+
+
+def test_the_view_marks_thrashing_under_the_rule_set_given(fakes: None, store_path: Path, tmp_path: Path) -> None:
+    agent = Scripted(["nodectl restart fake-1", "nodectl restart fake-1"])
+    result, _ = run_one_trial(store_path, request(), agent=agent)
+    tight = tmp_path / "tight.yaml"  # repeats count as thrashing only within a microsecond
+    tight.write_text(DEFAULT_RULES.read_text().replace("thrashing_window_s: 30.0", "thrashing_window_s: 0.000001"))
+
+    async def marks(window: float | None) -> list[bool]:
+        app = WatchApp(store_path, trial_id=result.trial_id, speed=0, poll_s=0.05, thrashing_window_s=window)
+        async with app.run_test() as pilot:
+            deadline = time.monotonic() + 10
+            while (app.view is None or app.view.outcome is None) and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert app.view is not None
+            return [s.thrashing for s in app.view.steps if s.kind == "command"]
+
+    assert anyio.run(marks, None) == [False, True]  # the default rule set's 30 s window
+    assert anyio.run(marks, RuleSet.load(tight).thresholds["thrashing_window_s"]) == [False, False]
+    missing = subprocess.run([sys.executable, "-m", "opeval", "watch", result.trial_id.hex, "--rules",
+                              str(tmp_path / "nope.yaml"), "--store", str(store_path)],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "nope.yaml" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_a_finished_trial_replays_at_the_chosen_speed(fakes: None, store_path: Path) -> None:

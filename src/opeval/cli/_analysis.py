@@ -7,10 +7,9 @@ and never write to the event store.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
-from cyclopts import Parameter
 
 from opeval.errors import UsageError
 from opeval.projections import (
@@ -32,14 +31,10 @@ from opeval.projections import (
 from opeval.store import EventStore, StoreLocation
 
 from ._app import AnyId, CampaignId, TrialId
-from ._common import JsonFlag, StoreOption, WideFlag, err, out, print_json, store_path
+from ._common import JsonFlag, RulesOption, StoreOption, WideFlag, err, out, print_json, store_path
 from ._exit import ExitCode
 from ._ids import campaign_id, short_ids, store_ids, trial_id
 from ._tables import Col, outcome_style, print_table
-
-RulesOption = Annotated[
-    Path | None, Parameter(name="--rules", help="Scoring rule set (YAML); default: the shipped default rule set."),
-]
 
 
 def _lost_words(rows: list[dict[str, Any]]) -> str:

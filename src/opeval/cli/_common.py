@@ -27,6 +27,9 @@ StoreOption = Annotated[
                                    "(default: $OPEVAL_STORE, else `store` in opeval.toml, else "
                                    "~/.local/share/opeval/events.db)."),
 ]
+RulesOption = Annotated[
+    Path | None, Parameter(name="--rules", help="Scoring rule set (YAML); default: the shipped default rule set."),
+]
 JsonFlag = Annotated[bool, Parameter(name="--json", negative=(), help="Print JSON instead of tables.")]
 WideFlag = Annotated[bool, Parameter(name="--wide", negative=(),
                                      help="Show every column, even if the table gets wider than the terminal.")]

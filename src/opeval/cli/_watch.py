@@ -13,7 +13,7 @@ from opeval.errors import NotFoundError, UsageError
 from opeval.store import EventStore, StoreLocation
 
 from ._app import AnyId
-from ._common import StoreOption, err, out, store_path
+from ._common import RulesOption, StoreOption, err, out, store_path
 from ._exit import ExitCode
 
 
@@ -27,7 +27,8 @@ def _running(es: EventStore) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     return (campaign if es.campaign(campaign).trials_planned > 1 else None), trial
 
 
-def watch(id: AnyId | None = None, /, *, speed: float = 1.0, store: StoreOption = None) -> int:  # noqa: A002
+def watch(id: AnyId | None = None, /, *, speed: float = 1.0, rules: RulesOption = None,  # noqa: A002
+          store: StoreOption = None) -> int:
     """Follow a trial or campaign live in the terminal, or replay a finished trial.
 
     Panels: the members (health, role, restarts, the fault's target marked), workload
@@ -42,9 +43,17 @@ def watch(id: AnyId | None = None, /, *, speed: float = 1.0, store: StoreOption 
         A trial or campaign id or unique prefix (default: the trial running now).
     speed
         Replay speed of a finished trial (2: twice as fast; 0: show its end at once).
+    rules
+        The rule set whose thrashing window marks repeated commands (default: the shipped
+        default rule set's, as ``analyze`` counts them).
     """
     if speed < 0:
         raise UsageError("--speed must be 0 (show the end at once) or a positive factor")
+    window = None
+    if rules:
+        from opeval.projections import RuleSet
+
+        window = RuleSet.load(rules).thresholds["thrashing_window_s"]
     path = store_path(store)
     with EventStore(path, writable=False) as es:
         if id is None:
@@ -54,7 +63,7 @@ def watch(id: AnyId | None = None, /, *, speed: float = 1.0, store: StoreOption 
             campaign, trial = (oid, None) if kind == "campaign" else (None, oid)
     from opeval.watch import WatchApp
 
-    WatchApp(path, trial_id=trial, campaign_id=campaign, speed=speed).run()
+    WatchApp(path, trial_id=trial, campaign_id=campaign, speed=speed, thrashing_window_s=window).run()
     return ExitCode.OK
 
 

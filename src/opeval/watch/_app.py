@@ -80,7 +80,8 @@ class WatchApp(App[int]):
     def __init__(self, store_path: StoreLocation, *, trial_id: uuid.UUID | None = None,
                  campaign_id: uuid.UUID | None = None,
                  speed: float = 1.0, follow_after: int | None = None, poll_s: float = 0.25,
-                 decider: str | None = None, child: subprocess.Popen[Any] | None = None) -> None:
+                 decider: str | None = None, child: subprocess.Popen[Any] | None = None,
+                 thrashing_window_s: float | None = None) -> None:
         super().__init__()
         # a database, or a file
         self.store_path = store_path if isinstance(store_path, PostgresURL) else Path(store_path)
@@ -91,6 +92,7 @@ class WatchApp(App[int]):
         self.child = child  # the run being followed (``opeval run --tui``), if this process started it
         self.poll_s = poll_s
         self.decider = decider or f"person:{getpass.getuser()}@terminal"
+        self.thrashing_window_s = thrashing_window_s  # a rule set's; None: the default rule set's
         self.view: TrialView | None = None
         self.store: EventStore | None = None
         self._queue: list[Any] = []  # events not yet shown (a replay shows them at their offset)
@@ -173,7 +175,7 @@ class WatchApp(App[int]):
             self._load_campaign(es)
         if self.trial_id is not None:
             if self.view is None or self.view.trial_id != self.trial_id.hex:
-                self.view, self._queue, self._replay_t0 = TrialView(self.trial_id.hex), [], None
+                self.view, self._queue, self._replay_t0 = self._new_view(self.trial_id.hex), [], None
                 self._seen = 0
                 self._main.query_one("#steps", DataTable).clear()
                 self._shown_steps = 0
@@ -201,6 +203,11 @@ class WatchApp(App[int]):
             if until is not None and float(getattr(e, "offset_s", 0.0)) > until:
                 break
             self.view.apply(self._queue.pop(0))
+
+    def _new_view(self, trial_hex: str) -> TrialView:
+        if self.thrashing_window_s is None:
+            return TrialView(trial_hex)
+        return TrialView(trial_hex, thrashing_window_s=self.thrashing_window_s)
 
     def _load_campaign(self, es: EventStore) -> None:
         assert self.campaign_id is not None
