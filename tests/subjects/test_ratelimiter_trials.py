@@ -4,14 +4,20 @@ and nothing is left running."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
 from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest
 from opeval.testing import run_one_trial
+from opeval.viewer import create_app
 from tests.conftest import labelled_processes
 
 pytestmark = pytest.mark.integration
@@ -75,3 +81,29 @@ def test_over_admission_is_measured_while_a_node_runs_a_wrong_limit(tmp_path: Pa
     assert result.outcome == "not_recovered"  # nobody fixed the drift
     assert any("ghost allowing" in s or "counter drift" in s for s in _one(events, Trial.FaultDetected).symptoms) \
         or "limit 60, not 20" in result.reason
+    _shown_in_the_limiters_words(tmp_path / "events.db", result.trial_id.hex, safety.missing)
+
+
+#: The key-value workload's words, which a rate-limiter trial's screens must not use (a
+#: model's cache writes are no workload's).
+ETCD_WORDS = re.compile(r"acknowledged writes|lost writes|DATA LOSS|missing keys|\betcd|\b(writes|reads) \d|health and leader")
+
+
+def _shown_in_the_limiters_words(store: Path, trial: str, over: int) -> None:
+    """``opeval show``, ``analyze`` and the trial page say what was over-admitted, in the
+    rate limiter's words and none of etcd's."""
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "opeval", *args, "--store", str(store)], capture_output=True,
+                              text=True, timeout=180, env={**os.environ, "COLUMNS": "250"})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    shown = cli("show", trial)
+    assert "LIMIT BROKEN" in shown and f"{over} over-admitted" in shown, shown
+    analyzed = cli("analyze", trial)
+    with TestClient(create_app(store)) as client:
+        page = client.get(f"/trials/{trial}")
+    assert page.status_code == 200
+    assert "LIMIT BROKEN" in page.text and "over-admitted" in page.text
+    for screen, text in (("show", shown), ("analyze", analyzed), ("the trial page", page.text)):
+        assert not ETCD_WORDS.search(text), (screen, [m.group(0) for m in ETCD_WORDS.finditer(text)])
