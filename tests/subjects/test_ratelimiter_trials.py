@@ -86,7 +86,8 @@ def test_over_admission_is_measured_while_a_node_runs_a_wrong_limit(tmp_path: Pa
 
 #: The key-value workload's words, which a rate-limiter trial's screens must not use (a
 #: model's cache writes are no workload's).
-ETCD_WORDS = re.compile(r"acknowledged writes|lost writes|DATA LOSS|missing keys|\betcd|\b(writes|reads) \d|health and leader")
+ETCD_WORDS = re.compile(r"acknowledged writes|lost writes|DATA LOSS|missing keys|\betcd|\b(writes|reads) \d"
+                        r"|health and leader")
 
 
 def _shown_in_the_limiters_words(store: Path, trial: str, over: int) -> None:
