@@ -8,6 +8,15 @@ its ``exit_code`` instead of a traceback.
 from __future__ import annotations
 
 
+def yaml_problem(origin: object, e: BaseException) -> str:
+    """A YAML parser's complaint about ``origin`` on one line: ``origin:LINE: not valid YAML:
+    what`` (the line when the parser knows it)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{origin}:{mark.line + 1}" if mark is not None else f"{origin}"
+    problem = "nested too deeply" if isinstance(e, RecursionError) else getattr(e, "problem", None) or e
+    return f"{where}: not valid YAML: {' '.join(str(problem).split())}"
+
+
 class OpevalError(Exception):
     """An error with a one-line message that tells the user what to do."""
 

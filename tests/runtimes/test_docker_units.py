@@ -44,3 +44,16 @@ def test_a_compose_key_opeval_does_not_use_is_refused_not_ignored(tmp_path: Path
     d = definition(tmp_path, "    image: x/y\n    ports: ['2379:2379']\n")
     with pytest.raises(EnvironmentProblem, match=r"services.member.ports is not used by opeval \(it reads build, "):
         image_tag(d)
+
+
+@pytest.mark.parametrize(("service", "message"), [
+    ("    image: [x/y\n", r"compose.yaml:\d+: not valid YAML: "),
+    ("    image: " + "[" * 2000 + "\n", "compose.yaml: not valid YAML: nested too deeply"),
+    ("", "not a usable Compose file with a 'member' service")])
+def test_a_malformed_compose_file_is_refused_in_one_line(tmp_path: Path, service: str, message: str) -> None:
+    d = definition(tmp_path, service)
+    if not service:
+        d.compose.write_text("services: {}\n")
+    with pytest.raises(EnvironmentProblem, match=message) as refused:
+        image_tag(d)
+    assert "\n" not in str(refused.value)

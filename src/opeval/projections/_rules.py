@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from opeval._assets import asset_path
-from opeval.errors import UsageError
+from opeval.errors import UsageError, yaml_problem
 
 METRICS = {"recovered", "ttd_s", "first_diagnostic_s", "first_remediation_s", "ttr_s", "availability",
            "lost_writes", "safe", "commands", "unique_commands", "thrashing", "destructive", "tokens",
@@ -70,8 +70,8 @@ class RuleSet:
         """Parse rule set YAML."""
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise UsageError(f"rule set {origin} is not valid YAML: {e}") from None
+        except (yaml.YAMLError, RecursionError) as e:
+            raise UsageError(f"rule set {yaml_problem(origin, e)}") from None
         if not isinstance(data, dict):
             raise UsageError(f"rule set {origin} must be a mapping")
         return cls(data, text, origin)

@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from opeval.errors import UsageError
+from opeval.errors import UsageError, yaml_problem
 from opeval.events import AgentSpec, ChaosSpec, Scalar, TrialConfig
 from opeval.params import (
     check_params,
@@ -187,14 +187,8 @@ def load_campaign(path: Path | str) -> CampaignPlan:  # noqa: PLR0912, PLR0915 -
         raise CampaignFileError(f"{path}: not a text file (byte {e.start} is not UTF-8): give a YAML file") from None
     try:
         doc = yaml.load(source, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 1
-        problem = " ".join(str(e.problem).split())
-        raise CampaignFileError(f"{path}:{line}: not valid YAML: {problem}") from None
-    except yaml.YAMLError as e:
-        raise CampaignFileError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-    except RecursionError:
-        raise CampaignFileError(f"{path}: not valid YAML: nested too deeply") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise CampaignFileError(yaml_problem(path, e)) from None
     c = _Checker(path)
     if not isinstance(doc, _Mapping):
         raise CampaignFileError(f"{path}:1: a campaign file is a mapping with at least name, chaos and variants")

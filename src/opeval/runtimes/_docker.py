@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import yaml
 
-from opeval.errors import EnvironmentProblem, UsageError
+from opeval.errors import EnvironmentProblem, UsageError, yaml_problem
 from opeval.runtimes._journal import Journal, mount_tmpfs, sweep_labelled, unmount
 from opeval.runtimes._ports import PortLease
 from opeval.runtimes._protocol import ContainerDefinition, MemberEvent, MemberSpec, RestartPolicy, supervisor_state
@@ -121,8 +121,13 @@ def image_tag(definition: ContainerDefinition) -> tuple[str, dict[str, Any]]:
     """The image's tag, by the content of everything its build reads, and the ``member`` service."""
     try:
         compose = yaml.safe_load(definition.compose.read_text())
+    except (yaml.YAMLError, RecursionError) as e:
+        raise EnvironmentProblem(yaml_problem(definition.compose, e)) from None
+    except OSError as e:
+        raise EnvironmentProblem(f"{definition.compose}: cannot read the Compose file ({e.strerror})") from None
+    try:
         service = compose["services"]["member"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise EnvironmentProblem(f"{definition.compose}: not a usable Compose file with a 'member' service ({e})") from None
     if not isinstance(service, dict) or set(service) - _SERVICE_KEYS:
         unknown = sorted(set(service) - _SERVICE_KEYS) if isinstance(service, dict) else ["(not a mapping)"]
