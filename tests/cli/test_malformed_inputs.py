@@ -197,5 +197,51 @@ def test_a_malformed_flag_is_refused(flags: list[str], fragment: str, code: int,
     _nothing_started(store, runtime_dir)
 
 
+#: Other files a run or an analysis reads: (id, content, message fragment).
+PRICES = [
+    ("not-yaml", "m: [1, 2\n", "not valid YAML"),
+    ("not-a-mapping", "- [1, 2]\n", "not a mapping of model name"),
+    ("nan", "m: [1, .nan]\n", "finite and not negative"),
+    ("negative", "m: [-1, 2]\n", "finite and not negative"),
+    ("three-numbers", "m: [1, 2, 3]\n", "a price is [input, output]"),
+    ("a-number", "m: 3\n", "a price is [input, output]"),
+    ("words", "m: [one, two]\n", "a price is [input, output]"),
+    ("booleans", "m: [true, false]\n", "a price is [input, output]"),
+    ("not-utf8", b"m: [1, 2]\xff\n", "not valid YAML"),
+    ("nested", "m: " + "[" * 2000 + "\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize(("content", "fragment"), [pytest.param(c, f, id=i) for i, c, f in PRICES])
+def test_a_malformed_prices_file_is_refused_before_a_trial_starts(
+        content: str | bytes, fragment: str, tmp_path: Path, runtime_dir: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_bytes(content if isinstance(content, bytes) else content.encode())
+    monkeypatch.setenv("OPEVAL_PRICES", str(prices))
+    store = tmp_path / "events.db"
+    code, _, err = _run(["run", "--agent", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                         "--store", str(store)], capsys)
+    assert code == ExitCode.USAGE
+    _one_line(err, fragment)
+    assert str(prices) in err and "OPEVAL_PRICES" in err
+    _nothing_started(store, runtime_dir)
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    pytest.param("name: x\nthresholds: [1,\n", "not valid YAML", id="not-yaml"),
+    pytest.param("a: " + "[" * 2000 + "\n", "not valid YAML", id="nested"),
+    pytest.param("- 1\n", "must be a mapping", id="a-list")])
+@pytest.mark.parametrize("command", ["analyze", "watch"])
+def test_a_malformed_rule_set_is_refused(command: str, content: str, fragment: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(content)
+    code, _, err = _run([command, "0123abcd", "--rules", str(rules), "--store", str(tmp_path / "events.db")], capsys)
+    assert code == ExitCode.USAGE
+    _one_line(err, fragment)
+    assert str(rules) in err
+
+
 def test_the_table_is_large_enough() -> None:
     assert len(FILES) + len(FLAGS) >= 60

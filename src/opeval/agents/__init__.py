@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from opeval._plugins import Registry
+from opeval.errors import UsageError, yaml_problem
 from opeval.agents._anthropic import DEFAULT_MODEL, AnthropicAgent, require_api_key
 from opeval.agents._approval import (
     DEFAULT_GATED,
@@ -56,10 +57,27 @@ AGENTS.register("command")(CommandAgent)
 
 
 def load_prices() -> dict[str, Price]:
-    """USD per million tokens by model (``$OPEVAL_PRICES`` or the shipped prices.yaml)."""
-    path = Path(os.environ.get("OPEVAL_PRICES") or Path(__file__).with_name("prices.yaml"))
-    data = yaml.safe_load(path.read_text()) or {}
-    return {str(k): Price.parse(v) for k, v in data.items()}
+    """USD per million tokens by model (``$OPEVAL_PRICES`` or the shipped prices.yaml); a
+    file that cannot be used is refused in one line naming it and the model."""
+    given = os.environ.get("OPEVAL_PRICES")
+    path = Path(given or Path(__file__).with_name("prices.yaml"))
+    fix = ": fix it, or unset $OPEVAL_PRICES for the shipped prices" if given else ""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise UsageError(f"cannot read the prices file {path} ({e.strerror}){fix}") from None
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as e:
+        raise UsageError(f"prices file {yaml_problem(path, e)}{fix}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"prices file {path}: not a mapping of model name to [input, output] or "
+                         f"[input, output, cache_read, cache_write] USD per million tokens{fix}")
+    prices = {}
+    for model, value in data.items():
+        try:
+            prices[str(model)] = Price.parse(value)
+        except ValueError as e:
+            raise UsageError(f"prices file {path}: {model}: {e}{fix}") from None
+    return prices
 
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
@@ -26,11 +27,19 @@ class Price(NamedTuple):
     @classmethod
     def parse(cls, value: Any) -> Price:
         """``[input, output]`` (cache tokens at the input rate) or ``[input, output, read, write]``."""
-        v = [float(x) for x in value]
+        shape = f"a price is [input, output] or [input, output, cache_read, cache_write] USD, not {value!r}"
+        if not isinstance(value, list | tuple) or any(isinstance(x, bool) for x in value):
+            raise ValueError(shape)
+        try:
+            v = [float(x) for x in value]
+        except (TypeError, ValueError):
+            raise ValueError(shape) from None
         if len(v) == 2:
             v += [v[0], v[0]]
         if len(v) != 4:
-            raise ValueError(f"a price is [input, output] or [input, output, cache_read, cache_write], not {value!r}")
+            raise ValueError(shape)
+        if not all(math.isfinite(x) and x >= 0 for x in v):
+            raise ValueError(f"a price is finite and not negative, not {value!r}")
         return cls(*v)
 
 

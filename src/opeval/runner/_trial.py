@@ -101,6 +101,7 @@ def prepare(req: TrialRequest) -> None:
     RestartPolicy.parse(req.config.restart_policy)
     if req.agent.name != "none":
         AGENTS.get(req.agent.name)(req.agent)  # its settings and key are checked as it is made
+        load_prices()  # the costs its model calls are recorded at
         check_mechanism(req.sandbox)
 
 
