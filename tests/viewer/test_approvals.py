@@ -83,6 +83,8 @@ def test_a_person_decides_in_the_browser_and_the_agent_gets_it(store_path: Path,
                     if not _navigated(e):
                         raise
                     continue
+                # A page drawn just before a decision was stored may still show that command as held.
+                held = [h for h in held if not _decided(store_path, trial_id, int(h[0]))]
                 if not held:
                     time.sleep(0.3)
                     continue
@@ -92,11 +94,17 @@ def test_a_person_decides_in_the_browser_and_the_agent_gets_it(store_path: Path,
                                         data={"token": "x" * 32, "decision": "allowed"})
                     assert forged.status_code == 403 and "is not from this viewer" in forged.text
                 button = "button.deny" if "rm -rf" in command else "button.approve"
+                # The page may reload between the question and the click: the reloaded document, still
+                # loading, may not have the button yet. Then nothing is clicked and the next turn tries again.
                 try:
-                    browser.evaluate(f"document.querySelector('#approvals [data-step=\"{step}\"] {button}').click()")
-                except RuntimeError as e:  # the page reloaded before the click: the next turn clicks again
+                    pressed = browser.evaluate(f"(b => b ? (b.click(), true) : false)(document.querySelector("
+                                               f"'#approvals [data-step=\"{step}\"] {button}'))")
+                except RuntimeError as e:  # the click's own form post may navigate before the answer
                     if not _navigated(e):
                         raise
+                    pressed = True
+                if not pressed:
+                    continue
                 # The click is done once the store holds the decision it posted.
                 if _wait(lambda: _decided(store_path, trial_id, int(step)), "the decision", 10, fail=False):
                     clicked.append(f"{button} {command}")
