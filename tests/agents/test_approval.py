@@ -19,6 +19,7 @@ from opeval.runner._campaign_file import CampaignFileError, load_campaign
 from opeval.sandbox import CommandResult
 from opeval.store import EventStore
 from opeval.testing import fake_plugins, run_one_trial
+from tests.opeval_cli import opeval
 
 
 @pytest.fixture
@@ -193,22 +194,16 @@ def test_a_late_decision_loses_to_the_first(store_path: Path) -> None:
 
 
 def test_analysis_reports_what_each_variant_had_denied(fakes: None, store_path: Path, tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
 
     data = tmp_path / "member-data"
     (data / "member").mkdir(parents=True)
     agent = Scripted([f"rm -rf {data}/member", "frobnicate", "nodectl status"])
     result, events = run_one_trial(store_path, request("deny"), agent=agent)
     campaign = events[0].campaign_id.hex
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"), "COLUMNS": "200"}
-    shown = subprocess.run([sys.executable, "-m", "opeval", "analyze", campaign, "--store", str(store_path)],
-                           capture_output=True, text=True, env=env, check=True).stdout
+    shown = opeval("analyze", campaign, "--store", str(store_path), columns=200, check=True).stdout
     assert "approval gate" in shown and "denied commands" in shown
     assert f"rm -rf {data}/member" in shown and "frobnicate" in shown and "nodectl status" not in shown
-    as_json = subprocess.run([sys.executable, "-m", "opeval", "analyze", campaign, "--store", str(store_path),
-                              "--json"], capture_output=True, text=True, env=env, check=True).stdout
+    as_json = opeval("analyze", campaign, "--store", str(store_path), "--json", check=True).stdout
     import json
 
     (gate,) = json.loads(as_json)["approvals"]

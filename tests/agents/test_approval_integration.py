@@ -4,9 +4,6 @@ agent wiping members' data, and the cluster keeps it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
@@ -17,6 +14,7 @@ from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest, run_single
 from opeval.sandbox import CommandResult
 from opeval.store import EventStore
+from tests.opeval_cli import opeval
 from tests.runner.helpers import assert_nothing_left, of
 
 pytestmark = pytest.mark.integration
@@ -67,10 +65,8 @@ def test_deny_stops_the_wipe_and_the_cluster_keeps_its_data(store_path: Path, no
     (safety,) = of(events, Trial.DataSafetyChecked)
     assert safety.acknowledged > 0 and safety.missing == safety.wrong == safety.unreadable == 0
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    shown = json.loads(subprocess.run(
-        [sys.executable, "-m", "opeval", "analyze", events[0].campaign_id.hex, "--store", str(store_path), "--json"],
-        capture_output=True, text=True, env=env, check=True).stdout)
+    shown = json.loads(opeval("analyze", events[0].campaign_id.hex, "--store", str(store_path), "--json",
+                              check=True).stdout)
     (gate,) = shown["approvals"]
     assert (gate["variant"], gate["denied"], gate["denied_destructive"]) == ("wiper-denied", 6, 6)
     assert sorted(d["command"] for d in shown["denied"]) == sorted(wipes)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +11,7 @@ import pytest
 from opeval.projections import file_digest
 from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
 from opeval.store import EventStore
-
-
-def opeval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=120)
+from tests.opeval_cli import opeval
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +11,8 @@ import pytest
 from opeval.events import Campaign
 from opeval.projections.synthetic import make_trial, new_campaign
 from opeval.store import EventStore
+from tests.opeval_cli import opeval
 from tests.projections.helpers import aborted_control
-
-
-def opeval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

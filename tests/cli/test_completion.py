@@ -14,11 +14,7 @@ import pytest
 
 from opeval.projections.synthetic import write_campaign
 from opeval.store import EventStore
-
-
-def opeval(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+from tests.opeval_cli import opeval
 
 
 @pytest.mark.parametrize(("shell", "script", "rc", "line"), [

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,15 +15,8 @@ from opeval.cli import main
 from opeval.cli._config import settings
 from opeval.store import EventStore
 from opeval.testing import fake_plugins
+from tests.opeval_cli import opeval
 from tests.runner.test_campaign_on_fakes import CAMPAIGN
-
-
-def opeval(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    environ = {**os.environ, **(env or {})}
-    environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, environ.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=120,
-                          cwd=cwd, env=environ)
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,13 +12,10 @@ import pytest
 from opeval.projections import file_digest
 from opeval.projections.synthetic import make_control_trial, new_campaign
 from opeval.store import EventStore
+from tests.opeval_cli import opeval as run_opeval
 from tests.projections.helpers import ControlStore, write_control_store
 
-
-def opeval(*args: str, columns: int = 250) -> subprocess.CompletedProcess[str]:
-    """``opeval ARGS`` with a terminal wide enough for every column of its tables."""
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": str(columns)})
+opeval = partial(run_opeval, columns=250)  # wide enough for every column of the tables
 
 
 @pytest.fixture

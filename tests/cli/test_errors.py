@@ -5,17 +5,12 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from opeval.store import EventStore
-
-
-def opeval(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+from tests.opeval_cli import opeval
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
@@ -77,18 +72,12 @@ def test_show_of_an_unknown_id(store_path: Path) -> None:
 
 
 def test_the_store_comes_from_the_environment(store_path: Path) -> None:
-    import os
-
-    env = {**os.environ, "OPEVAL_STORE": str(store_path)}
-    proc = opeval("list", env=env)
+    proc = opeval("list", env={"OPEVAL_STORE": str(store_path)})
     assert_one_line_error(proc, 3, str(store_path))
 
 
 def test_a_missing_api_key_fails_before_any_cluster_starts(store_path: Path, runtime_dir: Path) -> None:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    proc = opeval("run", "--agent", "anthropic", "--store", str(store_path), env=env)
+    proc = opeval("run", "--agent", "anthropic", "--store", str(store_path), env={"ANTHROPIC_API_KEY": None})
     assert_one_line_error(proc, 2, "ANTHROPIC_API_KEY is not set")
     assert not store_path.exists() and not (runtime_dir / "trials").exists()
 

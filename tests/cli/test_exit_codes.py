@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from opeval.agents._labeller import LabellingFailed
 from opeval.cli._exit import MEANINGS, ExitCode, for_outcome
-from opeval.errors import EnvironmentProblem, NotFoundError, OpevalError, StoreError, UsageError
+from opeval.errors import (
+    EnvironmentProblem,
+    NotFoundError,
+    OpevalError,
+    StoreError,
+    UsageError,
+)
 from opeval.runner import CampaignFileError
 from opeval.store import EventStore
+from tests.opeval_cli import opeval
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -39,10 +44,6 @@ def test_every_error_exits_with_a_code_of_the_table(error: type[OpevalError], co
 def test_outcomes_map_to_the_table() -> None:
     assert [for_outcome(o) for o in ("recovered", "not_recovered", "error", "aborted")] == [
         ExitCode.OK, ExitCode.OK, ExitCode.TRIAL_ERROR, ExitCode.INTERRUPTED]
-
-
-def opeval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_commands_exit_as_the_table_says(store_path: Path, tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,19 +14,15 @@ from litestar.testing import TestClient
 from opeval.events import Trial
 from opeval.store import EventStore
 from opeval.viewer import create_app
+from tests.opeval_cli import opeval
 
 pytestmark = pytest.mark.integration
 
 
-def opeval(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 def test_every_view_shows_the_time_to_detect_the_trial_recorded(store_path: Path, no_leaks: None) -> None:
     s = ["--store", str(store_path)]
-    ran = opeval("run", "--agent", "runbook", "--restart-policy", "never", "--seed", "7", "--timeout", "30", *s)
+    ran = opeval("run", "--agent", "runbook", "--restart-policy", "never", "--seed", "7", "--timeout", "30", *s,
+                 check=True).stdout
     with EventStore(store_path, writable=False) as es:
         (finished,) = [e for _, e in es.iter_events(topics=["opeval.trial:TrialFinished"])]
         events = es.events(finished.originator_id)
@@ -43,10 +37,10 @@ def test_every_view_shows_the_time_to_detect_the_trial_recorded(store_path: Path
     ttd_text, ttr_text = f"{ttd:.3f}", f"{ttr:.3f}"
 
     assert re.search(rf"trial {trial[:8]}\w*: recovered - .* \(TTD {ttd_text}s, TTR {ttr_text}s\)", ran), ran
-    shown = opeval("show", trial[:8], "--wide", *s)
+    shown = opeval("show", trial[:8], "--wide", *s, check=True).stdout
     assert f"(TTD {ttd_text}s, TTR {ttr_text}s)" in shown, shown
 
-    analyzed = json.loads(opeval("analyze", trial[:8], "--json", *s))
+    analyzed = json.loads(opeval("analyze", trial[:8], "--json", *s, check=True).stdout)
     (row,) = analyzed["trials"]
     assert row["ttd_s"] == ttd and row["ttr_s"] == ttr
 
@@ -58,7 +52,7 @@ def test_every_view_shows_the_time_to_detect_the_trial_recorded(store_path: Path
     assert re.search(rf"time to detect</span><strong>{ttd_text} s<", page)
     assert re.search(rf"time to recover</span><strong>{ttr_text} s<", page)
 
-    md = opeval("export", trial[:8], *s)
+    md = opeval("export", trial[:8], *s, check=True).stdout
     assert md == exported["md"].rstrip("\n") + "\n" or md.rstrip("\n") == exported["md"].rstrip("\n")
     assert f"**Time to detect:** {ttd_text} s; **time to recover:** {ttr_text} s" in md
     assert f"(TTD {ttd_text}s, TTR {ttr_text}s)" in md  # the timeline's TrialFinished line

@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 
 from tests.cli.readme_store import build
 from tests.cli.terminal import run_in_terminal
+from tests.opeval_cli import opeval
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -100,10 +100,6 @@ def test_every_shipped_campaign_is_in_the_readme() -> None:
     assert all(expected for _, expected in documented_campaigns())
 
 
-def opeval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=900)
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize(("file", "expected"), documented_campaigns(),
@@ -116,10 +112,10 @@ def test_a_shipped_campaign_gives_the_documented_outcome_run_after_run(
     store = tmp_path / "events.db"
     seen = []
     for _ in range(runs):
-        proc = opeval("run", "campaign", str(REPO / file), "--store", str(store), "--json")
+        proc = opeval("run", "campaign", str(REPO / file), "--store", str(store), "--json", timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         campaign = json.loads(proc.stdout)["campaign_id"]
-        trials = json.loads(opeval("analyze", campaign, "--store", str(store), "--json").stdout)["trials"]
+        trials = json.loads(opeval("analyze", campaign, "--store", str(store), "--json", timeout=900).stdout)["trials"]
         got = {v: (sum(1 for t in trials if t["variant"] == v and t["outcome"] == "recovered"),
                    sum(1 for t in trials if t["variant"] == v)) for v in expected}
         seen.append(got)
@@ -138,6 +134,6 @@ def documented_runs() -> list[tuple[list[str], str]]:
 @pytest.mark.integration
 @pytest.mark.parametrize(("args", "outcome"), documented_runs(), ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_a_readme_run_ends_as_the_readme_says(args: list[str], outcome: str, tmp_path: Path, no_leaks: None) -> None:
-    proc = opeval("run", *args, "--store", str(tmp_path / "events.db"), "--json")
+    proc = opeval("run", *args, "--store", str(tmp_path / "events.db"), "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout)["outcome"] == outcome

@@ -15,12 +15,9 @@ import pytest
 from opeval.events import Trial
 from opeval.store import EventStore
 from tests.conftest import labelled_processes
+from tests.opeval_cli import opeval
 
 pytestmark = pytest.mark.integration
-
-
-def opeval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=180)
 
 
 def test_run_list_show(store_path: Path, no_leaks: None) -> None:

@@ -6,8 +6,6 @@ import io
 import json
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,15 @@ from rich.console import Console
 
 from opeval.cli._ids import short_ids
 from opeval.cli._tables import Col, fit, print_table
-from opeval.projections.synthetic import make_control_trial, make_trial, new_campaign, write_campaign
+from opeval.projections.synthetic import (
+    make_control_trial,
+    make_trial,
+    new_campaign,
+    write_campaign,
+)
 from opeval.store import EventStore
 from tests.cli.terminal import in_terminal
+from tests.opeval_cli import opeval
 
 COLS = [Col("trial", keep=True), Col("campaign", keep=True), Col("started (UTC)", fold=False, drop=6),
         Col("subject", drop=9), Col("chaos → target", drop=2), Col("agent", drop=3),
@@ -106,10 +110,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _json(*args: str) -> object:
-    proc = subprocess.run([sys.executable, "-m", "opeval", *args, "--json"], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return json.loads(opeval(*args, "--json", check=True).stdout)
 
 
 def _assert_fits(text: str, width: int) -> None:
@@ -159,8 +160,7 @@ def test_analyze_in_an_80_column_terminal(store: Path) -> None:
 
 
 def test_piped_list_is_every_column_of_every_trial(store: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "opeval", "list", "--store", str(store)], capture_output=True,
-                          text=True, timeout=120, env={**__import__("os").environ, "COLUMNS": "80"})
+    proc = opeval("list", "--store", str(store), columns=80)
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["trial", "campaign", "started", "(UTC)", "subject", "chaos", "→", "target", "agent",
                                 "seed", "restart", "outcome", "TTR"]

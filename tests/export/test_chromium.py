@@ -6,8 +6,6 @@ as JSON with a slice per command."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,25 +13,20 @@ import pytest
 from opeval.events import Trial
 from opeval.store import EventStore
 from tests.export.test_formats import assert_nested, parse
+from tests.opeval_cli import opeval
 from tests.viewer.test_e2e import Chromium, chromium_binary
 
 pytestmark = pytest.mark.integration
 
 
-def opeval(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def test_the_html_export_of_a_real_trial_renders_in_chromium(store_path: Path, tmp_path: Path,
                                                               no_leaks: None) -> None:
     run = json.loads(opeval("run", "--agent", "runbook", "--restart-policy", "never", "--seed", "5",
-                            "--timeout", "30", "--store", str(store_path), "--json").stdout)
+                            "--timeout", "30", "--store", str(store_path), "--json", check=True).stdout)
     trial = run["trial_id"].replace("-", "")
     html, trace = tmp_path / "postmortem.html", tmp_path / "trace.json"
-    opeval("export", trial, "--format", "html", "--output", str(html), "--store", str(store_path))
-    opeval("export", trial, "--format", "trace", "--output", str(trace), "--store", str(store_path))
+    opeval("export", trial, "--format", "html", "--output", str(html), "--store", str(store_path), check=True)
+    opeval("export", trial, "--format", "trace", "--output", str(trace), "--store", str(store_path), check=True)
     with EventStore(store_path, writable=False) as es:
         events = es.events(next(e.originator_id for _, e in es.iter_events()
                                 if isinstance(e, Trial.TrialStarted)))

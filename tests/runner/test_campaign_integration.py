@@ -16,6 +16,7 @@ import pytest
 from opeval.events import Campaign
 from opeval.store import EventStore
 from tests.conftest import labelled_processes
+from tests.opeval_cli import opeval
 
 pytestmark = pytest.mark.integration
 CAMPAIGNS = Path(__file__).parents[2] / "campaigns"
@@ -91,9 +92,7 @@ def test_the_quickstart_campaign_runs_as_it_is(store_path: Path, no_leaks: None)
     assert proc.returncode == 0, err
     summary = json.loads(out)
     assert summary["finished"] is True and sum(summary["outcomes"].values()) == 4
-    analyzed = subprocess.run([sys.executable, "-m", "opeval", "analyze", summary["campaign_id"][:8], "--json",
-                               "--store", str(store_path)], capture_output=True, text=True, timeout=60)
-    assert analyzed.returncode == 0, analyzed.stderr
+    analyzed = opeval("analyze", summary["campaign_id"][:8], "--json", "--store", str(store_path), check=True)
     groups = {g["variant"]: g for g in json.loads(analyzed.stdout)["summary"]}
     assert set(groups) == {"runbook", "baseline"}
     assert groups["runbook"]["recovery_rate"] == 1.0 and groups["baseline"]["recovery_rate"] == 0.0

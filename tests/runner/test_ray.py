@@ -18,11 +18,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-import opeval
 from opeval.events import Trial
 from opeval.runner import CampaignRun, RayOptions, load_campaign, run_campaign
 from opeval.store import EventStore
 from tests.conftest import labelled_processes
+from tests.opeval_cli import SRC, opeval
 
 pytestmark = pytest.mark.integration
 CAMPAIGNS = Path(__file__).parents[2] / "campaigns"
@@ -67,8 +67,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         driver.setenv(key, value)  # for this process and the CLIs it starts (the coordinators)
     env = os.environ.copy()
     env.update(OPEVAL_RUNTIME_DIR=str(runtime),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(opeval.__file__).parents[1]),
-                                                        env.get("PYTHONPATH")])))
+               PYTHONPATH=os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")])))
     port = _free_port()
     ray_bin = Path(sys.executable).parent / "ray"
     log = runtime / "ray-start.log"
@@ -120,20 +119,16 @@ def _rows(url: str, campaign_id: object) -> list[tuple[int, str, str | None, str
 def test_the_quickstart_campaign_on_ray_and_postgres(ray_cluster: tuple[str, Path], postgres_url: str,
                                                      tmp_path: Path) -> None:
     address, _ = ray_cluster
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
-    proc = subprocess.run([sys.executable, "-m", "opeval", "run", "campaign", str(CAMPAIGNS / "quickstart.yaml"),
-                           "--store", postgres_url, "--executor", "ray", "--address", address, "--json"],
-                          capture_output=True, text=True, timeout=400, env=env)
-    assert proc.returncode == 0, proc.stderr
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    proc = opeval("run", "campaign", str(CAMPAIGNS / "quickstart.yaml"), "--store", postgres_url,
+                  "--executor", "ray", "--address", address, "--json", timeout=400, env=env, check=True)
     summary = json.loads(proc.stdout)
     assert summary["finished"] is True and sum(summary["outcomes"].values()) == 4
     rows = _rows(postgres_url, __import__("uuid").UUID(summary["campaign_id"]))
     assert sorted(i for i, _, o, _ in rows if o != "aborted") == [0, 1, 2, 3]
 
     def analyze(store: str) -> dict[str, object]:
-        done = subprocess.run([sys.executable, "-m", "opeval", "analyze", summary["campaign_id"][:8], "--json",
-                               "--store", store], capture_output=True, text=True, timeout=120, env=env)
-        assert done.returncode == 0, done.stderr
+        done = opeval("analyze", summary["campaign_id"][:8], "--json", "--store", store, env=env, check=True)
         return json.loads(done.stdout)  # type: ignore[no-any-return]
 
     on_postgres = analyze(postgres_url)
@@ -141,9 +136,7 @@ def test_the_quickstart_campaign_on_ray_and_postgres(ray_cluster: tuple[str, Pat
     assert groups["runbook"]["recovery_rate"] == 1.0 and groups["baseline"]["recovery_rate"] == 0.0
     # The same log in a SQLite file gives the same table.
     copied = tmp_path / "copy.db"
-    done = subprocess.run([sys.executable, "-m", "opeval", "store", "copy", postgres_url, str(copied)],
-                          capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
+    opeval("store", "copy", postgres_url, str(copied), env=env, check=True)
     assert analyze(str(copied)) == on_postgres
 
 

@@ -21,10 +21,23 @@ import pytest
 
 from opeval.events import AgentSpec, ChaosSpec, Trial, TrialConfig
 from opeval.runner import TrialRequest
-from opeval.runtimes import ContainerDefinition, DockerRuntime, Journal, MemberSpec, RestartPolicy, Runtime
+from opeval.runtimes import (
+    ContainerDefinition,
+    DockerRuntime,
+    Journal,
+    MemberSpec,
+    RestartPolicy,
+    Runtime,
+)
 from opeval.store import EventStore
 from opeval.subjects import EtcdSubject, etcd_bin_dir
-from opeval.testing import ChaosContract, RuntimeContract, SubjectContract, run_one_trial
+from opeval.testing import (
+    ChaosContract,
+    RuntimeContract,
+    SubjectContract,
+    run_one_trial,
+)
+from tests.opeval_cli import opeval
 
 pytestmark = pytest.mark.integration
 
@@ -181,8 +194,7 @@ def test_a_killed_harness_is_reaped_by_cleanup(tmp_path: Path, runtime_dir: Path
         if harness.poll() is None:
             harness.kill()
             harness.wait(10)
-    r = subprocess.run([sys.executable, "-m", "opeval", "cleanup"], env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    opeval("cleanup", env=env, check=True)
     assert_no_docker_leftovers()  # the partition's chains lived in the members' namespaces, gone with them
     host_rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True, check=True).stdout
     assert "OPEVAL-" not in host_rules

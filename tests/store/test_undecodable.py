@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -19,10 +17,7 @@ from opeval.cli._exit import ExitCode
 from opeval.errors import NotFoundError
 from opeval.projections.synthetic import write_campaign
 from opeval.store import EventStore, verify_log
-
-
-def opeval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=180)
+from tests.opeval_cli import opeval
 
 
 def _rows(path: Path, sql: str, *params: object) -> list[tuple]:

@@ -4,10 +4,7 @@ and nothing is left running."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from opeval.runner import TrialRequest
 from opeval.testing import run_one_trial
 from opeval.viewer import create_app
 from tests.conftest import labelled_processes
+from tests.opeval_cli import opeval
 
 pytestmark = pytest.mark.integration
 
@@ -94,10 +92,7 @@ def _shown_in_the_limiters_words(store: Path, trial: str, over: int) -> None:
     """``opeval show``, ``analyze`` and the trial page say what was over-admitted, in the
     rate limiter's words and none of etcd's."""
     def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "opeval", *args, "--store", str(store)], capture_output=True,
-                              text=True, timeout=180, env={**os.environ, "COLUMNS": "250"})
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return opeval(*args, "--store", str(store), columns=250, check=True).stdout
 
     shown = cli("show", trial)
     assert "LIMIT BROKEN" in shown and f"{over} over-admitted" in shown, shown

@@ -3,26 +3,22 @@ sandboxed runbook, and leaves nothing behind: opeval itself was not edited for i
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from opeval.events import Trial
 from opeval.store import EventStore
+from tests.opeval_cli import opeval
 from tests.plugins.toykv.conftest import HERE, install_metadata
 
 
 @pytest.mark.integration
 def test_opeval_run_finds_the_plugin_subject_by_entry_point(tmp_path: Path, runtime_dir: Path) -> None:
     install_metadata(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}:{HERE}", "OPEVAL_STORE": str(tmp_path / "e.db")}
-    r = subprocess.run([sys.executable, "-m", "opeval", "run", "--subject", "toykv", "--chaos", "node_kill",
-                        "--agent", "runbook", "--restart-policy", "never", "--seed", "2"],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    env = {"PYTHONPATH": f"{tmp_path / 'site'}:{HERE}", "OPEVAL_STORE": str(tmp_path / "e.db")}
+    r = opeval("run", "--subject", "toykv", "--chaos", "node_kill", "--agent", "runbook", "--restart-policy", "never",
+               "--seed", "2", env=env, check=True)
     assert "recovered" in r.stdout
     with EventStore(tmp_path / "e.db") as store:
         (trial_id,) = {e.originator_id for _, e in store.iter_events() if isinstance(e, Trial.TrialStarted)}
@@ -34,8 +30,7 @@ def test_opeval_run_finds_the_plugin_subject_by_entry_point(tmp_path: Path, runt
     assert events[-1].outcome == "recovered"
     assert not list((runtime_dir / "trials").glob("*")), "a workspace was left behind"
 
-    bad = subprocess.run([sys.executable, "-m", "opeval", "run", "--subject", "toykv", "--chaos", "partition"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    bad = opeval("run", "--subject", "toykv", "--chaos", "partition", env=env)
     assert bad.returncode == 2
     assert "subject toykv does not support chaos kind 'partition': choose one of node_kill, none, pause\n" in bad.stderr
     assert "Traceback" not in bad.stderr

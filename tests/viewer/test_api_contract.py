@@ -22,6 +22,7 @@ from opeval.events import AgentSpec, ChaosSpec, TrialConfig
 from opeval.runner import TrialRequest, run_single
 from opeval.store import EventStore
 from opeval.viewer import create_app
+from tests.opeval_cli import opeval
 from tests.viewer.helpers import read_url, start_viewer, stop_viewer
 
 TOKEN = "a-test-token-of-the-shared-viewer"
@@ -104,11 +105,9 @@ def test_a_locked_viewer_refuses_everything_without_its_token(locked_viewer: str
 
 
 def test_a_viewer_beyond_loopback_needs_a_token(real_store: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "opeval", "view", "--store", str(real_store), "--host", "0.0.0.0"],
-                       capture_output=True, text=True, timeout=60)
+    r = opeval("view", "--store", str(real_store), "--host", "0.0.0.0")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--token" in lines[0], r.stderr
-    short = subprocess.run([sys.executable, "-m", "opeval", "view", "--store", str(real_store), "--token", "short"],
-                           capture_output=True, text=True, timeout=60)
+    short = opeval("view", "--store", str(real_store), "--token", "short")
     assert short.returncode == 2 and "at least 16" in short.stderr

@@ -15,7 +15,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from opeval.projections import ReadModels
 from opeval.projections.synthetic import make_trial, new_campaign, write_campaign
 from opeval.store import EventStore
 from opeval.viewer import bind, create_app, url_of
+from tests.opeval_cli import opeval
 from tests.projections.helpers import aborted_control
 from tests.viewer.cdp import OVERLAPS_JS, Browser
 from tests.viewer.helpers import (
@@ -114,10 +114,8 @@ def viewer(store_path: Path, no_leaks: None) -> Iterator[tuple[str, dict[str, st
     """A store with one real trial and synthetic ones (an agent campaign and a baseline
     paired with it by seed, a resumed campaign with an aborted attempt, an agent trial with
     hostile output), scored under two rule sets, served by ``opeval view``."""
-    proc = subprocess.run([sys.executable, "-m", "opeval", "run", "--baseline", "--target", "follower", "--seed", "11",
-                           "--timeout", "20", "--store", str(store_path), "--json"],
-                          capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
+    proc = opeval("run", "--baseline", "--target", "follower", "--seed", "11", "--timeout", "20",
+                  "--store", str(store_path), "--json", check=True)
     real = json.loads(proc.stdout)
     with EventStore(store_path) as es:
         campaign = new_campaign("synthetic runbook", 6)

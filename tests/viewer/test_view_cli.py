@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,11 +11,8 @@ import httpx
 from opeval.projections.synthetic import write_campaign
 from opeval.store import EventStore
 from tests.cli.test_errors import assert_one_line_error
+from tests.opeval_cli import opeval
 from tests.viewer.helpers import read_url, start_viewer, stop_viewer
-
-
-def opeval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opeval", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_view_serves_on_loopback_and_stops_cleanly_on_ctrl_c(store_path: Path) -> None:

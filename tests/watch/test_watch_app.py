@@ -3,8 +3,6 @@ a person's decision given with a key reaching a waiting agent."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from opeval.sandbox import CommandResult
 from opeval.store import EventStore, parse_store
 from opeval.testing import fake_plugins, run_one_trial
 from opeval.watch import TrialView, WatchApp, sparkline
-
+from tests.opeval_cli import opeval
 
 DEFAULT_RULES = Path(__file__).parents[2] / "projections/rules/default.yaml"
 
@@ -92,9 +90,7 @@ def test_the_view_marks_thrashing_under_the_rule_set_given(fakes: None, store_pa
 
     assert anyio.run(marks, None) == [False, True]  # the default rule set's 30 s window
     assert anyio.run(marks, RuleSet.load(tight).thresholds["thrashing_window_s"]) == [False, False]
-    missing = subprocess.run([sys.executable, "-m", "opeval", "watch", result.trial_id.hex, "--rules",
-                              str(tmp_path / "nope.yaml"), "--store", str(store_path)],
-                             capture_output=True, text=True, timeout=120)
+    missing = opeval("watch", result.trial_id.hex, "--rules", str(tmp_path / "nope.yaml"), "--store", str(store_path))
     assert missing.returncode != 0 and "nope.yaml" in missing.stderr and "Traceback" not in missing.stderr
 
 
