@@ -11,6 +11,7 @@ import pytest
 from opeval.cli import main
 from opeval.cli._exit import ExitCode
 
+QUICKSTART = Path(__file__).parents[2] / "campaigns" / "quickstart.yaml"
 BASE = """\
 name: t
 repetitions: 2
@@ -232,15 +233,30 @@ def test_a_malformed_prices_file_is_refused_before_a_trial_starts(
     pytest.param("name: x\nthresholds: [1,\n", "not valid YAML", id="not-yaml"),
     pytest.param("a: " + "[" * 2000 + "\n", "not valid YAML", id="nested"),
     pytest.param("- 1\n", "must be a mapping", id="a-list")])
-@pytest.mark.parametrize("command", ["analyze", "watch"])
-def test_a_malformed_rule_set_is_refused(command: str, content: str, fragment: str, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", [["analyze", "0123abcd"], ["watch", "0123abcd"], ["run", "--tui"],
+                                     ["run", "campaign", str(QUICKSTART), "--tui"]],
+                         ids=lambda c: " ".join(c[:1] + c[-1:]))
+def test_a_malformed_rule_set_is_refused(command: list[str], content: str, fragment: str, tmp_path: Path,
+                                         runtime_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(content)
-    code, _, err = _run([command, "0123abcd", "--rules", str(rules), "--store", str(tmp_path / "events.db")], capsys)
+    store = tmp_path / "events.db"
+    code, _, err = _run([*command, "--rules", str(rules), "--store", str(store)], capsys)
     assert code == ExitCode.USAGE
     _one_line(err, fragment)
     assert str(rules) in err
+    _nothing_started(store, runtime_dir)
+
+
+def test_rules_for_run_go_with_the_view(tmp_path: Path, runtime_dir: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``run --rules`` sets only the full-screen view's thrashing marks: without ``--tui`` it is refused."""
+    rules = Path(__file__).parents[2] / "projections/rules/default.yaml"
+    store = tmp_path / "events.db"
+    code, _, err = _run(["run", "--baseline", "--rules", str(rules), "--store", str(store)], capsys)
+    assert code == ExitCode.USAGE
+    _one_line(err, "--rules goes with --tui")
+    _nothing_started(store, runtime_dir)
 
 
 def test_the_table_is_large_enough() -> None:

@@ -14,6 +14,7 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from opeval.agents import AgentResult, AgentTools, ApprovalPolicy, Incident
+from opeval.cli import main
 from opeval.events import AgentSpec, ChaosSpec, TrialConfig
 from opeval.projections import RuleSet
 from opeval.runner import TrialRequest
@@ -92,6 +93,31 @@ def test_the_view_marks_thrashing_under_the_rule_set_given(fakes: None, store_pa
     assert anyio.run(marks, RuleSet.load(tight).thresholds["thrashing_window_s"]) == [False, False]
     missing = opeval("watch", result.trial_id.hex, "--rules", str(tmp_path / "nope.yaml"), "--store", str(store_path))
     assert missing.returncode != 0 and "nope.yaml" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.integration
+def test_run_tui_hands_the_rule_set_to_the_view_and_not_to_the_run(store_path: Path, tmp_path: Path,
+                                                                     runtime_dir: Path, no_leaks: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run --tui --rules FILE``: the view marks thrashing by FILE's window, and the trial
+    itself runs (in its child process) without ``--tui`` and ``--rules``."""
+    tight = tmp_path / "tight.yaml"
+    tight.write_text(DEFAULT_RULES.read_text().replace("thrashing_window_s: 30.0", "thrashing_window_s: 0.25"))
+    seen: list[float | None] = []
+
+    def run(app: WatchApp) -> None:  # the screen itself is tested on a real terminal (test_watch_live.py)
+        seen.append(app.thrashing_window_s)
+        assert app.child is not None
+        app.child.wait(timeout=120)  # the run has ended, so closing the view interrupts nothing
+
+    monkeypatch.setattr(WatchApp, "run", run)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--baseline", "--target", "follower", "--timeout", "20", "--store", str(store_path),
+              "--tui", "--rules", str(tight)])
+    assert exited.value.code == 0 and seen == [0.25]
+    with EventStore(store_path, writable=False) as es:
+        (finished,) = [e for _, e in es.iter_events(["opeval.trial:TrialFinished"])]
+    assert finished.outcome == "recovered", finished.reason
 
 
 def test_a_finished_trial_replays_at_the_chosen_speed(fakes: None, store_path: Path) -> None:

@@ -24,6 +24,7 @@ from opeval.store import EventStore, store_exists
 from ._common import (
     JsonFlag,
     StoreOption,
+    ViewRulesOption,
     WideFlag,
     err,
     hint,
@@ -130,6 +131,7 @@ def run(
     approval: Annotated[str | None, Parameter(completer=lambda ctx: ["allow", "deny", "ask"])] = None,
     approval_timeout: float | None = None,
     tui: Annotated[bool, Parameter(negative=())] = False,
+    rules: ViewRulesOption = None,
     store: StoreOption = None,
     json: JsonFlag = False,
 ) -> int:
@@ -246,11 +248,19 @@ def run(
     """
     if tui and json:
         raise UsageError("--tui and --json are two ways to show the run: choose one")
+    if rules is not None and not tui:
+        raise UsageError("--rules goes with --tui (the view's thrashing marks); to score a finished run "
+                         f"under a rule set use `{hint('analyze ID --rules FILE')}`")
+    window = None
+    if tui:
+        from opeval.cli._watch import thrashing_window
+
+        window = thrashing_window(rules)  # a bad rule set fails here, in one line, before anything starts
     if tui and what == "campaign" and file is not None:
         from opeval.runner import load_campaign
 
         load_campaign(file)  # a bad file fails here, in one line, before the screen takes over
-        return _run_with_tui(store)
+        return _run_with_tui(store, window)
     if what == "campaign":
         if file is None:
             raise UsageError(f"give the campaign file: `{hint('run campaign FILE')}` (examples in campaigns/)")
@@ -339,7 +349,7 @@ def run(
 
     prepare(req)  # unknown chaos/target/policy fail here, before the store is touched
     if tui:
-        return _run_with_tui(store)
+        return _run_with_tui(store, window)
     with EventStore(path) as es:
         report = cleanup(es)
         for tid in report.aborted:
@@ -361,12 +371,29 @@ def run(
     return for_outcome(result.outcome)
 
 
-def _run_with_tui(store: Path | None) -> int:
+def _run_with_tui(store: str | None, window: float | None) -> int:
     """This very ``run``, in a child process, followed full screen (see ``opeval watch``)."""
     from opeval.cli._watch import run_with_tui
 
     invoked = list(sys.argv[1:] if INVOKED.argv is None else INVOKED.argv)
-    return run_with_tui([a for a in invoked if a != "--tui"], store_path(store))
+    return run_with_tui(without_view_options(invoked), store_path(store), thrashing_window_s=window)
+
+
+def without_view_options(argv: list[str]) -> list[str]:
+    """``argv`` less what only the view reads (``--tui``, ``--rules FILE``): the child's command line."""
+    kept: list[str] = []
+    skip = False
+    for n, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == "--":
+            kept.extend(argv[n:])
+            break
+        elif arg == "--rules":
+            skip = True
+        elif arg != "--tui" and not arg.startswith("--rules="):
+            kept.append(arg)
+    return kept
 
 
 # --- what is in the store -----------------------------------------------------------------------

@@ -30,6 +30,10 @@ StoreOption = Annotated[
 RulesOption = Annotated[
     Path | None, Parameter(name="--rules", help="Scoring rule set (YAML); default: the shipped default rule set."),
 ]
+ViewRulesOption = Annotated[
+    Path | None, Parameter(name="--rules", help="Rule set (YAML) whose thrashing window marks repeated commands in "
+                                                "the view; default: the shipped default rule set's."),
+]
 JsonFlag = Annotated[bool, Parameter(name="--json", negative=(), help="Print JSON instead of tables.")]
 WideFlag = Annotated[bool, Parameter(name="--wide", negative=(),
                                      help="Show every column, even if the table gets wider than the terminal.")]

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from pathlib import Path
 
 from opeval.errors import NotFoundError, UsageError
 from opeval.store import EventStore, StoreLocation
 
 from ._app import AnyId
-from ._common import RulesOption, StoreOption, err, out, store_path
+from ._common import StoreOption, ViewRulesOption, err, out, store_path
 from ._exit import ExitCode
 
 
@@ -27,7 +28,7 @@ def _running(es: EventStore) -> tuple[uuid.UUID | None, uuid.UUID | None]:
     return (campaign if es.campaign(campaign).trials_planned > 1 else None), trial
 
 
-def watch(id: AnyId | None = None, /, *, speed: float = 1.0, rules: RulesOption = None,  # noqa: A002
+def watch(id: AnyId | None = None, /, *, speed: float = 1.0, rules: ViewRulesOption = None,  # noqa: A002
           store: StoreOption = None) -> int:
     """Follow a trial or campaign live in the terminal, or replay a finished trial.
 
@@ -43,17 +44,10 @@ def watch(id: AnyId | None = None, /, *, speed: float = 1.0, rules: RulesOption 
         A trial or campaign id or unique prefix (default: the trial running now).
     speed
         Replay speed of a finished trial (2: twice as fast; 0: show its end at once).
-    rules
-        The rule set whose thrashing window marks repeated commands (default: the shipped
-        default rule set's, as ``analyze`` counts them).
     """
     if speed < 0:
         raise UsageError("--speed must be 0 (show the end at once) or a positive factor")
-    window = None
-    if rules:
-        from opeval.projections import RuleSet
-
-        window = RuleSet.load(rules).thresholds["thrashing_window_s"]
+    window = thrashing_window(rules)
     path = store_path(store)
     with EventStore(path, writable=False) as es:
         if id is None:
@@ -67,8 +61,19 @@ def watch(id: AnyId | None = None, /, *, speed: float = 1.0, rules: RulesOption 
     return ExitCode.OK
 
 
-def run_with_tui(argv: list[str], path: StoreLocation) -> int:
-    """Run ``opeval run ARGV`` in a child process and follow what it records, full screen.
+def thrashing_window(rules: Path | None) -> float | None:
+    """The thrashing window of the rule set in file ``rules`` (``None``: the view's default,
+    the shipped rule set's); a missing or malformed file fails here, in one line."""
+    if rules is None:
+        return None
+    from opeval.projections import RuleSet
+
+    return float(RuleSet.load(rules).thresholds["thrashing_window_s"])
+
+
+def run_with_tui(argv: list[str], path: StoreLocation, *, thrashing_window_s: float | None = None) -> int:
+    """Run ``opeval run ARGV`` in a child process and follow what it records, full screen,
+    marking repeated commands within ``thrashing_window_s`` (default: the shipped rule set's).
 
     Quitting the view interrupts the run (its trials are recorded as aborted); the exit
     code is the run's.
@@ -80,7 +85,7 @@ def run_with_tui(argv: list[str], path: StoreLocation) -> int:
     with tempfile.TemporaryFile("w+") as log:
         child = subprocess.Popen([sys.executable, "-m", "opeval", *argv], stdout=log, stderr=log,
                                  stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
-        view = WatchApp(path, follow_after=position, child=child)
+        view = WatchApp(path, follow_after=position, child=child, thrashing_window_s=thrashing_window_s)
         try:
             view.run()
         finally:
