@@ -71,6 +71,23 @@ def test_the_runbook_puts_a_drifted_node_back_on_the_configured_limit(tmp_path: 
     assert result.outcome == "recovered", result.reason
 
 
+@pytest.mark.parametrize(("kind", "target", "repair"), [
+    pytest.param("pause", "limiter-2", "nodectl restart limiter-2", id="pause-a-node"),
+    pytest.param("pause", "leader", "nodectl restart redis-1", id="pause-the-primary"),
+    pytest.param("memory_pressure", "leader", "redis-cli CONFIG SET maxmemory 0", id="memory_pressure"),
+])
+def test_the_runbook_repairs_a_fault_it_has_a_step_for(kind: str, target: str, repair: str, tmp_path: Path) -> None:
+    """The runbook's other documented repairs, each on its fault: a paused member restarted,
+    a memory cap that evicts counters lifted. The trial recovers only once the repair is done."""
+    result, events = _trial(tmp_path, kind, target, "runbook")
+    commands = _commands(events)
+    assert repair in commands, commands
+    assert result.outcome == "recovered", result.reason
+    (recovered,) = [e for e in events if isinstance(e, Trial.RecoveryDetected)]
+    repaired = next(e for e in events if isinstance(e, Trial.AgentCommandExecuted) and e.command == repair)
+    assert recovered.criteria_met_offset_s > repaired.started_offset_s  # after the repair, not before it
+
+
 def test_over_admission_is_measured_while_a_node_runs_a_wrong_limit(tmp_path: Path) -> None:
     result, events = _trial(tmp_path, "config_drift", "random", "none", timeout_s=6.0, rate_hz=80.0)
     safety = _one(events, Trial.DataSafetyChecked)
