@@ -38,7 +38,7 @@ class ScriptedShell:
             self.started = True
         elif command == "rlctl topology":
             out = TOPOLOGY
-        elif command == "redis-cli ROLE":
+        elif command == "timeout 2 redis-cli ROLE":
             out, code = ("master\n0\n", 0) if self.promoted else ("", 1)
         elif command == "redis-cli -p 7101 SENTINEL FAILOVER opeval":
             self.promoted = self.sentinels_fail_over
@@ -68,7 +68,7 @@ def test_a_sentinel_is_asked_to_fail_over_before_the_killed_primary_is_restarted
     _run(shell)
     failover = shell.commands.index("redis-cli -p 7101 SENTINEL FAILOVER opeval")
     assert failover < shell.commands.index("nodectl start redis-1")
-    assert shell.commands[failover + 1] == "redis-cli ROLE"  # then it checks the promotion took
+    assert shell.commands[failover + 1] == "timeout 2 redis-cli ROLE"  # then it checks the promotion took
     assert shell.commands.count("redis-cli -p 7101 SENTINEL FAILOVER opeval") == 1
 
 
@@ -76,5 +76,18 @@ def test_the_wait_for_a_primary_is_bounded_when_no_failover_comes(no_waiting: No
     shell = ScriptedShell(sentinels_fail_over=False)
     _run(shell)
     assert "nodectl start redis-1" in shell.commands  # restarted after the bounded wait, not never
-    waited = shell.commands[:shell.commands.index("nodectl start redis-1")].count("redis-cli ROLE")
+    waited = shell.commands[:shell.commands.index("nodectl start redis-1")].count("timeout 2 redis-cli ROLE")
     assert 3 <= waited <= 10
+
+
+@pytest.mark.parametrize("sentinels_fail_over", [True, False])
+def test_the_primary_is_never_asked_without_a_timeout_before_the_repair(no_waiting: None,
+                                                                       sentinels_fail_over: bool) -> None:
+    """Until the down Redis is back, the primary the Sentinels name may be a paused one: it
+    accepts the connection and never answers, so every question to it is bounded (a trial
+    once spent the whole trial in a bare ``redis-cli INFO replication``)."""
+    shell = ScriptedShell(sentinels_fail_over=sentinels_fail_over)
+    _run(shell)
+    before = shell.commands[:shell.commands.index("nodectl start redis-1")]
+    to_primary = [c for c in before if "redis-cli" in c and " -p " not in c]
+    assert to_primary and all(c.startswith("timeout ") for c in to_primary), to_primary

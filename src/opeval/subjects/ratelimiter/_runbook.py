@@ -15,6 +15,9 @@ import anyio
 from opeval.agents import AgentResult, AgentTools, Incident, down_members
 
 _LIMIT = re.compile(r"^(limiter-\d+)\s+limit (\d+) per", re.MULTILINE)
+#: Asking the primary the Sentinels name while one may be paused: a stopped Redis still
+#: accepts connections and never answers, and redis-cli has no reply timeout of its own.
+ASK_PRIMARY = "timeout 2 redis-cli"
 
 
 async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> AgentResult:
@@ -22,7 +25,7 @@ async def run_runbook(incident: Incident, tools: AgentTools, limit: int) -> Agen
     tools.note(f"Paged: {incident.alert}. First the supervisor's view, then the nodes and Redis.")
     status = await tools.shell("nodectl status")
     nodes = await tools.shell("rlctl nodes")
-    await tools.shell("redis-cli INFO replication")
+    await tools.shell(f"{ASK_PRIMARY} INFO replication")
     repaired: list[str] = []
     down = down_members(status.stdout)
     if any(m.startswith("redis-") for m in down):
@@ -87,7 +90,7 @@ async def _await_failover(tools: AgentTools) -> None:
     twice the failover timeout before the next), ask one Sentinel to fail over now."""
     tools.note("A Redis server is down: waiting for the Sentinels to name a primary that answers before touching it.")
     for attempt, delay in enumerate((0.5, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0)):  # 12.5 s, 9 polls
-        if (await tools.shell("redis-cli ROLE")).stdout.split()[:1] == ["master"]:
+        if (await tools.shell(f"{ASK_PRIMARY} ROLE")).stdout.split()[:1] == ["master"]:
             return
         if attempt == 4:  # about 4 s: Sentinel's own failover takes 1-3 s here
             topology = (await tools.shell("rlctl topology")).stdout
