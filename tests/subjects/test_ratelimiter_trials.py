@@ -41,7 +41,8 @@ def _commands(events: list[Any]) -> list[str]:
 
 
 def test_the_baseline_shows_sentinels_own_failover(tmp_path: Path) -> None:
-    result, events = _trial(tmp_path, "node_kill", "leader", "none", timeout_s=6.0)
+    # Long enough for a second election: a lost one is retried after twice the failover timeout (2 x 4 s).
+    result, events = _trial(tmp_path, "node_kill", "leader", "none", timeout_s=14.0)
     leaders = [e.state.leader for e in events if isinstance(e, Trial.StateSnapshot)]
     assert leaders[0] == "redis-1" and leaders[-1] == "redis-2", leaders  # promoted by the Sentinels, no agent
     assert not any(isinstance(e, Trial.AgentStarted) for e in events)
