@@ -9,13 +9,7 @@ import pytest
 
 from opeval.agents._labeller import LabellingFailed
 from opeval.cli._exit import MEANINGS, ExitCode, for_outcome
-from opeval.errors import (
-    EnvironmentProblem,
-    NotFoundError,
-    OpevalError,
-    StoreError,
-    UsageError,
-)
+from opeval.errors import EnvironmentProblem, NotFoundError, OpevalError, StoreError, UsageError
 from opeval.runner import CampaignFileError
 from opeval.store import EventStore
 from tests.opeval_cli import opeval

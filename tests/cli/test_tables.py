@@ -13,12 +13,7 @@ from rich.console import Console
 
 from opeval.cli._ids import short_ids
 from opeval.cli._tables import Col, fit, print_table
-from opeval.projections.synthetic import (
-    make_control_trial,
-    make_trial,
-    new_campaign,
-    write_campaign,
-)
+from opeval.projections.synthetic import make_control_trial, make_trial, new_campaign, write_campaign
 from opeval.store import EventStore
 from tests.cli.terminal import in_terminal
 from tests.opeval_cli import opeval
